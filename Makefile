@@ -1,0 +1,35 @@
+# Everything a fresh machine needs: `make run` for the service, `make test` for the suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8511
+export PORT
+
+.PHONY: install services run worker test lint typecheck clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services: install
+	$(BIN)/python -m pipeline.services
+
+run: services
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+
+lint: install
+	$(BIN)/ruff check api pipeline tests
+
+typecheck: install
+	$(BIN)/mypy
+
+test: services lint typecheck
+	$(BIN)/python -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

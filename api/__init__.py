@@ -1,0 +1,53 @@
+"""The upload service: a Flask app factory, one blueprint per area."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from api.errors import register_error_handlers
+from api.state import ApiState, init_state
+from api.uploads import UploadRequest
+from pipeline.queues import build_broker
+from pipeline.cache import ResultCache
+from pipeline.context import connect_redis
+from pipeline.jobs import JobStore
+from pipeline.settings import Settings
+
+
+def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
+    if isinstance(config, Settings):
+        settings = config
+    else:
+        settings = Settings.from_env(**(config or {}))
+    settings.ensure_dirs()
+
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 2**20
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    client = connect_redis(settings)
+    init_state(
+        app,
+        ApiState(
+            settings=settings,
+            redis=client,
+            jobs=JobStore(client, result_ttl=settings.result_ttl_seconds),
+            cache=ResultCache(client, enabled=settings.enable_cache, size=settings.cache_size,
+                              ttl=settings.cache_ttl_seconds),
+            broker=build_broker(settings),
+        ),
+    )
+
+    from api import health, transcribe
+
+    app.register_blueprint(transcribe.bp)
+    app.register_blueprint(health.bp)
+    register_error_handlers(app)
+    if not app.debug:
+        logging.basicConfig(level=logging.INFO)
+    return app

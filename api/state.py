@@ -1,0 +1,33 @@
+"""The API's long-lived collaborators, built once in ``create_app`` and kept on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from flask import Flask, current_app
+
+from pipeline.cache import ResultCache
+from pipeline.jobs import JobStore
+from pipeline.settings import Settings
+
+EXTENSION = "whisper_pipeline"
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    cache: ResultCache
+    broker: RabbitmqBroker
+
+
+def init_state(app: Flask, state: ApiState) -> None:
+    app.extensions[EXTENSION] = state
+
+
+def state() -> ApiState:
+    result: ApiState = current_app.extensions[EXTENSION]
+    return result

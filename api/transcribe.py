@@ -1,0 +1,96 @@
+"""Routes for submitting jobs, following them and downloading transcripts."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from api import views
+from api.state import state
+from api.submission import submit
+from pipeline.errors import (
+    PipelineError,
+    ResultNotReady,
+    SyncTimeout,
+)
+from pipeline.formats import check_format, render
+from pipeline.jobs import Job
+
+bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe")
+
+
+def _result_format(default: str = "json") -> str:
+    name = request.args.get("format") or request.form.get("response_format") or default
+    return check_format(name, "format")
+
+
+def _answer_result(job: Job, fmt: str) -> Response:
+    transcript = state().jobs.result(job.task_id)
+    if transcript is None:
+        raise ResultNotReady(f"The job is {job.status}; its transcript is not available.")
+    body, content_type = render(transcript, fmt)
+    response = Response(body, content_type=content_type)
+    extension = {"text": "txt", "verbose_json": "json"}.get(fmt, fmt)
+    response.headers["Content-Disposition"] = f'inline; filename="{job.task_id}.{extension}"'
+    return response
+
+
+def _failure(job: Job) -> PipelineError:
+    """The error of a failed job, with the HTTP status its code maps to."""
+    error = job.error or {}
+    for cls in _subclasses(PipelineError):
+        if cls.code == error.get("code"):
+            return cls(error.get("message", "The job failed."))
+    exc = PipelineError(error.get("message", "The job failed."))
+    exc.code = error.get("code", "job_failed")
+    return exc
+
+
+def _subclasses(cls: type[PipelineError]) -> list[type[PipelineError]]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
+
+
+@bp.post("/async")
+def submit_async() -> tuple[Response, int]:
+    st = state()
+    submitted = submit(request, st)
+    return jsonify(views.accepted(submitted.job)), 202
+
+
+@bp.post("")
+def submit_sync() -> Response:
+    st = state()
+    fmt = _result_format()
+    job = submit(request, st).job
+    job = st.jobs.wait_final(job.task_id, st.settings.sync_timeout_seconds)
+    if job.status == "completed":
+        return _answer_result(job, fmt)
+    if job.status == "failed":
+        raise _failure(job)
+    if job.is_final:
+        raise ResultNotReady(f"The job was {job.status}.")
+    raise SyncTimeout(
+        f"The transcription did not finish within {st.settings.sync_timeout_seconds} s; it goes "
+        f"on as job {job.task_id}: follow it at {views.accepted(job)['status_url']}"
+    )
+
+
+@bp.get("/async/status/<task_id>")
+def status(task_id: str) -> Response:
+    st = state()
+    return jsonify(views.status(st.jobs.get(task_id), st.jobs))
+
+
+@bp.get("/async/<task_id>/result")
+def result(task_id: str) -> Response:
+    st = state()
+    job = st.jobs.get(task_id)
+    fmt = _result_format()
+    if job.status != "completed":
+        if job.status == "failed":
+            message = (job.error or {}).get("message", "")
+            raise ResultNotReady(f"The job failed: {message}")
+        raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
+    return _answer_result(job, fmt)

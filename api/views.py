@@ -1,0 +1,73 @@
+"""JSON views of jobs: the only place where a ``Job`` becomes a dict for a client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import url_for
+
+from pipeline.jobs import Job, JobStore
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def accepted(job: Job) -> dict[str, Any]:
+    return {
+        "task_id": job.task_id,
+        "status": job.status,
+        "cached": job.cached,
+        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
+        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+    }
+
+
+def status(job: Job, jobs: JobStore) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "task_id": job.task_id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(job.progress, 4),
+        "cached": job.cached,
+        "device": job.device,
+        "engine": job.options.engine,
+        "model": job.options.model,
+        "language": job.language or job.options.language,
+        "language_probability": job.language_probability,
+        "duration": job.duration,
+        "filename": job.filename,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "error": job.error,
+        "webhook": {
+            "url": job.webhook_url,
+            "state": job.webhook_state or "pending",
+            "attempts": job.webhook_attempts,
+            "last_status": job.webhook_last_status,
+        } if job.webhook_url else None,
+        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
+        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+    }
+    if job.status == "queued":
+        body["queue_position"] = jobs.queue_position(job.task_id)
+    if job.status == "transcribing":
+        body["segments"] = [
+            {"id": s.id, "start": s.start, "end": s.end, "text": s.text}
+            for s in jobs.segments(job.task_id)
+        ]
+    if job.status == "completed":
+        result = jobs.result(job.task_id)
+        if result is not None:
+            body["result"] = {
+                "text": result.text,
+                "language": result.language,
+                "duration": result.duration,
+                "segments": [
+                    {"id": s.id, "start": s.start, "end": s.end, "text": s.text}
+                    for s in result.segments
+                ],
+            }
+    return body

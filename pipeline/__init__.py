@@ -1,0 +1,1 @@
+"""whisper-pipeline: the stages, actors and stores behind the transcription service."""

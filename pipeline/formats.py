@@ -1,0 +1,123 @@
+"""Render a transcript in the formats clients download.
+
+These are written here rather than borrowed from openai-whisper's writers because those live
+in a package that imports torch, and the web process must stay small; the tests check every
+format with an independent parser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pipeline.errors import InvalidOption
+from pipeline.transcript import Segment, Transcript
+
+
+def _timestamp(seconds: float, separator: str, *, always_hours: bool = True) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    head = f"{hours:02d}:" if always_hours or hours else ""
+    return f"{head}{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _cues(transcript: Transcript) -> list[Segment]:
+    # Subtitle players choke on empty cues; whitespace-only segments carry nothing to show.
+    return [s for s in transcript.segments if s.text.strip()]
+
+
+def to_json(t: Transcript) -> str:
+    return json.dumps(
+        {
+            "text": t.text,
+            "language": t.language,
+            "duration": t.duration,
+            "segments": [
+                {"id": s.id, "start": s.start, "end": s.end, "text": s.text} for s in t.segments
+            ],
+        },
+        ensure_ascii=False,
+    )
+
+
+def to_verbose_json(t: Transcript) -> str:
+    """The shape OpenAI's clients read for ``response_format=verbose_json``."""
+    body: dict[str, object] = {
+        "task": t.task,
+        "language": t.language,
+        "duration": t.duration,
+        "text": t.text,
+        "segments": [
+            {
+                "id": s.id,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": list(s.tokens),
+                "temperature": s.temperature,
+                "avg_logprob": s.avg_logprob,
+                "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
+            }
+            for s in t.segments
+        ],
+    }
+    words = [w for s in t.segments for w in (s.words or ())]
+    if words:
+        body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in words]
+    return json.dumps(body, ensure_ascii=False)
+
+
+def to_text(t: Transcript) -> str:
+    return t.text.strip() + "\n"
+
+
+def to_srt(t: Transcript) -> str:
+    blocks = [
+        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        for n, s in enumerate(_cues(t), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(t: Transcript) -> str:
+    blocks = [
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
+        for s in _cues(t)
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_tsv(t: Transcript) -> str:
+    # Integer milliseconds, as openai-whisper's TSV writer does, so tools that read one read ours.
+    rows = ["start\tend\ttext"]
+    rows += [
+        f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{s.text.strip().replace(chr(9), ' ')}"
+        for s in _cues(t)
+    ]
+    return "\n".join(rows) + "\n"
+
+
+FORMATS: dict[str, tuple[Callable[[Transcript], str], str]] = {
+    "json": (to_json, "application/json"),
+    "verbose_json": (to_verbose_json, "application/json"),
+    "text": (to_text, "text/plain; charset=utf-8"),
+    "srt": (to_srt, "application/x-subrip; charset=utf-8"),
+    "vtt": (to_vtt, "text/vtt; charset=utf-8"),
+    "tsv": (to_tsv, "text/tab-separated-values; charset=utf-8"),
+}
+
+
+def check_format(name: str, field: str = "format") -> str:
+    if name not in FORMATS:
+        raise InvalidOption(f"{field} must be one of {', '.join(FORMATS)}, not {name!r}", field=field)
+    return name
+
+
+def render(transcript: Transcript, name: str) -> tuple[str, str]:
+    """Return (body, content type) for format ``name``."""
+    writer, content_type = FORMATS[check_format(name)]
+    return writer(transcript), content_type

@@ -1,0 +1,319 @@
+"""Job records in Redis: creation, atomic state transitions, progress and results.
+
+States only move forward (``queued -> extracting -> transcribing -> completed | failed |
+cancelled``); every transition is one Lua script, so that two workers holding the same
+redelivered message, or a cancellation racing a completion, can never move a job backwards
+or out of a final state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import redis
+
+from pipeline.errors import JobNotFound
+from pipeline.options import TranscribeOptions
+from pipeline.transcript import Segment, Transcript
+
+PREFIX = "wp"
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+class State(str, Enum):
+    QUEUED = "queued"
+    EXTRACTING = "extracting"
+    TRANSCRIBING = "transcribing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Moved(Enum):
+    MOVED = 1
+    ALREADY = 2  # the job is in that state already (a redelivered message)
+    REFUSED = 0  # the job is final, or further along
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def job_key(task_id: str) -> str:
+    return f"{PREFIX}:job:{task_id}"
+
+
+def events_channel(task_id: str) -> str:
+    return f"{PREFIX}:job:{task_id}:events"
+
+
+# KEYS: job hash, queued zset, history list, result key, segments list
+# ARGV: new state, now, ttl for final jobs, event json, result json ('' for none), task id,
+#       then field/value pairs
+_TRANSITION = """
+local rank = {queued=0, extracting=1, transcribing=2, completed=3, failed=3, cancelled=3}
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return -1 end
+local new = ARGV[1]
+if current == new then return 2 end
+if rank[current] == 3 or rank[new] <= rank[current] then return 0 end
+local now = ARGV[2]
+redis.call('HSET', KEYS[1], 'status', new, 'updated_at', now)
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if current == 'queued' then
+  redis.call('ZREM', KEYS[2], ARGV[6])
+  redis.call('HSETNX', KEYS[1], 'started_at', now)
+end
+redis.call('RPUSH', KEYS[3], cjson.encode({status=new, at=tonumber(now)}))
+if rank[new] == 3 then
+  redis.call('HSET', KEYS[1], 'finished_at', now)
+  if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
+  local ttl = tonumber(ARGV[3])
+  for i = 1, 5 do
+    if i ~= 2 and redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
+  end
+end
+redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[4])
+return 1
+"""
+
+# KEYS: job hash, segments list. ARGV: progress, segment json, event json
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'transcribing' then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
+redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3])
+return 1
+"""
+
+
+@dataclass
+class Job:
+    task_id: str
+    status: str
+    stage: str
+    progress: float
+    created_at: float
+    options: TranscribeOptions
+    sha256: str = ""
+    filename: str = ""
+    upload_path: str = ""
+    audio_path: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+    duration: float | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    device: str | None = None
+    cached: bool = False
+    error: dict[str, str] | None = None
+    webhook_url: str = ""
+    webhook_state: str = ""
+    webhook_attempts: int = 0
+    webhook_last_status: int | None = None
+    result_url: str = ""
+    owner: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> Job:
+        def num(name: str) -> float | None:
+            return float(data[name]) if data.get(name) not in (None, "") else None
+
+        return cls(
+            task_id=data["task_id"],
+            status=data["status"],
+            stage=data.get("stage", ""),
+            progress=float(data.get("progress") or 0.0),
+            created_at=float(data["created_at"]),
+            options=TranscribeOptions.from_json(data["options"]),
+            sha256=data.get("sha256", ""),
+            filename=data.get("filename", ""),
+            upload_path=data.get("upload_path", ""),
+            audio_path=data.get("audio_path", ""),
+            started_at=num("started_at"),
+            finished_at=num("finished_at"),
+            updated_at=num("updated_at"),
+            duration=num("duration"),
+            language=data.get("language") or None,
+            language_probability=num("language_probability"),
+            device=data.get("device") or None,
+            cached=data.get("cached") == "1",
+            error=json.loads(data["error"]) if data.get("error") else None,
+            webhook_url=data.get("webhook_url", ""),
+            webhook_state=data.get("webhook_state", ""),
+            webhook_attempts=int(data.get("webhook_attempts") or 0),
+            webhook_last_status=int(data["webhook_last_status"])
+            if data.get("webhook_last_status")
+            else None,
+            result_url=data.get("result_url", ""),
+            owner=data.get("owner", ""),
+        )
+
+
+def _flatten(fields: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for name, value in fields.items():
+        if value is None:
+            value = ""
+        elif isinstance(value, bool):
+            value = "1" if value else "0"
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        out += [name, str(value)]
+    return out
+
+
+def _mapping(fields: dict[str, Any]) -> dict[str, str]:
+    flat = _flatten(fields)
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, *, result_ttl: int) -> None:
+        self.redis = client
+        self.result_ttl = result_ttl
+        self._transition = client.register_script(_TRANSITION)
+        self._progress = client.register_script(_PROGRESS)
+
+    # -- writing ---------------------------------------------------------------------------
+    def create(self, task_id: str, options: TranscribeOptions, **fields: Any) -> Job:
+        now = time.time()
+        record = {
+            "task_id": task_id,
+            "status": State.QUEUED.value,
+            "stage": "queued",
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+            "options": options.to_json(),
+            "engine": options.engine,
+            "model": options.model,
+            **fields,
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(job_key(task_id), mapping=_mapping(record))
+        pipe.zadd(f"{PREFIX}:queued", {task_id: now})
+        pipe.zadd(f"{PREFIX}:jobs", {task_id: now})
+        pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
+        pipe.execute()
+        return self.get(task_id)
+
+    def transition(
+        self, task_id: str, state: State, *, result: Transcript | None = None, **fields: Any
+    ) -> Moved:
+        """Move the job to ``state`` if that is forward; set ``fields`` only when it moves."""
+        now = time.time()
+        if state.value in FINAL_STATES:
+            fields.setdefault("stage", "done")
+            if state is State.COMPLETED:
+                fields.setdefault("progress", 1.0)
+        else:
+            fields.setdefault("stage", state.value)
+        event = json.dumps({"type": "status", "task_id": task_id, "status": state.value, "at": now,
+                            **({"error": fields["error"]} if "error" in fields else {})})
+        key = job_key(task_id)
+        rc = self._transition(
+            keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments"],
+            args=[
+                state.value,
+                repr(now),
+                self.result_ttl,
+                event,
+                json.dumps(result.to_dict()) if result is not None else "",
+                task_id,
+                *_flatten(fields),
+            ],
+        )
+        if rc == -1:
+            raise JobNotFound(f"No job with id {task_id}.")
+        return Moved(rc)
+
+    def set_fields(self, task_id: str, **fields: Any) -> None:
+        """Set descriptive fields (not the state) on a job that still exists."""
+        key = job_key(task_id)
+        if not self.redis.exists(key):
+            raise JobNotFound(f"No job with id {task_id}.")
+        self.redis.hset(key, mapping=_mapping(fields))
+
+    def add_segment(self, task_id: str, segment: Segment, progress: float) -> bool:
+        key = job_key(task_id)
+        seg = segment.to_dict()
+        event = json.dumps({"type": "segment", "task_id": task_id, "progress": progress, "segment": seg})
+        return bool(self._progress(keys=[key, f"{key}:segments"],
+                                   args=[repr(progress), json.dumps(seg), event]))
+
+    def reset_segments(self, task_id: str) -> None:
+        # A redelivered transcription starts over; half a list from the dead attempt would repeat.
+        self.redis.delete(f"{job_key(task_id)}:segments")
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, task_id: str) -> Job:
+        data = self.redis.hgetall(job_key(task_id))
+        if not data or "status" not in data:
+            raise JobNotFound(f"No job with id {task_id}.")
+        return Job.from_hash(data)
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.redis.lrange(f"{job_key(task_id)}:history", 0, -1)]
+
+    def segments(self, task_id: str) -> list[Segment]:
+        raw = self.redis.lrange(f"{job_key(task_id)}:segments", 0, -1)
+        return [Segment.from_dict(json.loads(x)) for x in raw]
+
+    def result(self, task_id: str) -> Transcript | None:
+        raw = self.redis.get(f"{job_key(task_id)}:result")
+        return Transcript.from_dict(json.loads(raw)) if raw else None
+
+    def queue_position(self, task_id: str) -> int | None:
+        rank = self.redis.zrank(f"{PREFIX}:queued", task_id)
+        return None if rank is None else int(rank) + 1
+
+    def wait_final(self, task_id: str, timeout: float) -> Job:
+        """Block until the job is final or ``timeout`` passes; return the job as it is then."""
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(events_channel(task_id))
+        try:
+            # Subscribed before the first read, so a transition in between is not missed.
+            job = self.get(task_id)
+            while not job.is_final:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Any event, or a quiet second, is a reason to read the record again.
+                pubsub.get_message(timeout=min(left, 1.0))
+                job = self.get(task_id)
+            return job
+        finally:
+            pubsub.close()
+
+    def events(self, task_id: str, timeout: float) -> Iterator[dict[str, Any]]:
+        """Events published for a job until it is final (used by the SSE endpoint)."""
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(events_channel(task_id))
+        try:
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=1.0)
+                if message is None:
+                    if self.get(task_id).is_final:
+                        return
+                    continue
+                event = json.loads(message["data"])
+                yield event
+                if event.get("type") == "status" and event.get("status") in FINAL_STATES:
+                    return
+        finally:
+            pubsub.close()

@@ -1,0 +1,126 @@
+"""Per-request transcription options: parsed and checked once, then carried as a frozen value."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from pipeline.errors import InvalidOption
+from pipeline.settings import ENGINES, Settings
+
+TASKS = ("transcribe", "translate")
+# Which request fields are options at all; anything else in a form is reported, not ignored.
+OPTION_FIELDS = (
+    "engine",
+    "model",
+    "language",
+    "task",
+    "word_timestamps",
+    "vad_filter",
+    "initial_prompt",
+    "temperature",
+    "beam_size",
+)
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    engine: str = "faster-whisper"
+    model: str = "tiny.en"
+    language: str | None = None
+    task: str = "transcribe"
+    word_timestamps: bool = False
+    vad_filter: bool = False
+    initial_prompt: str | None = None
+    temperature: float = 0.0
+    beam_size: int = 5
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str) -> TranscribeOptions:
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def fingerprint(self) -> str:
+        """The part of a cache key that depends on options: every field changes the output."""
+        return self.to_json()
+
+    @classmethod
+    def parse(cls, form: Mapping[str, Any], settings: Settings) -> TranscribeOptions:
+        """Build options from form or JSON fields, naming the field in any error."""
+        opts = cls(engine=settings.default_engine, model=settings.default_model)
+        values: dict[str, Any] = {}
+        if "engine" in form:
+            engine = _text(form, "engine")
+            if engine not in ENGINES:
+                raise InvalidOption(
+                    f"engine must be one of {', '.join(ENGINES)}, not {engine!r}", field="engine"
+                )
+            values["engine"] = engine
+        if "model" in form:
+            values["model"] = _text(form, "model")
+        if "language" in form:
+            language = _text(form, "language").lower()
+            if language in ("", "auto"):
+                values["language"] = None
+            elif not (language.isalpha() and 2 <= len(language) <= 3) and language != "haw":
+                raise InvalidOption(
+                    f"language must be a language code such as 'en' or 'de', not {language!r}",
+                    field="language",
+                )
+            else:
+                values["language"] = language
+        if "task" in form:
+            task = _text(form, "task")
+            if task not in TASKS:
+                raise InvalidOption(f"task must be 'transcribe' or 'translate', not {task!r}", field="task")
+            values["task"] = task
+        for name in ("word_timestamps", "vad_filter"):
+            if name in form:
+                values[name] = _flag(form, name)
+        if "initial_prompt" in form:
+            values["initial_prompt"] = _text(form, "initial_prompt") or None
+        if "temperature" in form:
+            values["temperature"] = _float(form, "temperature", 0.0, 1.0)
+        if "beam_size" in form:
+            values["beam_size"] = int(_float(form, "beam_size", 1, 20, integer=True))
+        return replace(opts, **values)
+
+
+def _text(form: Mapping[str, Any], name: str) -> str:
+    value = form[name]
+    if not isinstance(value, str):
+        raise InvalidOption(f"{name} must be a string", field=name)
+    return value.strip()
+
+
+def _flag(form: Mapping[str, Any], name: str) -> bool:
+    value = form[name]
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidOption(f"{name} must be true or false, not {value!r}", field=name)
+
+
+def _float(
+    form: Mapping[str, Any], name: str, low: float, high: float, *, integer: bool = False
+) -> float:
+    value = form[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidOption(f"{name} must be a number, not {value!r}", field=name) from None
+    if integer and number != int(number):
+        raise InvalidOption(f"{name} must be a whole number, not {value!r}", field=name)
+    if not low <= number <= high:
+        raise InvalidOption(f"{name} must be between {low:g} and {high:g}, not {value!r}", field=name)
+    return number

@@ -1,0 +1,147 @@
+"""The one settings object, built from the environment once and passed in explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pipeline.errors import SettingsError
+
+T = TypeVar("T")
+
+ENGINES = ("faster-whisper", "openai-whisper")
+DEVICES = ("auto", "cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://localhost:6379/0"
+    rabbitmq_url: str = "amqp://guest:guest@localhost:5672/"
+    upload_dir: Path = Path("data/uploads")
+    device: str = "auto"
+    gpu_memory_threshold: float = 0.9
+    default_engine: str = "faster-whisper"
+    default_model: str = "tiny.en"
+    compute_type: str = ""  # empty: float16 on a GPU, int8 on the CPU
+    cpu_threads: int = 0  # 0: the engine's own default
+    model_cache_size: int = 2
+    model_idle_timeout: int = 600
+    enable_cache: bool = True
+    cache_size: int = 100
+    cache_ttl_seconds: int = 3600
+    enable_disk_cache: bool = False
+    cache_dir: Path = Path("data/cache")
+    job_time_limit_seconds: int = 1800
+    max_retries: int = 2
+    max_tasks_per_child: int = 0  # 0: never recycle
+    max_upload_mb: int = 1024
+    max_duration_seconds: int = 4 * 3600
+    sync_timeout_seconds: int = 300
+    result_ttl_seconds: int = 7 * 24 * 3600
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 5
+    webhook_allow_private: bool = False
+    api_keys: tuple[str, ...] = ()
+    rate_limit: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting from ``environ`` (default: the process environment).
+
+        A value that does not parse raises ``SettingsError`` naming the variable, so that a
+        typo stops start-up instead of surfacing as a strange failure hours later.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = f.name.upper()
+            if name in env and env[name].strip() != "":
+                values[f.name] = _PARSERS.get(f.name, _as_str)(name, env[name].strip())
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.device not in DEVICES:
+            raise SettingsError(f"DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.default_engine not in ENGINES:
+            raise SettingsError(
+                f"DEFAULT_ENGINE must be one of {', '.join(ENGINES)}, not {self.default_engine!r}"
+            )
+        if not 0.0 < self.gpu_memory_threshold <= 1.0:
+            raise SettingsError("GPU_MEMORY_THRESHOLD must be a fraction in (0, 1]")
+        for url, name, schemes in (
+            (self.redis_url, "REDIS_URL", ("redis://", "rediss://", "unix://")),
+            (self.rabbitmq_url, "RABBITMQ_URL", ("amqp://", "amqps://")),
+        ):
+            if not url.startswith(schemes):
+                raise SettingsError(f"{name} must start with {' or '.join(schemes)}: {url!r}")
+
+    def ensure_dirs(self) -> None:
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        if self.enable_disk_cache:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _as_str(name: str, raw: str) -> str:
+    return raw
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def _number(kind: Callable[[str], T], label: str, minimum: float = 0) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be {label}, not {raw!r}") from None
+        if value < minimum:  # type: ignore[operator]
+            raise SettingsError(f"{name} must be at least {minimum}, not {raw!r}")
+        return value
+
+    return parse
+
+
+def _as_path(name: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _as_keys(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+
+_INT = _number(int, "a whole number")
+_POSITIVE_INT = _number(int, "a whole number", minimum=1)
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "upload_dir": _as_path,
+    "cache_dir": _as_path,
+    "gpu_memory_threshold": _number(float, "a number"),
+    "cpu_threads": _INT,
+    "model_cache_size": _POSITIVE_INT,
+    "model_idle_timeout": _INT,
+    "enable_cache": _as_bool,
+    "cache_size": _POSITIVE_INT,
+    "cache_ttl_seconds": _POSITIVE_INT,
+    "enable_disk_cache": _as_bool,
+    "job_time_limit_seconds": _POSITIVE_INT,
+    "max_retries": _INT,
+    "max_tasks_per_child": _INT,
+    "max_upload_mb": _POSITIVE_INT,
+    "max_duration_seconds": _POSITIVE_INT,
+    "sync_timeout_seconds": _POSITIVE_INT,
+    "result_ttl_seconds": _POSITIVE_INT,
+    "webhook_max_attempts": _POSITIVE_INT,
+    "webhook_allow_private": _as_bool,
+    "api_keys": _as_keys,
+}

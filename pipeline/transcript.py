@@ -1,0 +1,91 @@
+"""Result types. Plain dataclasses inside the pipeline; JSON only at the edges."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...] = ()
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: tuple[Word, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tokens"] = list(self.tokens)
+        if self.words is None:
+            del data["words"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Segment:
+        words = data.get("words")
+        return cls(
+            id=int(data["id"]),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            text=str(data["text"]),
+            tokens=tuple(data.get("tokens", ())),
+            temperature=float(data.get("temperature", 0.0)),
+            avg_logprob=float(data.get("avg_logprob", 0.0)),
+            compression_ratio=float(data.get("compression_ratio", 0.0)),
+            no_speech_prob=float(data.get("no_speech_prob", 0.0)),
+            words=None if words is None else tuple(Word(**w) for w in words),
+        )
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str
+    duration: float
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+    language_probability: float | None = None
+    task: str = "transcribe"
+    engine: str = ""
+    model: str = ""
+    device: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "language": self.language,
+            "language_probability": self.language_probability,
+            "duration": self.duration,
+            "task": self.task,
+            "engine": self.engine,
+            "model": self.model,
+            "device": self.device,
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        return cls(
+            text=data["text"],
+            language=data["language"],
+            duration=float(data["duration"]),
+            segments=tuple(Segment.from_dict(s) for s in data.get("segments", ())),
+            language_probability=data.get("language_probability"),
+            task=data.get("task", "transcribe"),
+            engine=data.get("engine", ""),
+            model=data.get("model", ""),
+            device=data.get("device", ""),
+        )
