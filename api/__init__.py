@@ -10,10 +10,10 @@ from flask import Flask
 from api.errors import register_error_handlers
 from api.state import ApiState, init_state
 from api.uploads import UploadRequest
-from pipeline.queues import build_broker
 from pipeline.cache import ResultCache
 from pipeline.context import connect_redis
 from pipeline.jobs import JobStore
+from pipeline.queues import build_broker
 from pipeline.settings import Settings
 
 
@@ -48,6 +48,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(transcribe.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
-    if not app.debug:
-        logging.basicConfig(level=logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # pika narrates every connection at INFO; only its warnings help an operator.
+    logging.getLogger("pika").setLevel(logging.WARNING)
     return app

@@ -12,6 +12,7 @@ from api.state import ApiState
 from api.uploads import UPLOAD_TARGET, upload_writer
 from pipeline import media, queues
 from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption
+from pipeline.formats import check_format
 from pipeline.jobs import Job, State, new_task_id
 from pipeline.options import OPTION_FIELDS, TranscribeOptions
 from pipeline.uploads import remove_job_files, upload_path
@@ -64,6 +65,8 @@ def _submit(
             raise InvalidOption(f"Unknown field {name!r}.", field=name)
     option_form = {aliases.get(k, k): v for k, v in form.items()}
     options = TranscribeOptions.parse(option_form, st.settings)
+    if "response_format" in form:
+        check_format(form["response_format"], "response_format")
     if writer.size == 0:
         raise BadRequest("The uploaded file is empty.", field="file")
 

@@ -18,8 +18,10 @@ from pipeline.jobs import Job
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe")
 
 
-def _result_format(default: str = "json") -> str:
-    name = request.args.get("format") or request.form.get("response_format") or default
+def _result_format(form: dict[str, str] | None = None, default: str = "json") -> str:
+    # The form is read only once the upload has been stored: reading it earlier would make
+    # Werkzeug spool the file elsewhere.
+    name = request.args.get("format") or (form or {}).get("response_format") or default
     return check_format(name, "format")
 
 
@@ -62,9 +64,10 @@ def submit_async() -> tuple[Response, int]:
 @bp.post("")
 def submit_sync() -> Response:
     st = state()
-    fmt = _result_format()
-    job = submit(request, st).job
-    job = st.jobs.wait_final(job.task_id, st.settings.sync_timeout_seconds)
+    check_format(request.args.get("format") or "json", "format")
+    submitted = submit(request, st)
+    fmt = _result_format(submitted.form)
+    job = st.jobs.wait_final(submitted.job.task_id, st.settings.sync_timeout_seconds)
     if job.status == "completed":
         return _answer_result(job, fmt)
     if job.status == "failed":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, cast
 
 from flask import Request
 
@@ -31,8 +31,7 @@ class UploadRequest(Request):
             return super()._get_file_stream(total_content_length, content_type, filename, content_length)
         writer = HashingWriter(target)
         self.environ[UPLOAD_WRITER] = writer
-        stream: Any = writer
-        return stream  # type: ignore[no-any-return]
+        return cast(IO[bytes], writer)
 
 
 def upload_writer(request: Request) -> HashingWriter | None:

@@ -13,8 +13,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, cast
 
 import redis
 
@@ -26,7 +26,7 @@ PREFIX = "wp"
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
-class State(str, Enum):
+class State(StrEnum):
     QUEUED = "queued"
     EXTRACTING = "extracting"
     TRANSCRIBING = "transcribing"
@@ -175,7 +175,7 @@ def _flatten(fields: dict[str, Any]) -> list[str]:
     return out
 
 
-def _mapping(fields: dict[str, Any]) -> dict[str, str]:
+def _mapping(fields: dict[str, Any]) -> dict[Any, Any]:
     flat = _flatten(fields)
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -260,7 +260,7 @@ class JobStore:
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, task_id: str) -> Job:
-        data = self.redis.hgetall(job_key(task_id))
+        data = cast(dict[str, str], self.redis.hgetall(job_key(task_id)))
         if not data or "status" not in data:
             raise JobNotFound(f"No job with id {task_id}.")
         return Job.from_hash(data)
@@ -277,8 +277,8 @@ class JobStore:
         return Transcript.from_dict(json.loads(raw)) if raw else None
 
     def queue_position(self, task_id: str) -> int | None:
-        rank = self.redis.zrank(f"{PREFIX}:queued", task_id)
-        return None if rank is None else int(rank) + 1
+        rank = cast(int | None, self.redis.zrank(f"{PREFIX}:queued", task_id))
+        return None if rank is None else rank + 1
 
     def wait_final(self, task_id: str, timeout: float) -> Job:
         """Block until the job is final or ``timeout`` passes; return the job as it is then."""

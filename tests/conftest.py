@@ -1,0 +1,202 @@
+"""Fixtures: a real Redis and RabbitMQ, isolated from a developer's running service, and the
+real API and worker processes for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+import pytest
+import redis
+import requests
+
+from pipeline.context import Context, build_context
+from pipeline.queues import QUEUES
+from pipeline.settings import Settings
+from tests.helpers import ROOT, SHARED_AUDIO
+
+# Tests use their own Redis database and RabbitMQ virtual host, so that a `make run` on the
+# same machine neither sees nor steals their jobs.
+# The stack gets database 15; tests that run stages in-process get 14 and flush it freely.
+STACK_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
+UNIT_REDIS_URL = os.environ.get("TEST_UNIT_REDIS_URL", "redis://localhost:6379/14")
+TEST_VHOST = "whisper-pipeline-test"
+BIN = Path(sys.executable).parent
+
+
+def _test_rabbitmq_url() -> str:
+    if "TEST_RABBITMQ_URL" in os.environ:
+        return os.environ["TEST_RABBITMQ_URL"]
+    if shutil.which("rabbitmqctl"):
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", TEST_VHOST], capture_output=True)
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*"],
+            capture_output=True,
+        )
+        if done.returncode == 0:
+            return f"amqp://guest:guest@localhost:5672/{TEST_VHOST}"
+    return "amqp://guest:guest@localhost:5672/"
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    url = _test_rabbitmq_url()
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for queue in QUEUES:
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_delete(name)
+    connection.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def test_env(rabbitmq_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "REDIS_URL": STACK_REDIS_URL,
+        "RABBITMQ_URL": rabbitmq_url,
+        "UPLOAD_DIR": str(data_dir / "uploads"),
+        "CACHE_DIR": str(data_dir / "cache"),
+        "DEVICE": "cpu",
+        "CPU_THREADS": "2",
+        "MAX_RETRIES": "1",
+        "SYNC_TIMEOUT_SECONDS": "120",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(test_env: dict[str, str]) -> Settings:
+    """Settings for in-process tests: like the stack's, on their own Redis database."""
+    return Settings.from_env({**test_env, "REDIS_URL": UNIT_REDIS_URL})
+
+
+@pytest.fixture(scope="session")
+def stack_settings(test_env: dict[str, str]) -> Settings:
+    return Settings.from_env(test_env)
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def session_context(settings: Settings) -> Context:
+    """One context (and so one model cache) for every test that runs stages in-process."""
+    return build_context(settings)
+
+
+@pytest.fixture
+def ctx(session_context: Context, redis_client: redis.Redis) -> Context:
+    return session_context
+
+
+@pytest.fixture
+def jfk() -> Path:
+    path = SHARED_AUDIO / "jfk.flac"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    url: str
+    settings: Settings
+    redis: redis.Redis
+    logs: Path
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.post(self.url + path, timeout=180, **kwargs)  # type: ignore[arg-type]
+
+    def wait_final(self, task_id: str, timeout: float = 120.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body: dict[str, object] = self.get(f"/api/transcribe/async/status/{task_id}").json()
+            if body["status"] in ("completed", "failed", "cancelled"):
+                return body
+            time.sleep(0.1)
+        raise AssertionError(f"job {task_id} not final after {timeout} s; logs in {self.logs}")
+
+
+@pytest.fixture(scope="session")
+def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) -> Iterator[Stack]:
+    """The real service: gunicorn serving the API, and Dramatiq workers on every queue."""
+    settings = stack_settings
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    port = _free_port()
+    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
+    logs = data_dir / "logs"
+    logs.mkdir()
+    commands = {
+        "web": [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                "--threads", "8", "--worker-class", "gthread", "api:create_app()"],
+        "worker": [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors", "--processes", "1",
+                   "--threads", "2", "--queues", "extract", "notify"],
+        "transcriber": [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors",
+                        "--processes", "1", "--threads", "1", "--queues", "transcribe"],
+    }
+    procs = {}
+    for name, command in commands.items():
+        log = (logs / f"{name}.log").open("wb")
+        procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "/api/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
+            for name in procs:
+                sys.stderr.write((logs / f"{name}.log").read_text())
+            raise RuntimeError("the service did not start")
+        time.sleep(0.2)
+    try:
+        yield Stack(url=url, settings=settings, redis=client, logs=logs)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        client.close()
+
+
+@pytest.fixture
+def live(stack: Stack) -> Stack:
+    """The running stack with an empty transcript cache, so that each test really transcribes."""
+    keys = stack.redis.keys("wp:cache:*")
+    if keys:
+        stack.redis.delete(*keys)
+    return stack

@@ -1,0 +1,94 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import jiwer
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_AUDIO = ROOT.parent / "shared" / "audio"
+
+JFK_TEXT = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
+SPEECH_EN = FIXTURES / "speech_en.wav"
+SPEECH_EN_TEXT = (FIXTURES / "speech_en.txt").read_text().strip()
+
+T = TypeVar("T")
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", text.lower())).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def make_video(path: Path, audio: Path | None, seconds: float = 2.0, container: str = "mp4") -> Path:
+    """Write a small video (a moving grey picture) with the audio of ``audio``, or none."""
+    import av
+
+    from pipeline.media import decode_audio
+
+    pcm = decode_audio(audio) if audio is not None else None
+    if pcm is not None:
+        seconds = len(pcm) / 16000
+    with av.open(str(path), "w", format=container) as out:
+        video = out.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = None
+        if pcm is not None:
+            sound = out.add_stream("aac", rate=16000)
+            sound.layout = "mono"
+        for i in range(int(seconds * 10)):
+            frame = av.VideoFrame.from_ndarray(
+                np.full((48, 64, 3), (i * 7) % 255, dtype=np.uint8), format="rgb24"
+            )
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None and pcm is not None:
+            samples = (pcm * 32767).astype(np.int16)
+            step = 1024
+            for start in range(0, len(samples), step):
+                chunk = samples[start : start + step].reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+                frame.sample_rate = 16000
+                frame.pts = start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+    return path
+
+
+def silent_wav_header(path: Path) -> Path:
+    """A WAV file whose header is valid but whose data chunk holds no samples."""
+    import struct
+
+    fmt = struct.pack("<4sIHHIIHH", b"fmt ", 16, 1, 1, 16000, 32000, 2, 16)
+    data = struct.pack("<4sI", b"data", 0)
+    body = b"WAVE" + fmt + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
