@@ -10,9 +10,7 @@ from flask import Flask
 from api.errors import register_error_handlers
 from api.state import ApiState, init_state
 from api.uploads import UploadRequest
-from pipeline.cache import ResultCache
-from pipeline.context import connect_redis
-from pipeline.jobs import JobStore
+from pipeline.context import connect_redis, make_cache, make_jobs
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
 
@@ -36,17 +34,17 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         ApiState(
             settings=settings,
             redis=client,
-            jobs=JobStore(client, result_ttl=settings.result_ttl_seconds),
-            cache=ResultCache(client, enabled=settings.enable_cache, size=settings.cache_size,
-                              ttl=settings.cache_ttl_seconds),
+            jobs=make_jobs(settings, client),
+            cache=make_cache(settings, client),
             broker=build_broker(settings),
         ),
     )
 
-    from api import health, transcribe
+    from api import cache, health, transcribe
 
     app.register_blueprint(transcribe.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(cache.bp)
     register_error_handlers(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # pika narrates every connection at INFO; only its warnings help an operator.

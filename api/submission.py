@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from flask import Request, url_for
 
 from api.state import ApiState
 from api.uploads import UPLOAD_TARGET, upload_writer
-from pipeline import media, queues
+from pipeline import media, queues, webhooks
 from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption
 from pipeline.formats import check_format
 from pipeline.jobs import Job, State, new_task_id
@@ -19,7 +20,8 @@ from pipeline.uploads import remove_job_files, upload_path
 
 log = logging.getLogger(__name__)
 
-SUBMIT_FIELDS = frozenset({*OPTION_FIELDS, "webhook_url", "response_format"})
+WEBHOOK_FIELDS = ("webhook_url", "webhook_auth_header_name", "webhook_auth_header_value")
+SUBMIT_FIELDS = frozenset({*OPTION_FIELDS, *WEBHOOK_FIELDS, "response_format"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ def _submit(
     options = TranscribeOptions.parse(option_form, st.settings)
     if "response_format" in form:
         check_format(form["response_format"], "response_format")
+    webhook = _webhook_fields(form, st)
     if writer.size == 0:
         raise BadRequest("The uploaded file is empty.", field="file")
 
@@ -74,7 +77,7 @@ def _submit(
         "sha256": writer.sha256,
         "filename": (files["file"].filename or "")[:255],
         "upload_path": str(writer.path),
-        "webhook_url": form.get("webhook_url", ""),
+        **webhook,
         "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
         "size": writer.size,
     }
@@ -87,7 +90,7 @@ def _submit(
             language_probability=cached.language_probability, duration=cached.duration,
         )
         remove_job_files(st.settings.upload_dir, task_id)
-        if fields["webhook_url"]:
+        if webhook:
             queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
         return Submitted(st.jobs.get(task_id), form)
 
@@ -102,3 +105,27 @@ def _submit(
             "code": "dependency_unavailable", "message": "The job could not be queued."})
         raise DependencyUnavailable("The job could not be queued; try again shortly.") from exc
     return Submitted(job, form)
+
+
+def _webhook_fields(form: dict[str, str], st: ApiState) -> dict[str, str]:
+    url = form.get("webhook_url", "").strip()
+    name = form.get("webhook_auth_header_name", "").strip()
+    value = form.get("webhook_auth_header_value", "")
+    if not url:
+        if name or value:
+            raise InvalidOption("webhook_auth_header_* need a webhook_url.", field="webhook_url")
+        return {}
+    webhooks.check_url(url, allow_private=st.settings.webhook_allow_private)
+    fields = {"webhook_url": url, "webhook_state": "pending"}
+    if name or value:
+        if not (name and value):
+            raise InvalidOption("Give both webhook_auth_header_name and webhook_auth_header_value.",
+                                field="webhook_auth_header_name")
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name) or name.lower().startswith("webhook-"):
+            raise InvalidOption("webhook_auth_header_name must be a plain header name such as "
+                                "Authorization.", field="webhook_auth_header_name")
+        if any(c in value for c in "\r\n"):
+            raise InvalidOption("webhook_auth_header_value must be one line.",
+                                field="webhook_auth_header_value")
+        fields |= {"webhook_auth_header_name": name, "webhook_auth_header_value": value}
+    return fields

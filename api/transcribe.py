@@ -7,13 +7,16 @@ from flask import Blueprint, Response, jsonify, request
 from api import views
 from api.state import state
 from api.submission import submit
+from pipeline import queues
 from pipeline.errors import (
+    JobConflict,
     PipelineError,
     ResultNotReady,
     SyncTimeout,
 )
 from pipeline.formats import check_format, render
-from pipeline.jobs import Job
+from pipeline.jobs import Job, Moved
+from pipeline.uploads import remove_job_files
 
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe")
 
@@ -97,3 +100,18 @@ def result(task_id: str) -> Response:
             raise ResultNotReady(f"The job failed: {message}")
         raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
     return _answer_result(job, fmt)
+
+
+@bp.delete("/async/<task_id>")
+def cancel(task_id: str) -> tuple[Response, int]:
+    st = state()
+    job = st.jobs.get(task_id)
+    moved = st.jobs.cancel(task_id)
+    if moved is Moved.REFUSED:
+        job = st.jobs.get(task_id)
+        raise JobConflict(f"The job is already {job.status}; there is nothing to cancel.")
+    # The record says cancelled at once; a running worker sees the flag within one segment.
+    remove_job_files(st.settings.upload_dir, task_id)
+    if job.webhook_url:
+        queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
+    return jsonify({"task_id": task_id, "status": "cancelled"}), 202

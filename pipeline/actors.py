@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from pipeline import stages
 from pipeline.context import Context, worker_context
-from pipeline.errors import JobNotFound, PipelineError, TranscriptionError
+from pipeline.errors import JobCancelled, JobNotFound, PipelineError, TranscriptionError
+from pipeline.jobs import Job
 from pipeline.queues import (
     EXTRACT_ACTOR,
     EXTRACT_QUEUE,
@@ -24,8 +26,21 @@ from pipeline.queues import (
     TRANSCRIBE_ACTOR,
     TRANSCRIBE_QUEUE,
 )
+from pipeline.uploads import remove_job_files
 
 log = logging.getLogger(__name__)
+
+Stage = Callable[[Context, str], stages.Next | None]
+
+
+class WorkerDied(PipelineError):
+    code = "worker_died"
+    retryable = False
+
+
+class TimeLimitReached(PipelineError):
+    code = "time_limit"
+    retryable = False
 
 
 def _last_attempt(ctx: Context) -> bool:
@@ -35,46 +50,78 @@ def _last_attempt(ctx: Context) -> bool:
     return int(message.options.get("retries", 0)) >= ctx.settings.max_retries
 
 
-def run_stage(stage: Callable[[Context, str], stages.Next | None], task_id: str) -> None:
+def _attempt(ctx: Context, stage: Stage, name: str, task_id: str) -> stages.Next | None:
+    starts = ctx.jobs.count_attempt(task_id, name)
+    if starts > ctx.settings.max_retries + 1:
+        return stages.fail(ctx, task_id, WorkerDied(
+            f"The worker running this job stopped {starts - 1} times without finishing it "
+            "(for example, killed for lack of memory); the job was given up."))
+    try:
+        return stage(ctx, task_id)
+    except JobCancelled:
+        log.info("job %s cancelled during %s", task_id, name)
+        return None
+    except TimeLimitExceeded:
+        # Not retried: the same input would run out of time again.
+        return stages.fail(ctx, task_id, TimeLimitReached(
+            f"The job ran longer than JOB_TIME_LIMIT_SECONDS ({ctx.settings.job_time_limit_seconds} s) "
+            "and was stopped."))
+    except PipelineError as exc:
+        if exc.retryable and not _last_attempt(ctx):
+            raise
+        log.info("job %s failed in %s: %s", task_id, name, exc.message)
+        return stages.fail(ctx, task_id, exc)
+    except Exception as exc:
+        if not _last_attempt(ctx):
+            raise
+        log.exception("job %s failed in %s after its last retry", task_id, name)
+        return stages.fail(ctx, task_id, TranscriptionError(
+            f"The job failed after {ctx.settings.max_retries + 1} attempts "
+            f"({exc.__class__.__name__})."))
+
+
+def run_stage(stage: Stage, name: str, task_id: str) -> None:
     ctx = worker_context()
     try:
-        following = stage(ctx, task_id)
+        following = _attempt(ctx, stage, name, task_id)
     except JobNotFound:
         # The record expired or was never written: nothing to do, nothing to retry.
         log.warning("job %s not found; message dropped", task_id)
         return
-    except PipelineError as exc:
-        if exc.retryable and not _last_attempt(ctx):
-            raise
-        log.info("job %s failed: %s", task_id, exc.message)
-        following = stages.fail(ctx, task_id, exc)
-    except Exception as exc:
-        if not _last_attempt(ctx):
-            raise
-        log.exception("job %s failed after its last retry", task_id)
-        following = stages.fail(ctx, task_id, TranscriptionError(
-            f"The job failed after {ctx.settings.max_retries + 1} attempts: {exc.__class__.__name__}"
-        ))
+    finally:
+        # Whoever ended the job (this stage, a cancellation, a twin message), its files go.
+        job: Job | None
+        try:
+            job = ctx.jobs.get(task_id)
+        except JobNotFound:
+            job = None
+        if job is not None and job.is_final:
+            remove_job_files(ctx.settings.upload_dir, task_id)
     if following is stages.Next.TRANSCRIBE:
         transcribe_audio.send(task_id)
-    elif following is stages.Next.NOTIFY:
+    elif following is stages.Next.NOTIFY and job is not None and job.webhook_url:
         notify_webhook.send(task_id)
 
 
 @dramatiq.actor(actor_name=EXTRACT_ACTOR, queue_name=EXTRACT_QUEUE)
 def extract_audio(task_id: str) -> None:
-    run_stage(stages.extract, task_id)
+    run_stage(stages.extract, "extract", task_id)
 
 
 @dramatiq.actor(actor_name=TRANSCRIBE_ACTOR, queue_name=TRANSCRIBE_QUEUE)
 def transcribe_audio(task_id: str) -> None:
-    run_stage(stages.transcribe, task_id)
+    run_stage(stages.transcribe, "transcribe", task_id)
 
 
-@dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE)
+@dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE, max_retries=0)
 def notify_webhook(task_id: str) -> None:
     ctx = worker_context()
     try:
-        stages.notify(ctx, task_id)
+        delay = stages.notify(ctx, task_id)
     except JobNotFound:
         log.warning("job %s not found; webhook skipped", task_id)
+        return
+    if delay is not None:
+        # Retried by a delayed message of our own, not Dramatiq's retry, so that the backoff
+        # and attempt count are the webhook policy's and shown on the job.
+        notify_webhook.send_with_options(args=(task_id,), delay=delay * 1000)

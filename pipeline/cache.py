@@ -1,22 +1,37 @@
-"""Transcript cache in Redis, keyed by the uploaded bytes and every option that changes the output."""
+"""Transcript cache in Redis, keyed by the uploaded bytes and every option that changes the output.
+
+With ENABLE_DISK_CACHE the entries are also written to CACHE_DIR, so that they survive a
+Redis restart or flush; a Redis miss then falls back to the disk and refills Redis.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import time
+from pathlib import Path
+from typing import cast
 
 import redis
 
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Transcript
 
+log = logging.getLogger(__name__)
+
 PREFIX = "wp:cache"
+LRU = f"{PREFIX}:lru"
+STATS = f"{PREFIX}:stats"
+
+
+def cache_digest(sha256: str, options: TranscribeOptions) -> str:
+    return hashlib.sha256(f"{sha256}\n{options.fingerprint()}".encode()).hexdigest()
 
 
 def cache_key(sha256: str, options: TranscribeOptions) -> str:
-    digest = hashlib.sha256(f"{sha256}\n{options.fingerprint()}".encode()).hexdigest()
-    return f"{PREFIX}:entry:{digest}"
+    return f"{PREFIX}:entry:{cache_digest(sha256, options)}"
 
 
 class ResultCache:
@@ -26,62 +41,148 @@ class ResultCache:
     member there, which the next trim removes.
     """
 
-    def __init__(self, client: redis.Redis, *, enabled: bool, size: int, ttl: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, enabled: bool, size: int, ttl: int, disk_dir: Path | None = None
+    ) -> None:
         self.redis = client
         self.enabled = enabled
         self.size = size
         self.ttl = ttl
+        self.disk_dir = disk_dir
+        if disk_dir is not None:
+            disk_dir.mkdir(parents=True, exist_ok=True)
 
+    # -- entries -------------------------------------------------------------------------
     def get(self, sha256: str, options: TranscribeOptions) -> Transcript | None:
+        """Look up an entry, counting the hit or miss."""
+        if not self.enabled or not sha256:
+            return None
+        found = self.peek(sha256, options)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(STATS, "hits" if found is not None else "misses", 1)
+        if found is not None:
+            pipe.zadd(LRU, {cache_key(sha256, options): time.time()})
+        pipe.execute()
+        return found
+
+    def peek(self, sha256: str, options: TranscribeOptions) -> Transcript | None:
+        """Look up an entry without counting it (used while waiting for a twin job)."""
         if not self.enabled or not sha256:
             return None
         key = cache_key(sha256, options)
-        raw = self.redis.get(key)
-        pipe = self.redis.pipeline(transaction=False)
+        raw = cast(str | None, self.redis.get(key))
         if raw is None:
-            pipe.hincrby(f"{PREFIX}:stats", "misses", 1)
-        else:
-            pipe.hincrby(f"{PREFIX}:stats", "hits", 1)
-            pipe.zadd(f"{PREFIX}:lru", {key: time.time()})
-        pipe.execute()
+            raw = self._from_disk(sha256, options)
         return None if raw is None else Transcript.from_dict(json.loads(raw))
 
     def put(self, sha256: str, options: TranscribeOptions, transcript: Transcript) -> None:
         if not self.enabled or not sha256:
             return
         key = cache_key(sha256, options)
+        raw = json.dumps(transcript.to_dict())
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(key, json.dumps(transcript.to_dict()), ex=self.ttl)
-        pipe.zadd(f"{PREFIX}:lru", {key: time.time()})
+        pipe.set(key, raw, ex=self.ttl)
+        pipe.zadd(LRU, {key: time.time()})
         pipe.execute()
+        if self.disk_dir is not None:
+            path = self._path(sha256, options)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            partial.write_text(raw)
+            os.replace(partial, path)
         self._trim()
 
+    def _path(self, sha256: str, options: TranscribeOptions) -> Path:
+        assert self.disk_dir is not None
+        return self.disk_dir / f"{cache_digest(sha256, options)}.json"
+
+    def _from_disk(self, sha256: str, options: TranscribeOptions) -> str | None:
+        if self.disk_dir is None:
+            return None
+        path = self._path(sha256, options)
+        try:
+            age = time.time() - path.stat().st_mtime
+            if age >= self.ttl:
+                path.unlink(missing_ok=True)
+                return None
+            raw = path.read_text()
+        except FileNotFoundError:
+            return None
+        key = cache_key(sha256, options)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(key, raw, ex=max(1, int(self.ttl - age)))
+        pipe.zadd(LRU, {key: time.time()})
+        pipe.execute()
+        return raw
+
     def _trim(self) -> None:
-        lru = f"{PREFIX}:lru"
-        excess = int(self.redis.zcard(lru)) - self.size
+        excess = int(cast(int, self.redis.zcard(LRU))) - self.size
         if excess > 0:
-            oldest = self.redis.zrange(lru, 0, excess - 1)
+            oldest = cast(list[str], self.redis.zrange(LRU, 0, excess - 1))
             pipe = self.redis.pipeline(transaction=True)
             pipe.delete(*oldest)
-            pipe.zrem(lru, *oldest)
+            pipe.zrem(LRU, *oldest)
             pipe.execute()
+            if self.disk_dir is not None:
+                for key in oldest:
+                    (self.disk_dir / f"{key.rsplit(':', 1)[-1]}.json").unlink(missing_ok=True)
 
-    def stats(self) -> dict[str, float | int]:
-        raw = self.redis.hgetall(f"{PREFIX}:stats")
+    # -- one transcription per distinct input --------------------------------------------
+    def claim(self, sha256: str, options: TranscribeOptions, owner: str, ttl: int = 120) -> bool:
+        """Take the right to transcribe this input; False while another job holds it.
+
+        The claim is short-lived and renewed as segments arrive, so a holder that dies frees
+        it within ``ttl`` seconds."""
+        if not self.enabled:
+            return True  # without a cache a twin's result could not be shared anyway
+        key = f"{PREFIX}:claim:{cache_digest(sha256, options)}"
+        if self.redis.set(key, owner, nx=True, ex=ttl):
+            return True
+        if self.redis.get(key) == owner:  # our own earlier attempt (a redelivered message)
+            self.redis.expire(key, ttl)
+            return True
+        return False
+
+    def renew(self, sha256: str, options: TranscribeOptions, ttl: int = 120) -> None:
+        self.redis.expire(f"{PREFIX}:claim:{cache_digest(sha256, options)}", ttl)
+
+    def release(self, sha256: str, options: TranscribeOptions, owner: str) -> None:
+        key = f"{PREFIX}:claim:{cache_digest(sha256, options)}"
+        if self.redis.get(key) == owner:
+            self.redis.delete(key)
+
+    def claimed(self, sha256: str, options: TranscribeOptions) -> bool:
+        return bool(self.redis.exists(f"{PREFIX}:claim:{cache_digest(sha256, options)}"))
+
+    # -- operators ------------------------------------------------------------------------
+    def stats(self) -> dict[str, float | int | bool]:
+        raw = cast(dict[str, str], self.redis.hgetall(STATS))
         hits, misses = int(raw.get("hits", 0)), int(raw.get("misses", 0))
+        keys = cast(list[str], self.redis.zrange(LRU, 0, -1))
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.strlen(key)
+        sizes = [int(n) for n in pipe.execute()] if keys else []
         return {
             "enabled": self.enabled,
             "hits": hits,
             "misses": misses,
-            "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
-            "entries": int(self.redis.zcard(f"{PREFIX}:lru")),
+            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else 0.0,
+            "entries": sum(1 for n in sizes if n),
+            "bytes": sum(sizes),
+            "max_entries": self.size,
+            "ttl_seconds": self.ttl,
+            "disk": self.disk_dir is not None,
         }
 
     def clear(self) -> int:
-        keys = self.redis.zrange(f"{PREFIX}:lru", 0, -1)
+        keys = cast(list[str], self.redis.zrange(LRU, 0, -1))
         pipe = self.redis.pipeline(transaction=True)
         if keys:
             pipe.delete(*keys)
-        pipe.delete(f"{PREFIX}:lru", f"{PREFIX}:stats")
+        pipe.delete(LRU, STATS)
         pipe.execute()
-        return len(keys)
+        removed = len(keys)
+        if self.disk_dir is not None:
+            for path in self.disk_dir.glob("*.json"):
+                path.unlink(missing_ok=True)
+        return removed

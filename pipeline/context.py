@@ -32,19 +32,28 @@ def connect_redis(settings: Settings) -> redis.Redis:
     )
 
 
+def make_jobs(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(client, result_ttl=settings.result_ttl_seconds)
+
+
+def make_cache(settings: Settings, client: redis.Redis) -> ResultCache:
+    return ResultCache(
+        client,
+        enabled=settings.enable_cache,
+        size=settings.cache_size,
+        ttl=settings.cache_ttl_seconds,
+        disk_dir=settings.cache_dir if settings.enable_disk_cache else None,
+    )
+
+
 def build_context(settings: Settings) -> Context:
     client = connect_redis(settings)
     settings.ensure_dirs()
     return Context(
         settings=settings,
         redis=client,
-        jobs=JobStore(client, result_ttl=settings.result_ttl_seconds),
-        cache=ResultCache(
-            client,
-            enabled=settings.enable_cache,
-            size=settings.cache_size,
-            ttl=settings.cache_ttl_seconds,
-        ),
+        jobs=make_jobs(settings, client),
+        cache=make_cache(settings, client),
         # Models load lazily on first use, so building a context never loads one.
         models=ModelCache(settings),
     )

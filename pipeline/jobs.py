@@ -159,6 +159,7 @@ class Job:
             else None,
             result_url=data.get("result_url", ""),
             owner=data.get("owner", ""),
+            extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
         )
 
 
@@ -253,6 +254,24 @@ class JobStore:
         event = json.dumps({"type": "segment", "task_id": task_id, "progress": progress, "segment": seg})
         return bool(self._progress(keys=[key, f"{key}:segments"],
                                    args=[repr(progress), json.dumps(seg), event]))
+
+    def cancel(self, task_id: str) -> Moved:
+        """Flag the job for its worker and end it as ``cancelled`` (refused for a final job)."""
+        flag = f"{job_key(task_id)}:cancel"
+        self.redis.set(flag, "1", ex=self.result_ttl)
+        moved = self.transition(task_id, State.CANCELLED, error={
+            "code": "cancelled", "message": "The job was cancelled at the client's request."})
+        if moved is Moved.REFUSED:
+            self.redis.delete(flag)
+        return moved
+
+    def cancel_requested(self, task_id: str) -> bool:
+        return bool(self.redis.exists(f"{job_key(task_id)}:cancel"))
+
+    def count_attempt(self, task_id: str, stage: str) -> int:
+        """Count a start of ``stage``; RabbitMQ redelivers a dead worker's message unseen by
+        Dramatiq's retry count, so this is how a job that kills its worker is noticed."""
+        return int(self.redis.hincrby(job_key(task_id), f"attempts_{stage}", 1))
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.

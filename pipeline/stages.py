@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import requests
 
+from pipeline import webhooks
 from pipeline.context import Context
 from pipeline.engines import choose_device
-from pipeline.errors import MediaDecodeError, PipelineError
+from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError
 from pipeline.jobs import Job, Moved, State
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.transcript import Segment, Transcript
@@ -38,6 +40,7 @@ def extract(ctx: Context, task_id: str) -> Next | None:
         log.info("job %s is %s; extract skipped", task_id, job.status)
         return None
     audio = decode_audio(Path(job.upload_path), max_duration=ctx.settings.max_duration_seconds)
+    _stop_if_cancelled(ctx, task_id)
     target = audio_path(ctx.settings.upload_dir, task_id)
     # Written under a temporary name and renamed, so a redelivered message never reads half a file.
     partial = target.with_suffix(".partial.npy")
@@ -48,6 +51,7 @@ def extract(ctx: Context, task_id: str) -> Next | None:
     cached = ctx.cache.get(job.sha256, job.options)
     if cached is not None:
         return _complete(ctx, job, cached, cached_hit=True)
+    ctx.jobs.set_fields(task_id, stage="waiting-for-transcriber")
     return Next.TRANSCRIBE
 
 
@@ -59,8 +63,37 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
         return None
     # A twin upload may have finished while this one waited in the queue.
     cached = ctx.cache.get(job.sha256, job.options)
+    if cached is None and not ctx.cache.claim(job.sha256, job.options, task_id):
+        cached = _wait_for_twin(ctx, job)
     if cached is not None:
         return _complete(ctx, job, cached, cached_hit=True)
+    try:
+        transcript = _run_engine(ctx, job, device)
+        ctx.cache.put(job.sha256, job.options, transcript)
+    finally:
+        ctx.cache.release(job.sha256, job.options, task_id)
+    return _complete(ctx, job, transcript, cached_hit=False)
+
+
+def _wait_for_twin(ctx: Context, job: Job) -> Transcript | None:
+    """Another job is transcribing the same input: wait for its result rather than redo it.
+
+    Returns its transcript, or None once this job holds the claim itself (the twin failed,
+    or died and its claim expired).
+    """
+    log.info("job %s waits for a twin transcribing the same input", job.task_id)
+    while True:
+        _stop_if_cancelled(ctx, job.task_id)
+        found = ctx.cache.peek(job.sha256, job.options)
+        if found is not None:
+            return found
+        if ctx.cache.claim(job.sha256, job.options, job.task_id):
+            return None
+        time.sleep(0.25)
+
+
+def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
+    task_id = job.task_id
     try:
         audio = np.load(job.audio_path, mmap_mode="r")
     except (OSError, ValueError) as exc:
@@ -70,11 +103,17 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
     ctx.jobs.reset_segments(task_id)
 
     def on_segment(segment: Segment) -> None:
+        # Checked once per decoded segment: a cancelled job stops within one segment.
+        _stop_if_cancelled(ctx, task_id)
         ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration))
+        ctx.cache.renew(job.sha256, job.options)
 
-    transcript = engine.transcribe(np.asarray(audio), job.options, on_segment)
-    ctx.cache.put(job.sha256, job.options, transcript)
-    return _complete(ctx, job, transcript, cached_hit=False)
+    return engine.transcribe(np.asarray(audio), job.options, on_segment)
+
+
+def _stop_if_cancelled(ctx: Context, task_id: str) -> None:
+    if ctx.jobs.cancel_requested(task_id):
+        raise JobCancelled("The job was cancelled.")
 
 
 def _complete(ctx: Context, job: Job, transcript: Transcript, *, cached_hit: bool) -> Next | None:
@@ -99,30 +138,53 @@ def fail(ctx: Context, task_id: str, error: PipelineError) -> Next | None:
     return Next.NOTIFY if moved is Moved.MOVED else None
 
 
-def notify(ctx: Context, task_id: str, session: requests.Session | None = None) -> None:
-    """Tell the job's webhook receiver, if it has one, that the job is final."""
+def notify(ctx: Context, task_id: str, http: requests.Session | None = None) -> int | None:
+    """Deliver the job's final event to its webhook, if it has one.
+
+    Returns the seconds to wait before the next attempt when this one failed in a way worth
+    retrying, or None when there is nothing more to do. The job's state never changes here:
+    only its ``webhook_*`` fields do.
+    """
     job = ctx.jobs.get(task_id)
-    if not job.webhook_url or not job.is_final or job.webhook_state == "delivered":
-        return
-    payload = {
-        "type": f"transcription.{job.status}",
+    if not job.webhook_url or not job.is_final or job.webhook_state in ("delivered", "failed"):
+        return None
+    summary = None
+    if job.status == "completed":
+        result = ctx.jobs.result(task_id)
+        if result is not None:
+            summary = {
+                "text": result.text[:500],
+                "truncated": len(result.text) > 500,
+                "language": result.language,
+                "duration": result.duration,
+                "segments": len(result.segments),
+            }
+    data = {
         "task_id": task_id,
         "status": job.status,
         "result_url": job.result_url if job.status == "completed" else None,
+        "cached": job.cached,
         "error": job.error,
+        "transcript": summary,
     }
-    http = session or requests.Session()
+    msg_id = webhooks.message_id(task_id, job.status)
+    body = webhooks.event_body(f"transcription.{job.status}", data)
+    headers = webhooks.signed_headers(ctx.settings.webhook_secret, msg_id, body)
+    auth_name, auth_value = job.extra.get("webhook_auth_header_name"), job.extra.get(
+        "webhook_auth_header_value")
+    if auth_name and auth_value:
+        headers[auth_name] = auth_value
+    http = http or webhooks.session(allow_private=ctx.settings.webhook_allow_private)
+    delivery = webhooks.deliver(http, job.webhook_url, body, headers)
     attempts = job.webhook_attempts + 1
-    try:
-        response = http.post(job.webhook_url, json=payload, timeout=10, allow_redirects=False)
-        status: int | None = response.status_code
-        delivered = 200 <= response.status_code < 300
-    except requests.RequestException as exc:
-        log.warning("webhook for %s failed: %s", task_id, exc)
-        status, delivered = None, False
+    retry = delivery.retryable and attempts < ctx.settings.webhook_max_attempts
+    state = "delivered" if delivery.delivered else ("pending" if retry else "failed")
+    log.info("webhook for %s: attempt %d, %s -> %s", task_id, attempts, delivery.detail, state)
     ctx.jobs.set_fields(
         task_id,
         webhook_attempts=attempts,
-        webhook_last_status=status,
-        webhook_state="delivered" if delivered else "failed",
+        webhook_last_status=delivery.status,
+        webhook_state=state,
+        webhook_last_error="" if delivery.delivered else delivery.detail,
     )
+    return webhooks.backoff_seconds(attempts) if retry else None

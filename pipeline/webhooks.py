@@ -1,0 +1,125 @@
+"""Webhook delivery: Standard Webhooks signatures, SSRF guards, and the retry policy.
+
+Addresses are checked twice: when the job is submitted (a clear 400) and again when
+delivering, by requests-hardened, which connects to the very address it checked, so that a
+name re-pointed at an internal address between the two (DNS rebinding) is still refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests_hardened import Config, HTTPSession
+from requests_hardened.ip_filter import InvalidIPAddress, filter_host
+from standardwebhooks.webhooks import Webhook
+
+from pipeline.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 10
+MAX_BACKOFF_SECONDS = 300
+# Transient answers worth another try; any other 4xx means the receiver rejected the event.
+RETRY_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivered: bool
+    status: int | None
+    retryable: bool
+    detail: str
+
+
+def check_url(url: str, *, allow_private: bool) -> str:
+    """Refuse a webhook URL that is malformed or points inside the network (unless allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest("webhook_url must be an absolute http:// or https:// URL.", field="webhook_url")
+    if parts.username or parts.password:
+        raise BadRequest("webhook_url must not carry a user name or password; use "
+                         "webhook_auth_header_name/value.", field="webhook_url")
+    if allow_private:
+        return url
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadRequest("webhook_url has an invalid port.", field="webhook_url") from None
+    try:
+        filter_host(parts.hostname, port, allow_loopback=False)
+    except InvalidIPAddress:
+        raise BadRequest(
+            "webhook_url points at a loopback, private, link-local or metadata address, "
+            "which this service does not call.", field="webhook_url") from None
+    except requests.RequestException:
+        raise BadRequest(f"webhook_url's host {parts.hostname!r} could not be resolved.",
+                         field="webhook_url") from None
+    return url
+
+
+def session(*, allow_private: bool) -> requests.Session:
+    return HTTPSession(
+        Config(
+            ip_filter_enable=not allow_private,
+            ip_filter_allow_loopback_ips=False,
+            never_redirect=True,
+            default_timeout=(TIMEOUT_SECONDS, TIMEOUT_SECONDS),
+            user_agent_override="whisper-pipeline-webhooks/1",
+        )
+    )
+
+
+def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers; unsigned (id and timestamp only) with no secret."""
+    now = now or datetime.now(UTC)
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "content-type": "application/json",
+    }
+    if secret:
+        headers["webhook-signature"] = Webhook(secret).sign(message_id, now, body)
+    return headers
+
+
+def event_body(event_type: str, data: dict[str, Any], now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return json.dumps(
+        {"type": event_type, "timestamp": now.isoformat().replace("+00:00", "Z"), "data": data},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def message_id(task_id: str, status: str) -> str:
+    # Stable across retries, so receivers can drop duplicates (at-least-once delivery).
+    return f"msg_{uuid.uuid5(uuid.NAMESPACE_URL, f'{task_id}/{status}').hex}"
+
+
+def deliver(http: requests.Session, url: str, body: str, headers: dict[str, str]) -> Delivery:
+    try:
+        response = http.post(url, data=body.encode(), headers=headers, timeout=TIMEOUT_SECONDS,
+                             allow_redirects=False)
+    except InvalidIPAddress:
+        return Delivery(False, None, False, "the address is not allowed")
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        return Delivery(False, None, True, f"{exc.__class__.__name__}")
+    except requests.RequestException as exc:
+        return Delivery(False, None, False, f"{exc.__class__.__name__}: {exc}")
+    status = response.status_code
+    if 200 <= status < 300:
+        return Delivery(True, status, False, "delivered")
+    retryable = status >= 500 or status in RETRY_STATUSES
+    return Delivery(False, status, retryable, f"HTTP {status}")
+
+
+def backoff_seconds(attempt: int) -> int:
+    """Seconds before retry number ``attempt`` (1, 2, 4, 8 ... capped)."""
+    return int(min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt - 1)))
