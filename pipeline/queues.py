@@ -18,6 +18,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 
+from pipeline.middleware import RecycleAfter
 from pipeline.settings import Settings
 
 EXTRACT_QUEUE = "extract"
@@ -47,6 +48,8 @@ def build_broker(settings: Settings) -> RabbitmqBroker:
         Retries(max_retries=settings.max_retries, min_backoff=1000, max_backoff=30_000),
         CurrentMessage(),
     ]
+    if settings.max_tasks_per_child > 0:
+        middleware.append(RecycleAfter(settings.max_tasks_per_child))
     return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
 
 

@@ -34,6 +34,7 @@ class Settings:
     cache_ttl_seconds: int = 3600
     enable_disk_cache: bool = False
     cache_dir: Path = Path("data/cache")
+    model_dir: Path = Path("data/models")  # reassembled and converted weights
     job_time_limit_seconds: int = 1800
     max_retries: int = 2
     max_tasks_per_child: int = 0  # 0: never recycle
@@ -83,6 +84,7 @@ class Settings:
 
     def ensure_dirs(self) -> None:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.enable_disk_cache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
 
@@ -126,6 +128,7 @@ _POSITIVE_INT = _number(int, "a whole number", minimum=1)
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "upload_dir": _as_path,
     "cache_dir": _as_path,
+    "model_dir": _as_path,
     "gpu_memory_threshold": _number(float, "a number"),
     "cpu_threads": _INT,
     "model_cache_size": _POSITIVE_INT,

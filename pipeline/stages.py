@@ -20,6 +20,7 @@ from pipeline import webhooks
 from pipeline.context import Context
 from pipeline.engines import choose_device
 from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError
+from pipeline.gpu import is_out_of_memory, release_memory
 from pipeline.jobs import Job, Moved, State
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.transcript import Segment, Transcript
@@ -57,8 +58,9 @@ def extract(ctx: Context, task_id: str) -> Next | None:
 
 def transcribe(ctx: Context, task_id: str) -> Next | None:
     job = ctx.jobs.get(task_id)
-    device = choose_device(ctx.settings)
-    if ctx.jobs.transition(task_id, State.TRANSCRIBING, device=device) is Moved.REFUSED:
+    choice = choose_device(ctx.settings)
+    if ctx.jobs.transition(task_id, State.TRANSCRIBING, device=choice.device,
+                           device_reason=choice.reason) is Moved.REFUSED:
         log.info("job %s is %s; transcribe skipped", task_id, job.status)
         return None
     # A twin upload may have finished while this one waited in the queue.
@@ -68,10 +70,11 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
     if cached is not None:
         return _complete(ctx, job, cached, cached_hit=True)
     try:
-        transcript = _run_engine(ctx, job, device)
+        transcript = _run_engine(ctx, job, choice.device)
         ctx.cache.put(job.sha256, job.options, transcript)
     finally:
         ctx.cache.release(job.sha256, job.options, task_id)
+        release_memory()
     return _complete(ctx, job, transcript, cached_hit=False)
 
 
@@ -99,8 +102,6 @@ def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
     except (OSError, ValueError) as exc:
         raise MediaDecodeError("The decoded audio for this job is missing; upload the file again.") from exc
     duration = max(len(audio) / SAMPLE_RATE, 1e-6)
-    engine = ctx.models.get(ctx.models.key_for(job.options, device))
-    ctx.jobs.reset_segments(task_id)
 
     def on_segment(segment: Segment) -> None:
         # Checked once per decoded segment: a cancelled job stops within one segment.
@@ -108,7 +109,20 @@ def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
         ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration))
         ctx.cache.renew(job.sha256, job.options)
 
-    return engine.transcribe(np.asarray(audio), job.options, on_segment)
+    key = ctx.models.key_for(job.options, device)
+    ctx.jobs.reset_segments(task_id)
+    try:
+        return ctx.models.get(key).transcribe(np.asarray(audio), job.options, on_segment)
+    except Exception as exc:
+        if device == "cpu" or not is_out_of_memory(exc):
+            raise
+    # Out of GPU memory: free what this process holds and finish the job on the CPU.
+    log.warning("job %s ran out of GPU memory; retrying on the CPU", task_id)
+    ctx.models.drop(key)
+    ctx.jobs.set_fields(task_id, device="cpu", device_reason="CUDA out of memory; retried on the CPU")
+    ctx.jobs.reset_segments(task_id)
+    cpu_key = ctx.models.key_for(job.options, "cpu")
+    return ctx.models.get(cpu_key).transcribe(np.asarray(audio), job.options, on_segment)
 
 
 def _stop_if_cancelled(ctx: Context, task_id: str) -> None:

@@ -3,6 +3,7 @@ real API and worker processes for the integration tests."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -19,7 +20,6 @@ import redis
 import requests
 
 from pipeline.context import Context, build_context
-from pipeline.queues import QUEUES
 from pipeline.settings import Settings
 from tests.helpers import ROOT, SHARED_AUDIO
 
@@ -28,34 +28,30 @@ from tests.helpers import ROOT, SHARED_AUDIO
 # The stack gets database 15; tests that run stages in-process get 14 and flush it freely.
 STACK_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
 UNIT_REDIS_URL = os.environ.get("TEST_UNIT_REDIS_URL", "redis://localhost:6379/14")
-TEST_VHOST = "whisper-pipeline-test"
 BIN = Path(sys.executable).parent
-
-
-def _test_rabbitmq_url() -> str:
-    if "TEST_RABBITMQ_URL" in os.environ:
-        return os.environ["TEST_RABBITMQ_URL"]
-    if shutil.which("rabbitmqctl"):
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", TEST_VHOST], capture_output=True)
-        done = subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", TEST_VHOST, "guest", ".*", ".*", ".*"],
-            capture_output=True,
-        )
-        if done.returncode == 0:
-            return f"amqp://guest:guest@localhost:5672/{TEST_VHOST}"
-    return "amqp://guest:guest@localhost:5672/"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_url() -> str:
-    url = _test_rabbitmq_url()
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    for queue in QUEUES:
-        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-            channel.queue_delete(name)
-    connection.close()
-    return url
+def rabbitmq_url() -> Iterator[str]:
+    """A virtual host of this test session's own, removed at the end, so that neither a
+    `make run` nor another test session on the machine shares its queues."""
+    if "TEST_RABBITMQ_URL" in os.environ:
+        yield os.environ["TEST_RABBITMQ_URL"]
+        return
+    if shutil.which("rabbitmqctl") is None:
+        yield "amqp://guest:guest@localhost:5672/"
+        return
+    vhost = f"whisper-pipeline-test-{os.getpid()}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+    try:
+        url = f"amqp://guest:guest@localhost:5672/{vhost}"
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+        yield url
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +70,10 @@ def test_env(rabbitmq_url: str, data_dir: Path) -> dict[str, str]:
         "CPU_THREADS": "2",
         "MAX_RETRIES": "1",
         "SYNC_TIMEOUT_SECONDS": "120",
+        # The receivers in the tests listen on loopback, which production refuses.
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_MAX_ATTEMPTS": "4",
     }
 
 
@@ -133,6 +133,9 @@ class Stack:
 
     def post(self, path: str, **kwargs: object) -> requests.Response:
         return requests.post(self.url + path, timeout=180, **kwargs)  # type: ignore[arg-type]
+
+    def session_delete(self, path: str) -> requests.Response:
+        return requests.delete(self.url + path, timeout=30)
 
     def wait_final(self, task_id: str, timeout: float = 120.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout

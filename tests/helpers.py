@@ -92,3 +92,56 @@ def silent_wav_header(path: Path) -> Path:
     body = b"WAVE" + fmt + data
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
+
+
+class Receiver:
+    """A webhook receiver on loopback that answers from a script of status codes."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.statuses = list(statuses or [])
+        self.requests: list[tuple[dict[str, str], bytes, float]] = []
+        self.received = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body,
+                                          time.monotonic()))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+                if 200 <= status < 300:
+                    receiver.received.set()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def long_speech(path: Path, repeats: int) -> Path:
+    """The project's fixture said ``repeats`` times in a row, as one 16 kHz WAV file."""
+    import wave
+
+    from pipeline.media import decode_audio
+
+    pcm = (decode_audio(SPEECH_EN) * 32767).astype(np.int16)
+    gap = np.zeros(8000, dtype=np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        for _ in range(repeats):
+            out.writeframes(pcm.tobytes() + gap.tobytes())
+    return path
