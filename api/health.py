@@ -1,4 +1,4 @@
-"""Health of the service's dependencies."""
+"""Health of the service's dependencies and workers, and the workers' GPUs (from heartbeats)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pika
 from flask import Blueprint, Response, jsonify
 
 from api.state import state
+from pipeline.heartbeat import live_workers
 
 bp = Blueprint("health", __name__, url_prefix="/api")
 
@@ -24,16 +25,41 @@ def _rabbitmq_ok(url: str) -> bool:
 
 @bp.get("/health")
 def health() -> tuple[Response, int]:
+    """503 when Redis or RabbitMQ is down; with both up but no live worker, 200 and
+    ``degraded``: jobs are accepted and wait in their queues."""
     st = state()
     try:
         redis_ok = bool(st.redis.ping())
+        workers = live_workers(st.redis)
     except Exception:  # noqa: BLE001
-        redis_ok = False
+        redis_ok, workers = False, []
     rabbit_ok = _rabbitmq_ok(st.settings.rabbitmq_url)
-    healthy = redis_ok and rabbit_ok
+    queues = sorted({q for w in workers for q in w.get("queues", [])})
+    if not (redis_ok and rabbit_ok):
+        status, code = "unavailable", 503
+    elif not workers:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
     body = {
-        "status": "ok" if healthy else "unavailable",
+        "status": status,
         "redis": "ok" if redis_ok else "down",
         "rabbitmq": "ok" if rabbit_ok else "down",
+        "workers": len(workers),
+        "queues_served": queues,
     }
-    return jsonify(body), 200 if healthy else 503
+    return jsonify(body), code
+
+
+@bp.get("/gpu-status")
+def gpu_status() -> Response:
+    workers = live_workers(state().redis)
+    return jsonify({
+        "workers": [
+            {k: w.get(k) for k in ("host", "pid", "queues", "device", "device_reason", "gpus",
+                                   "models", "jobs_done", "seen_at")}
+            for w in workers
+        ],
+        "gpu_count": sum(len(w.get("gpus", [])) for w in workers),
+        "cuda_workers": sum(1 for w in workers if w.get("device") == "cuda"),
+    })

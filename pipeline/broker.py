@@ -5,10 +5,34 @@ web process builds its own through ``pipeline.queues.build_broker`` and never im
 
 from __future__ import annotations
 
+from typing import Any
+
 import dramatiq
 
+from pipeline.heartbeat import Heartbeat
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
 
+
+def _describe() -> dict[str, Any]:
+    from pipeline.context import worker_context
+    from pipeline.engines import choose_device
+
+    ctx = worker_context()
+    choice = choose_device(ctx.settings)
+    return {
+        "device": choice.device,
+        "device_reason": choice.reason,
+        "models": [f"{k.engine}:{k.model}:{k.device}:{k.compute_type}" for k in ctx.models.loaded()],
+    }
+
+
+def _redis() -> Any:
+    from pipeline.context import worker_context
+
+    return worker_context().redis
+
+
 broker = build_broker(Settings.from_env())
+broker.add_middleware(Heartbeat(_describe, _redis))
 dramatiq.set_broker(broker)

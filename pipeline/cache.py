@@ -112,19 +112,32 @@ class ResultCache:
         pipe.set(key, raw, ex=max(1, int(self.ttl - age)))
         pipe.zadd(LRU, {key: time.time()})
         pipe.execute()
+        self._trim()
         return raw
 
     def _trim(self) -> None:
-        excess = int(cast(int, self.redis.zcard(LRU))) - self.size
-        if excess > 0:
-            oldest = cast(list[str], self.redis.zrange(LRU, 0, excess - 1))
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.delete(*oldest)
-            pipe.zrem(LRU, *oldest)
-            pipe.execute()
-            if self.disk_dir is not None:
-                for key in oldest:
-                    (self.disk_dir / f"{key.rsplit(':', 1)[-1]}.json").unlink(missing_ok=True)
+        if int(cast(int, self.redis.zcard(LRU))) <= self.size:
+            return
+        # Members whose entry expired take no room: forget them before counting.
+        members = cast(list[str], self.redis.zrange(LRU, 0, -1))
+        pipe = self.redis.pipeline(transaction=False)
+        for key in members:
+            pipe.exists(key)
+        alive = pipe.execute()
+        stale = [k for k, ok in zip(members, alive, strict=True) if not ok]
+        live = [k for k, ok in zip(members, alive, strict=True) if ok]
+        evicted = live[: max(0, len(live) - self.size)]  # oldest first: zrange is by recency
+        gone = stale + evicted
+        if not gone:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        if evicted:
+            pipe.delete(*evicted)
+        pipe.zrem(LRU, *gone)
+        pipe.execute()
+        if self.disk_dir is not None:
+            for key in evicted:
+                (self.disk_dir / f"{key.rsplit(':', 1)[-1]}.json").unlink(missing_ok=True)
 
     # -- one transcription per distinct input --------------------------------------------
     def claim(self, sha256: str, options: TranscribeOptions, owner: str, ttl: int = 120) -> bool:

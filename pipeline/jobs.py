@@ -189,6 +189,10 @@ class JobStore:
         self.result_ttl = result_ttl
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
+        # HINCRBY alone would create a hash (with no TTL) for a job that expired.
+        self._count = client.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end "
+            "return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)")
 
     # -- writing ---------------------------------------------------------------------------
     def create(self, task_id: str, options: TranscribeOptions, **fields: Any) -> Job:
@@ -259,6 +263,8 @@ class JobStore:
 
     def cancel(self, task_id: str) -> Moved:
         """Flag the job for its worker and end it as ``cancelled`` (refused for a final job)."""
+        if not self.redis.exists(job_key(task_id)):
+            raise JobNotFound(f"No job with id {task_id}.")
         flag = f"{job_key(task_id)}:cancel"
         self.redis.set(flag, "1", ex=self.result_ttl)
         moved = self.transition(task_id, State.CANCELLED, error={
@@ -273,7 +279,10 @@ class JobStore:
     def count_attempt(self, task_id: str, stage: str) -> int:
         """Count a start of ``stage``; RabbitMQ redelivers a dead worker's message unseen by
         Dramatiq's retry count, so this is how a job that kills its worker is noticed."""
-        return int(self.redis.hincrby(job_key(task_id), f"attempts_{stage}", 1))
+        count = self._count(keys=[job_key(task_id)], args=[f"attempts_{stage}"])
+        if count is None:
+            raise JobNotFound(f"No job with id {task_id}.")
+        return int(count)
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -11,6 +12,13 @@ from pipeline.errors import InvalidOption
 from pipeline.settings import ENGINES, Settings
 
 TASKS = ("transcribe", "translate")
+# The languages Whisper's tokenizer knows (ISO 639-1, plus haw and yue which have no such code).
+LANGUAGES = frozenset(
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
+    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
+    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
+    "mg as tt haw ln ha ba jw su yue".split()
+)
 # Which request fields are options at all; anything else in a form is reported, not ignored.
 OPTION_FIELDS = (
     "engine",
@@ -63,14 +71,19 @@ class TranscribeOptions:
                 )
             values["engine"] = engine
         if "model" in form:
-            values["model"] = _text(form, "model")
+            model = _text(form, "model")
+            if not model:
+                raise InvalidOption("model must not be empty; leave it out for the default.",
+                                    field="model")
+            values["model"] = model
         if "language" in form:
             language = _text(form, "language").lower()
             if language in ("", "auto"):
                 values["language"] = None
-            elif not (language.isalpha() and 2 <= len(language) <= 3) and language != "haw":
+            elif language not in LANGUAGES:
                 raise InvalidOption(
-                    f"language must be a language code such as 'en' or 'de', not {language!r}",
+                    f"language must be a code Whisper knows, such as 'en', 'de' or 'fr', "
+                    f"not {language!r}",
                     field="language",
                 )
             else:
@@ -89,7 +102,12 @@ class TranscribeOptions:
             values["temperature"] = _float(form, "temperature", 0.0, 1.0)
         if "beam_size" in form:
             values["beam_size"] = int(_float(form, "beam_size", 1, 20, integer=True))
-        return replace(opts, **values)
+        parsed = replace(opts, **values)
+        if parsed.model.endswith(".en") and parsed.language not in (None, "en"):
+            raise InvalidOption(
+                f"{parsed.model} only knows English; choose a multilingual model such as base "
+                f"for language={parsed.language!r}.", field="language")
+        return parsed
 
 
 def _text(form: Mapping[str, Any], name: str) -> str:
@@ -115,10 +133,14 @@ def _float(
     form: Mapping[str, Any], name: str, low: float, high: float, *, integer: bool = False
 ) -> float:
     value = form[name]
+    if isinstance(value, bool):  # JSON true is not a number, whatever float() says
+        raise InvalidOption(f"{name} must be a number, not {value!r}", field=name)
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise InvalidOption(f"{name} must be a number, not {value!r}", field=name) from None
+    if not math.isfinite(number):
+        raise InvalidOption(f"{name} must be a finite number, not {value!r}", field=name)
     if integer and number != int(number):
         raise InvalidOption(f"{name} must be a whole number, not {value!r}", field=name)
     if not low <= number <= high:

@@ -61,5 +61,7 @@ def audio_path(upload_dir: Path, task_id: str) -> Path:
 
 
 def remove_job_files(upload_dir: Path, task_id: str) -> None:
-    for path in (upload_path(upload_dir, task_id), audio_path(upload_dir, task_id)):
+    audio = audio_path(upload_dir, task_id)
+    # The partial file is what a worker killed while writing the audio leaves behind.
+    for path in (upload_path(upload_dir, task_id), audio, audio.with_suffix(".partial.npy")):
         path.unlink(missing_ok=True)

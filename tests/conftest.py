@@ -66,6 +66,7 @@ def test_env(rabbitmq_url: str, data_dir: Path) -> dict[str, str]:
         "RABBITMQ_URL": rabbitmq_url,
         "UPLOAD_DIR": str(data_dir / "uploads"),
         "CACHE_DIR": str(data_dir / "cache"),
+        "MODEL_DIR": str(data_dir / "models"),
         "DEVICE": "cpu",
         "CPU_THREADS": "2",
         "MAX_RETRIES": "1",
@@ -162,8 +163,9 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
                 "--threads", "8", "--worker-class", "gthread", "api:create_app()"],
         "worker": [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors", "--processes", "1",
                    "--threads", "2", "--queues", "extract", "notify"],
-        "transcriber": [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors",
-                        "--processes", "1", "--threads", "1", "--queues", "transcribe"],
+        # As in the Procfile: a transcriber holds no second message while it works on one.
+        "transcriber": ["env", "dramatiq_queue_prefetch=1", str(BIN / "dramatiq"), "pipeline.broker",
+                        "pipeline.actors", "--processes", "1", "--threads", "1", "--queues", "transcribe"],
     }
     procs = {}
     for name, command in commands.items():

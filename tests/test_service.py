@@ -198,6 +198,23 @@ def test_bad_input_gets_clear_answers_and_the_worker_goes_on(live: Stack, tmp_pa
     assert not list(live.settings.upload_dir.glob("*.upload"))
 
 
-def test_health_reports_dependencies(live: Stack) -> None:
-    body = live.get("/api/health").json()
-    assert body == {"status": "ok", "redis": "ok", "rabbitmq": "ok"}
+def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
+    # Heartbeats start with each worker; the stack's two workers are up by now or shortly.
+    deadline = time.monotonic() + 20
+    while (body := live.get("/api/health").json())["workers"] < 2:
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+    assert body == {"status": "ok", "redis": "ok", "rabbitmq": "ok", "workers": 2,
+                    "queues_served": ["extract", "notify", "transcribe"]}
+
+    gpu = live.get("/api/gpu-status").json()
+    assert gpu["gpu_count"] == 0 and gpu["cuda_workers"] == 0
+    workers = sorted(gpu["workers"], key=lambda w: w["queues"])
+    assert [w["queues"] for w in workers] == [["extract", "notify"], ["transcribe"]]
+    for worker in workers:
+        assert worker["device"] == "cpu" and worker["device_reason"] == "DEVICE=cpu"
+        assert worker["gpus"] == [] and worker["pid"] > 0 and worker["host"]
+    # The transcriber has done jobs in earlier tests of this session and keeps its model loaded.
+    transcriber = workers[1]
+    if transcriber["jobs_done"]:
+        assert any(m.startswith("faster-whisper:tiny.en:cpu") for m in transcriber["models"])

@@ -65,8 +65,8 @@ def _install_bar() -> None:
     module = importlib.import_module("whisper.transcribe")
 
     with _install_lock:
-        if not isinstance(module.tqdm, SimpleNamespace):
-            module.tqdm = SimpleNamespace(tqdm=_WindowBar)
+        if not isinstance(getattr(module, "tqdm", None), SimpleNamespace):
+            setattr(module, "tqdm", SimpleNamespace(tqdm=_WindowBar))  # noqa: B010
 
 
 class OpenAIWhisperEngine:
