@@ -218,3 +218,28 @@ def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
     transcriber = workers[1]
     if transcriber["jobs_done"]:
         assert any(m.startswith("faster-whisper:tiny.en:cpu") for m in transcriber["models"])
+
+
+def test_openai_engine_through_the_service_with_every_format(live: Stack) -> None:
+    accepted = submit(live, SPEECH_EN, engine="openai-whisper", word_timestamps="true")
+    task_id = str(accepted["task_id"])
+    body = live.wait_final(task_id)
+    assert body["status"] == "completed", body
+    assert body["engine"] == "openai-whisper" and body["device"] == "cpu"
+    base = f"/api/transcribe/async/{task_id}/result"
+
+    verbose = live.get(base, params={"format": "verbose_json"}).json()
+    assert verbose["task"] == "transcribe" and verbose["language"] == "en"
+    assert verbose["duration"] == pytest.approx(5.9, abs=0.2)
+    assert wer(SPEECH_EN_TEXT, verbose["text"]) <= 0.15
+    fields = {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
+              "compression_ratio", "no_speech_prob"}
+    assert verbose["segments"] and all(set(s) == fields for s in verbose["segments"])
+    assert verbose["words"] and {"word", "start", "end"} == set(verbose["words"][0])
+
+    tsv = live.get(base, params={"format": "tsv"})
+    assert tsv.headers["Content-Type"].startswith("text/tab-separated-values")
+    rows = [line.split("\t") for line in tsv.text.splitlines()]
+    assert rows[0] == ["start", "end", "text"]
+    assert all(int(r[0]) < int(r[1]) for r in rows[1:])
+    assert wer(SPEECH_EN_TEXT, " ".join(r[2] for r in rows[1:])) <= 0.15

@@ -472,3 +472,40 @@ def test_notify_refuses_loopback_unless_allowed(ctx: Context, receiver: Receiver
     job = guarded.jobs.get(task_id)
     assert job.webhook_state == "failed" and job.webhook_last_status is None
     assert receiver.calls == []
+
+
+class _OutOfMemory:
+    """Stands in for a model on a GPU this machine does not have: it runs out of memory."""
+
+    name = "faster-whisper"
+    model_name = "tiny.en"
+    device = "cuda"
+
+    def transcribe(self, audio: Any, options: TranscribeOptions, on_segment: Any) -> Transcript:
+        raise RuntimeError("CUDA failed with error out of memory")
+
+
+def test_gpu_out_of_memory_retries_the_job_on_the_cpu(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import stages as stages_module
+    from pipeline.engines import DeviceChoice, EngineKey, ModelCache, build_engine
+    from pipeline.settings import Settings
+
+    built: list[str] = []
+
+    def factory(key: EngineKey, settings: Settings) -> Any:
+        built.append(key.device)
+        return _OutOfMemory() if key.device == "cuda" else build_engine(key, settings)
+
+    monkeypatch.setattr(stages_module, "choose_device", lambda settings: DeviceChoice("cuda", "test"))
+    monkeypatch.setattr(ctx, "models", ModelCache(ctx.settings, factory))
+    task_id = submit(ctx)
+    assert stages.extract(ctx, task_id) is Next.TRANSCRIBE
+    stages.transcribe(ctx, task_id)
+    job = ctx.jobs.get(task_id)
+    assert job.status == "completed"
+    assert job.device == "cpu" and job.device_reason == "CUDA out of memory; retried on the CPU"
+    assert built == ["cuda", "cpu"]
+    # The GPU model that failed is not kept.
+    assert [k.device for k in ctx.models.loaded()] == ["cpu"]
+    result = ctx.jobs.result(task_id)
+    assert result is not None and result.device == "cpu" and result.text
