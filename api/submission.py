@@ -12,7 +12,7 @@ from flask import Request, url_for
 from api.state import ApiState
 from api.uploads import UPLOAD_TARGET, upload_writer
 from pipeline import media, queues, webhooks
-from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption
+from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, MediaTooLong
 from pipeline.formats import check_format
 from pipeline.jobs import Job, State, new_task_id
 from pipeline.options import OPTION_FIELDS, TranscribeOptions
@@ -94,8 +94,13 @@ def _submit(
             queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
         return Submitted(st.jobs.get(task_id), form)
 
-    # Reading the header here turns most non-media uploads into an immediate 415.
-    media.probe(writer.path)
+    # Reading the header here turns most non-media uploads into an immediate 415, and a
+    # recording whose header already says it is too long into an immediate 422.
+    info = media.probe(writer.path)
+    limit = st.settings.max_duration_seconds
+    if info.duration is not None and info.duration > limit:
+        raise MediaTooLong(f"The recording is {info.duration:.0f} s long; this service accepts at "
+                           f"most {limit} s (MAX_DURATION_SECONDS).", field="file")
     job = st.jobs.create(task_id, options, **fields)
     try:
         queues.send(st.broker, queues.EXTRACT_ACTOR, task_id)

@@ -8,6 +8,8 @@ allowed attempt it ends the job as ``failed`` too, so that no job is left in a n
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from collections.abc import Callable
 
 import dramatiq
@@ -31,6 +33,8 @@ from pipeline.uploads import remove_job_files
 log = logging.getLogger(__name__)
 
 Stage = Callable[[Context, str], stages.Next | None]
+LEASE_TTL_SECONDS = 30
+LEASE_RECHECK_SECONDS = 10
 
 
 class WorkerDied(PipelineError):
@@ -80,8 +84,43 @@ def _attempt(ctx: Context, stage: Stage, name: str, task_id: str) -> stages.Next
             f"({exc.__class__.__name__})."))
 
 
+class _Lease:
+    """Holds a job's lease while a stage runs, renewing it from a thread of its own (a long
+    decode or transcription window can outlast the TTL between two callbacks)."""
+
+    def __init__(self, ctx: Context, task_id: str) -> None:
+        self.ctx, self.task_id, self.token = ctx, task_id, uuid.uuid4().hex
+        self._stop = threading.Event()
+
+    def take(self) -> bool:
+        if not self.ctx.jobs.take_lease(self.task_id, self.token, LEASE_TTL_SECONDS):
+            return False
+        threading.Thread(target=self._renew, daemon=True, name=f"lease-{self.task_id[:8]}").start()
+        return True
+
+    def release(self) -> None:
+        self._stop.set()
+        self.ctx.jobs.drop_lease(self.task_id, self.token)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_TTL_SECONDS / 3):
+            try:
+                self.ctx.jobs.renew_lease(self.task_id, self.token, LEASE_TTL_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - the next renewal may succeed
+                log.warning("renewing the lease of %s failed: %s", self.task_id, exc)
+
+
 def run_stage(stage: Stage, name: str, task_id: str) -> None:
     ctx = worker_context()
+    lease = _Lease(ctx, task_id)
+    if not lease.take():
+        # Another delivery of this job is running right now. Look again later: by then it has
+        # finished (and this message does nothing) or died (and its lease has lapsed).
+        log.info("job %s is running elsewhere; %s checks again in %d s", task_id, name,
+                 LEASE_RECHECK_SECONDS)
+        actor = transcribe_audio if name == "transcribe" else extract_audio
+        actor.send_with_options(args=(task_id,), delay=LEASE_RECHECK_SECONDS * 1000)
+        return
     try:
         following = _attempt(ctx, stage, name, task_id)
     except JobNotFound:
@@ -89,6 +128,7 @@ def run_stage(stage: Stage, name: str, task_id: str) -> None:
         log.warning("job %s not found; message dropped", task_id)
         return
     finally:
+        lease.release()
         # Whoever ended the job (this stage, a cancellation, a twin message), its files go.
         job: Job | None
         try:

@@ -189,6 +189,10 @@ class JobStore:
         self.result_ttl = result_ttl
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
+        self._lease = client.register_script(
+            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+            "if ARGV[2] == 'drop' then return redis.call('DEL', KEYS[1]) end "
+            "return redis.call('EXPIRE', KEYS[1], ARGV[3])")
         # HINCRBY alone would create a hash (with no TTL) for a job that expired.
         self._count = client.register_script(
             "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end "
@@ -283,6 +287,19 @@ class JobStore:
         if count is None:
             raise JobNotFound(f"No job with id {task_id}.")
         return int(count)
+
+    # -- leases: one worker runs a job's stage at a time -------------------------------------
+    def take_lease(self, task_id: str, token: str, ttl: int) -> bool:
+        """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
+        redelivers when a channel closes under a running job) finds the lease taken and stays
+        out; a holder that dies stops renewing and the lease lapses within ``ttl`` seconds."""
+        return bool(self.redis.set(f"{job_key(task_id)}:lease", token, nx=True, ex=ttl))
+
+    def renew_lease(self, task_id: str, token: str, ttl: int) -> bool:
+        return bool(self._lease(keys=[f"{job_key(task_id)}:lease"], args=[token, "renew", ttl]))
+
+    def drop_lease(self, task_id: str, token: str) -> None:
+        self._lease(keys=[f"{job_key(task_id)}:lease"], args=[token, "drop", 0])
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.

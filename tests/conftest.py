@@ -4,6 +4,7 @@ real API and worker processes for the integration tests."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -32,17 +33,13 @@ BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_url() -> Iterator[str]:
-    """A virtual host of this test session's own, removed at the end, so that neither a
-    `make run` nor another test session on the machine shares its queues."""
-    if "TEST_RABBITMQ_URL" in os.environ:
-        yield os.environ["TEST_RABBITMQ_URL"]
+@contextlib.contextmanager
+def own_vhost(name: str) -> Iterator[str]:
+    """A RabbitMQ virtual host made for the caller and removed afterwards."""
+    if "TEST_RABBITMQ_URL" in os.environ or shutil.which("rabbitmqctl") is None:
+        yield os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
         return
-    if shutil.which("rabbitmqctl") is None:
-        yield "amqp://guest:guest@localhost:5672/"
-        return
-    vhost = f"whisper-pipeline-test-{os.getpid()}"
+    vhost = f"{name}-{os.getpid()}"
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True)
@@ -52,6 +49,14 @@ def rabbitmq_url() -> Iterator[str]:
         yield url
     finally:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A virtual host of this test session's own, so that neither a `make run` nor another
+    test session on the machine shares its queues (TEST_RABBITMQ_URL overrides)."""
+    with own_vhost("whisper-pipeline-test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

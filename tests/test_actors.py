@@ -1,0 +1,184 @@
+"""The actors' failure policy, time limit, worker-death count and recycling, each with a real
+Dramatiq worker on a StubBroker (one actor at a time; the pipeline itself runs on RabbitMQ)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
+
+from pipeline.context import Context
+from pipeline.errors import MediaDecodeError, TranscriptionError
+from pipeline.jobs import State, new_task_id
+from pipeline.middleware import RecycleAfter
+from pipeline.options import TranscribeOptions
+from pipeline.stages import Next
+
+# Declaring the actors binds them to the global broker: make it a stub before they are imported.
+dramatiq.set_broker(StubBroker())
+from pipeline import actors  # noqa: E402
+
+
+@pytest.fixture
+def broker() -> Iterator[StubBroker]:
+    stub = StubBroker(middleware=[
+        TimeLimit(time_limit=400, interval=50),
+        CurrentMessage(),
+        Retries(max_retries=1, min_backoff=10, max_backoff=20),
+    ])
+    stub.emit_after("process_boot")
+    yield stub
+    stub.close()
+
+
+def run_actor(broker: StubBroker, fn: Callable[[str], None], task_id: str) -> None:
+    actor = dramatiq.actor(fn, broker=broker, queue_name="test", actor_name=f"t{time.monotonic_ns()}")
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        actor.send(task_id)
+        broker.join("test", fail_fast=False)
+        worker.join()
+    finally:
+        worker.stop()
+
+
+def new_job(ctx: Context) -> str:
+    task_id = new_task_id()
+    ctx.jobs.create(task_id, TranscribeOptions())
+    ctx.jobs.transition(task_id, State.EXTRACTING)
+    return task_id
+
+
+def test_a_job_over_the_time_limit_fails_and_is_not_retried(ctx: Context, broker: StubBroker) -> None:
+    task_id = new_job(ctx)
+    calls: list[float] = []
+
+    def slow(_: Context, __: str) -> Next | None:
+        calls.append(time.monotonic())
+        for _ in range(100):  # interruptible: the limit is raised between bytecodes
+            time.sleep(0.05)
+        return None
+
+    run_actor(broker, lambda t: actors._attempt(ctx, slow, "transcribe", t) and None, task_id)
+    job = ctx.jobs.get(task_id)
+    assert job.status == "failed" and job.error is not None
+    assert job.error["code"] == "time_limit" and "JOB_TIME_LIMIT_SECONDS" in job.error["message"]
+    assert len(calls) == 1
+
+
+def test_transient_errors_are_retried_then_succeed(ctx: Context, broker: StubBroker) -> None:
+    task_id = new_job(ctx)
+    calls: list[int] = []
+
+    def flaky(c: Context, t: str) -> Next | None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TranscriptionError("the GPU driver hiccuped")
+        c.jobs.transition(t, State.COMPLETED)
+        return None
+
+    run_actor(broker, lambda t: actors._attempt(ctx, flaky, "transcribe", t) and None, task_id)
+    assert len(calls) == 2
+    assert ctx.jobs.get(task_id).status == "completed"
+
+
+def test_transient_errors_fail_the_job_on_the_last_attempt(ctx: Context, broker: StubBroker) -> None:
+    task_id = new_job(ctx)
+    calls: list[int] = []
+
+    def broken(_: Context, __: str) -> Next | None:
+        calls.append(1)
+        raise ConnectionError("network down")
+
+    run_actor(broker, lambda t: actors._attempt(ctx, broken, "transcribe", t) and None, task_id)
+    assert len(calls) == 2  # MAX_RETRIES=1 in the test settings: the first try and one retry
+    job = ctx.jobs.get(task_id)
+    assert job.status == "failed" and job.error is not None
+    assert job.error["code"] == "transcription_error" and "2 attempts" in job.error["message"]
+
+
+def test_bad_media_is_not_retried(ctx: Context, broker: StubBroker) -> None:
+    task_id = new_job(ctx)
+    calls: list[int] = []
+
+    def unreadable(_: Context, __: str) -> Next | None:
+        calls.append(1)
+        raise MediaDecodeError("No audio could be decoded from the file.")
+
+    run_actor(broker, lambda t: actors._attempt(ctx, unreadable, "extract", t) and None, task_id)
+    assert len(calls) == 1
+    job = ctx.jobs.get(task_id)
+    assert job.status == "failed" and job.error == {
+        "code": "media_decode_error", "message": "No audio could be decoded from the file."}
+
+
+def test_a_job_whose_worker_keeps_dying_ends_failed(ctx: Context) -> None:
+    task_id = new_job(ctx)
+    # Each start is counted before the stage runs; a killed worker never gets further.
+    for _ in range(ctx.settings.max_retries + 1):
+        ctx.jobs.count_attempt(task_id, "transcribe")
+    ran: list[int] = []
+    following = actors._attempt(ctx, lambda c, t: ran.append(1) or None, "transcribe", task_id)
+    assert ran == [] and following is Next.NOTIFY
+    job = ctx.jobs.get(task_id)
+    assert job.status == "failed" and job.error is not None and job.error["code"] == "worker_died"
+    assert "stopped 2 times" in job.error["message"]
+
+
+def test_workers_recycle_after_max_tasks_per_child() -> None:
+    recycled: list[float] = []
+    stub = StubBroker(middleware=[RecycleAfter(3, recycle=lambda: recycled.append(time.monotonic()))])
+    stub.emit_after("process_boot")
+    done: list[Any] = []
+    actor = dramatiq.actor(lambda n: done.append(n), broker=stub, queue_name="r", actor_name="count")
+    worker = dramatiq.Worker(stub, worker_timeout=50, worker_threads=1)
+    worker.start()
+    try:
+        for n in range(5):
+            actor.send(n)
+        stub.join("r")
+        worker.join()
+    finally:
+        worker.stop()
+    assert sorted(done) == [0, 1, 2, 3, 4]  # nothing is lost while the recycle is asked for
+    assert len(recycled) == 1
+
+
+def test_a_second_delivery_stays_out_while_the_job_runs(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RabbitMQ redelivers a message whose channel closed under a running job (its consumer
+    timeout); the copy must neither run the job twice nor be lost."""
+    monkeypatch.setattr(actors, "worker_context", lambda: ctx)
+    stub = dramatiq.get_broker()
+    assert isinstance(stub, StubBroker)
+    stub.flush_all()
+    task_id = new_job(ctx)
+    assert ctx.jobs.take_lease(task_id, "the-running-delivery", 30)
+    ran: list[int] = []
+    actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id)
+    assert ran == []
+    # It looks again later, as a delayed message of its own.
+    assert stub.queues["transcribe.DQ"].qsize() == 1
+    # Once the holder is gone, the stage runs (and the lease is given back afterwards).
+    ctx.jobs.drop_lease(task_id, "the-running-delivery")
+    actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id)
+    assert ran == [1]
+    assert ctx.jobs.take_lease(task_id, "next", 30)
+
+
+def test_lease_is_renewed_and_dropped_only_by_its_holder(ctx: Context) -> None:
+    task_id = new_job(ctx)
+    assert ctx.jobs.take_lease(task_id, "a", 2)
+    assert not ctx.jobs.take_lease(task_id, "b", 2)
+    assert not ctx.jobs.renew_lease(task_id, "b", 30)
+    assert ctx.jobs.renew_lease(task_id, "a", 30)
+    assert ctx.redis.ttl(f"wp:job:{task_id}:lease") > 2
+    ctx.jobs.drop_lease(task_id, "b")
+    assert not ctx.jobs.take_lease(task_id, "b", 2)
+    ctx.jobs.drop_lease(task_id, "a")
+    assert ctx.jobs.take_lease(task_id, "b", 2)

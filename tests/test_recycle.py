@@ -1,0 +1,68 @@
+"""MAX_TASKS_PER_CHILD with the real Dramatiq CLI: worker processes restart, no job is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from pipeline.context import build_context
+from pipeline.jobs import new_task_id
+from pipeline.options import TranscribeOptions
+from pipeline.queues import EXTRACT_ACTOR, build_broker, send
+from pipeline.settings import Settings
+from pipeline.uploads import upload_path
+from tests.conftest import ROOT, own_vhost
+from tests.helpers import SPEECH_EN
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_recycles_after_max_tasks_without_losing_a_job(
+    test_env: dict[str, str], tmp_path: Path
+) -> None:
+    with own_vhost("whisper-pipeline-recycle") as amqp:
+        env = {**test_env, "RABBITMQ_URL": amqp, "REDIS_URL": "redis://localhost:6379/13",
+               "UPLOAD_DIR": str(tmp_path / "uploads"), "MAX_TASKS_PER_CHILD": "2"}
+        settings = Settings.from_env(env)
+        redis.Redis.from_url(settings.redis_url).flushdb()
+        ctx = build_context(settings)
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
+             "--processes", "1", "--threads", "1"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            broker = build_broker(settings)
+            ids = []
+            for n in range(5):
+                task_id = new_task_id()
+                target = upload_path(settings.upload_dir, task_id)
+                shutil.copy(SPEECH_EN, target)
+                # A different beam size each time, so that no job is a cache hit of another.
+                ctx.jobs.create(task_id, TranscribeOptions(beam_size=n + 1), upload_path=str(target),
+                                sha256=hashlib.sha256(target.read_bytes()).hexdigest())
+                send(broker, EXTRACT_ACTOR, task_id)
+                ids.append(task_id)
+            deadline = time.monotonic() + 120
+            while not all(ctx.jobs.get(t).is_final for t in ids):
+                assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+                time.sleep(0.2)
+            assert [ctx.jobs.get(t).status for t in ids] == ["completed"] * 5
+            # Each job finished once: its history has one completion.
+            for task_id in ids:
+                assert [h["status"] for h in ctx.jobs.history(task_id)].count("completed") == 1
+            text = (tmp_path / "worker.log").read_text()
+            assert text.count("recycling the worker processes") >= 2
+            assert worker.poll() is None, "the main process stays up while its workers restart"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
