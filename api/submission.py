@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flask import Request, url_for
+from flask import Request, g, url_for
 
 from api.state import ApiState
 from api.uploads import UPLOAD_TARGET, upload_writer
@@ -80,6 +80,7 @@ def _submit(
         **webhook,
         "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
         "size": writer.size,
+        "owner": str(g.get("owner", "")),
     }
     cached = st.cache.get(writer.sha256, options)
     if cached is not None:

@@ -2,23 +2,43 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+import json
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from api import views
 from api.state import state
 from api.submission import submit
 from pipeline import queues
 from pipeline.errors import (
+    InvalidOption,
     JobConflict,
+    JobNotFound,
     PipelineError,
     ResultNotReady,
     SyncTimeout,
 )
 from pipeline.formats import check_format, render
-from pipeline.jobs import Job, Moved
+from pipeline.jobs import Job, Moved, State
 from pipeline.uploads import remove_job_files
 
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe")
+
+# A stream ends on its own after this long; clients reconnect and get the state first.
+EVENT_STREAM_SECONDS = 3600
+
+
+def owner() -> str:
+    """Who is asking: a hash of their API key when keys are set, else everyone is one owner."""
+    return str(g.get("owner", ""))
+
+
+def owned(job: Job) -> Job:
+    # Another key's job answers exactly like one that does not exist.
+    if job.owner != owner():
+        raise JobNotFound(f"No job with id {job.task_id}.")
+    return job
 
 
 def _result_format(form: dict[str, str] | None = None, default: str = "json") -> str:
@@ -86,13 +106,13 @@ def submit_sync() -> Response:
 @bp.get("/async/status/<task_id>")
 def status(task_id: str) -> Response:
     st = state()
-    return jsonify(views.status(st.jobs.get(task_id), st.jobs))
+    return jsonify(views.status(owned(st.jobs.get(task_id)), st.jobs))
 
 
 @bp.get("/async/<task_id>/result")
 def result(task_id: str) -> Response:
     st = state()
-    job = st.jobs.get(task_id)
+    job = owned(st.jobs.get(task_id))
     fmt = _result_format()
     if job.status != "completed":
         if job.status == "failed":
@@ -105,7 +125,7 @@ def result(task_id: str) -> Response:
 @bp.delete("/async/<task_id>")
 def cancel(task_id: str) -> tuple[Response, int]:
     st = state()
-    job = st.jobs.get(task_id)
+    job = owned(st.jobs.get(task_id))
     moved = st.jobs.cancel(task_id)
     if moved is not Moved.MOVED:
         job = st.jobs.get(task_id)
@@ -115,3 +135,49 @@ def cancel(task_id: str) -> tuple[Response, int]:
     if job.webhook_url:
         queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
     return jsonify({"task_id": task_id, "status": "cancelled"}), 202
+
+
+@bp.get("/async")
+def list_jobs() -> Response:
+    st = state()
+    status_filter = request.args.get("status") or None
+    if status_filter is not None and status_filter not in {s.value for s in State}:
+        raise InvalidOption(f"status must be one of {', '.join(s.value for s in State)}",
+                            field="status")
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError:
+        raise InvalidOption("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= 100:
+        raise InvalidOption("limit must be between 1 and 100", field="limit")
+    cursor = request.args.get("cursor") or None
+    if cursor is not None:
+        try:
+            float(cursor)
+        except ValueError:
+            raise InvalidOption("cursor must be a value from next_cursor", field="cursor") from None
+    jobs, next_cursor = st.jobs.list(owner=owner(), status=status_filter, limit=limit, cursor=cursor)
+    return jsonify({
+        "jobs": [views.summary(job) for job in jobs],
+        "next_cursor": next_cursor,
+    })
+
+
+@bp.get("/async/<task_id>/events")
+def events(task_id: str) -> Response:
+    st = state()
+    owned(st.jobs.get(task_id))  # 404 now, before the stream starts
+
+    def stream() -> Iterator[str]:
+        for event in st.jobs.events(task_id, timeout=EVENT_STREAM_SECONDS):
+            if event is None:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+        job = st.jobs.get(task_id)
+        yield f"event: end\ndata: {json.dumps(views.summary(job))}\n\n"
+
+    response = Response(stream_with_context(stream()), content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # nginx must not hold the stream back
+    return response

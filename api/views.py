@@ -24,6 +24,27 @@ def accepted(job: Job) -> dict[str, Any]:
     }
 
 
+def summary(job: Job) -> dict[str, Any]:
+    """A job in a list: what a client needs to pick it out, without its transcript."""
+    return {
+        "task_id": job.task_id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": round(job.progress, 4),
+        "cached": job.cached,
+        "filename": job.filename,
+        "engine": job.options.engine,
+        "model": job.options.model,
+        "language": job.language or job.options.language,
+        "duration": job.duration,
+        "created_at": iso(job.created_at),
+        "finished_at": iso(job.finished_at),
+        "error": job.error,
+        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
+        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+    }
+
+
 def status(job: Job, jobs: JobStore) -> dict[str, Any]:
     body: dict[str, Any] = {
         "task_id": job.task_id,

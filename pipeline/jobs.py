@@ -178,6 +178,11 @@ def _flatten(fields: dict[str, Any]) -> list[str]:
     return out
 
 
+def _owner_index(owner: str) -> str:
+    # With API keys each key has its own index; without, every job is in the one list.
+    return f"{PREFIX}:jobs:{owner}" if owner else f"{PREFIX}:jobs"
+
+
 def _mapping(fields: dict[str, Any]) -> dict[Any, Any]:
     flat = _flatten(fields)
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -216,7 +221,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(job_key(task_id), mapping=_mapping(record))
         pipe.zadd(f"{PREFIX}:queued", {task_id: now})
-        pipe.zadd(f"{PREFIX}:jobs", {task_id: now})
+        pipe.zadd(_owner_index(fields.get("owner", "")), {task_id: now})
         pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
         pipe.execute()
         return self.get(task_id)
@@ -346,21 +351,71 @@ class JobStore:
         finally:
             pubsub.close()
 
-    def events(self, task_id: str, timeout: float) -> Iterator[dict[str, Any]]:
-        """Events published for a job until it is final (used by the SSE endpoint)."""
+    def events(
+        self, task_id: str, timeout: float, idle: float = 15.0
+    ) -> Iterator[dict[str, Any] | None]:
+        """A job's events for the SSE endpoint: first where it stands (status, then the
+        segments decoded so far), then each event as it is published, until the job is final
+        or ``timeout`` passes. ``None`` is yielded after ``idle`` quiet seconds, so the caller
+        can keep the connection alive."""
         deadline = time.monotonic() + timeout
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # Subscribed before reading the record, so nothing published in between is lost.
         pubsub.subscribe(events_channel(task_id))
         try:
+            job = self.get(task_id)
+            yield {"type": "status", "task_id": task_id, "status": job.status, "stage": job.stage,
+                   "progress": job.progress, "at": job.updated_at}
+            for segment in self.segments(task_id):
+                yield {"type": "segment", "task_id": task_id, "segment": segment.to_dict(),
+                       "progress": job.progress}
+            if job.is_final:
+                return
+            quiet_since = time.monotonic()
             while time.monotonic() < deadline:
                 message = pubsub.get_message(timeout=1.0)
                 if message is None:
-                    if self.get(task_id).is_final:
-                        return
+                    if time.monotonic() - quiet_since >= idle:
+                        quiet_since = time.monotonic()
+                        if self.get(task_id).is_final:
+                            return
+                        yield None
                     continue
+                quiet_since = time.monotonic()
                 event = json.loads(message["data"])
                 yield event
                 if event.get("type") == "status" and event.get("status") in FINAL_STATES:
                     return
         finally:
             pubsub.close()
+
+    def list(
+        self, *, owner: str = "", status: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Jobs newest first, ``limit`` at a time; the cursor names where the next page starts.
+
+        The cursor is the creation time of the last job returned: pages stay stable while new
+        jobs arrive at the front."""
+        index = _owner_index(owner)
+        before = f"({cursor}" if cursor else "+inf"
+        found: list[Job] = []
+        last_score: float | None = None
+        exhausted = False
+        while len(found) < limit and not exhausted:
+            batch = cast(list[tuple[str, float]], self.redis.zrevrangebyscore(
+                index, before, "-inf", start=0, num=max(limit * 2, 50), withscores=True))
+            exhausted = not batch
+            for task_id, score in batch:
+                before, last_score = f"({score!r}", score
+                try:
+                    job = self.get(task_id)
+                except JobNotFound:
+                    self.redis.zrem(index, task_id)  # its record expired
+                    continue
+                if status is None or job.status == status:
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+        more = len(found) == limit and bool(
+            self.redis.zrevrangebyscore(index, f"({last_score!r}", "-inf", start=0, num=1))
+        return found, (repr(last_score) if more and last_score is not None else None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +86,7 @@ def test_german_half_of_the_multilingual_recording(ctx: Context) -> None:
 def test_forced_language_and_translation(ctx: Context, engine: str) -> None:
     german = decode_audio(FIXTURES / "speech_de.wav")
     forced, _ = run(ctx, german, engine=engine, model="base", language="de")
-    assert forced.language == "de" and forced.language_probability is None or engine == "faster-whisper"
+    assert (forced.language == "de" and forced.language_probability is None) or engine == "faster-whisper"
     assert "morgen" in normalise(forced.text)
     translated, _ = run(ctx, german, engine=engine, model="base", language="de", task="translate")
     assert translated.task == "translate"

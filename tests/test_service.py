@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 import srt
 import webvtt
 
@@ -243,3 +244,46 @@ def test_openai_engine_through_the_service_with_every_format(live: Stack) -> Non
     assert rows[0] == ["start", "end", "text"]
     assert all(int(r[0]) < int(r[1]) for r in rows[1:])
     assert wer(SPEECH_EN_TEXT, " ".join(r[2] for r in rows[1:])) <= 0.15
+
+
+def test_job_list_newest_first_with_filter_and_cursor(live: Stack, tmp_path: Path) -> None:
+    ids = [str(submit(live, SPEECH_EN, beam_size=str(n))["task_id"]) for n in (1, 2, 3)]
+    bad = submit(live, silent_wav_header(tmp_path / "h.wav"))
+    for task_id in [*ids, str(bad["task_id"])]:
+        live.wait_final(task_id)
+    first = live.get("/api/transcribe/async", params={"limit": 2}).json()
+    assert [j["task_id"] for j in first["jobs"]] == [bad["task_id"], ids[2]]
+    assert first["next_cursor"]
+    second = live.get("/api/transcribe/async", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [j["task_id"] for j in second["jobs"]] == [ids[1], ids[0]]
+    failed = live.get("/api/transcribe/async", params={"status": "failed", "limit": 5}).json()
+    assert bad["task_id"] in [j["task_id"] for j in failed["jobs"]]
+    assert all(j["status"] == "failed" for j in failed["jobs"])
+    for params, field in (({"status": "done"}, "status"), ({"limit": "0"}, "limit"),
+                          ({"cursor": "abc"}, "cursor")):
+        response = live.get("/api/transcribe/async", params=params)
+        assert response.status_code == 422 and response.json()["error"]["field"] == field
+
+
+def test_events_stream_states_progress_and_segments(live: Stack) -> None:
+    task_id = str(submit(live, SPEECH_EN, beam_size="4")["task_id"])
+    response = requests.get(f"{live.url}/api/transcribe/async/{task_id}/events", stream=True, timeout=60)
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events: list[tuple[str, dict[str, object]]] = []
+    name = None
+    for line in response.iter_lines(decode_unicode=True):
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name:
+            events.append((name, json.loads(line[6:])))
+    kinds = [n for n, _ in events]
+    assert kinds[0] == "status" and kinds[-1] == "end"
+    assert "segment" in kinds
+    assert events[-1][1]["status"] == "completed"
+    statuses = [e["status"] for n, e in events if n == "status"]
+    assert statuses[-1] == "completed" and statuses == sorted(
+        statuses, key=["queued", "extracting", "transcribing", "completed"].index)
+    # A late subscriber gets where the job stands, segments included, then the end.
+    late = requests.get(f"{live.url}/api/transcribe/async/{task_id}/events", timeout=30).text
+    assert late.startswith("event: status") and "event: segment" in late and "event: end" in late
+    assert live.get("/api/transcribe/async/nope/events").status_code == 404
