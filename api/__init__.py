@@ -41,10 +41,17 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     )
 
     from api import cache, health, transcribe
+    from api import page
+    from api.docs import init_docs
+    from api.submission import init_uploads
 
-    app.register_blueprint(transcribe.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(cache.bp)
+    docs = init_docs(app)
+    docs.register_blueprint(transcribe.bp)
+    docs.register_blueprint(health.bp)
+    docs.register_blueprint(cache.bp)
+    app.register_blueprint(page.bp)
+    init_uploads(app)
+    # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # pika narrates every connection at INFO; only its warnings help an operator.

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from typing import Any
 
+from api import schemas
+from api.blueprint import Blueprint
 from api.state import state
 
-bp = Blueprint("cache", __name__, url_prefix="/api")
+bp = Blueprint("cache", __name__, url_prefix="/api", description="The transcript cache.")
 
 
 @bp.get("/cache-stats")
-def cache_stats() -> Response:
-    return jsonify(state().cache.stats())
+@bp.response(200, schemas.CacheStats)
+def cache_stats() -> dict[str, Any]:
+    """Hits, misses, hit rate, entries and bytes."""
+    return state().cache.stats()
 
 
 @bp.post("/cache/clear")
-def cache_clear() -> Response:
-    removed = state().cache.clear()
-    return jsonify({"cleared": removed})
+@bp.response(200, schemas.Cleared)
+def cache_clear() -> dict[str, Any]:
+    """Empty the cache (Redis and, when enabled, the disk copy)."""
+    return {"cleared": state().cache.clear()}

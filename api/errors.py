@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import pika.exceptions
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from pipeline.errors import DependencyUnavailable, PipelineError
+from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,33 @@ def _http_code(exc: HTTPException) -> str:
     return re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
 
 
+def http_error_body(exc: HTTPException) -> tuple[dict[str, Any], int]:
+    """Werkzeug's HTTP errors, and the request validation errors flask-smorest raises as 422
+    with the failing fields in ``exc.data["messages"]``, in the service's error shape."""
+    status = exc.code or 500
+    messages = (getattr(exc, "data", None) or {}).get("messages")
+    if status == 422 and isinstance(messages, dict) and messages:
+        location, fields = next(iter(messages.items()))
+        field, problems = next(iter(fields.items())) if isinstance(fields, dict) and fields else ("", [])
+        if field == "file" and location in ("files", "form_and_files"):
+            err: PipelineError = BadRequest(
+                "No file was sent: attach the recording as the multipart field 'file'.", field="file")
+        else:
+            detail = problems[0] if isinstance(problems, list) and problems else str(problems)
+            if detail == "Unknown field.":
+                detail = f"Unknown field {field!r}."
+            else:
+                detail = f"{field}: {detail}"
+            err = InvalidOption(detail, field=str(field))
+        return {"error": err.to_dict()}, err.http_status
+    message = exc.description or exc.name
+    if status == 413:
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if limit:
+            message = f"The upload is larger than this service accepts ({limit // 2**20} MB)."
+    return {"error": {"code": _http_code(exc), "message": message}}, status
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(PipelineError)
     def pipeline_error(exc: PipelineError) -> tuple[Response, int]:
@@ -30,13 +58,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
-        status = exc.code or 500
-        message = exc.description or exc.name
-        if status == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            if limit:
-                message = f"The upload is larger than this service accepts ({limit // 2**20} MB)."
-        return error_response(status, _http_code(exc), message)
+        body, status = http_error_body(exc)
+        return jsonify(body), status
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(pika.exceptions.AMQPError)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import pika
-from flask import Blueprint, Response, jsonify
+from typing import Any
 
+import pika
+
+from api import schemas
+from api.blueprint import Blueprint
 from api.state import state
 from pipeline.heartbeat import live_workers
 
-bp = Blueprint("health", __name__, url_prefix="/api")
+bp = Blueprint("health", __name__, url_prefix="/api", description="Service and worker health.")
 
 
 def _rabbitmq_ok(url: str) -> bool:
@@ -24,7 +27,9 @@ def _rabbitmq_ok(url: str) -> bool:
 
 
 @bp.get("/health")
-def health() -> tuple[Response, int]:
+@bp.response(200, schemas.Health)
+@bp.alt_response(503, schema=schemas.Health, description="Redis or RabbitMQ is down")
+def health() -> tuple[dict[str, Any], int]:
     """503 when Redis or RabbitMQ is down; with both up but no live worker, 200 and
     ``degraded``: jobs are accepted and wait in their queues."""
     st = state()
@@ -48,13 +53,15 @@ def health() -> tuple[Response, int]:
         "workers": len(workers),
         "queues_served": queues,
     }
-    return jsonify(body), code
+    return body, code
 
 
 @bp.get("/gpu-status")
-def gpu_status() -> Response:
+@bp.response(200, schemas.GpuStatus)
+def gpu_status() -> dict[str, Any]:
+    """Every live worker's device and GPU metrics, from heartbeats (none without a GPU)."""
     workers = live_workers(state().redis)
-    return jsonify({
+    return {
         "workers": [
             {k: w.get(k) for k in ("host", "pid", "queues", "device", "device_reason", "gpus",
                                    "models", "jobs_done", "seen_at")}
@@ -62,4 +69,4 @@ def gpu_status() -> Response:
         ],
         "gpu_count": sum(len(w.get("gpus", [])) for w in workers),
         "cuda_workers": sum(1 for w in workers if w.get("device") == "cuda"),
-    })
+    }

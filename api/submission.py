@@ -4,78 +4,78 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from flask import Request, g, url_for
+from flask import Flask, Request, g, request, url_for
 
-from api.state import ApiState
+from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
 from pipeline import media, queues, webhooks
 from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, MediaTooLong
-from pipeline.formats import check_format
 from pipeline.jobs import Job, State, new_task_id
-from pipeline.options import OPTION_FIELDS, TranscribeOptions
+from pipeline.options import TranscribeOptions
 from pipeline.uploads import remove_job_files, upload_path
 
 log = logging.getLogger(__name__)
 
+F = TypeVar("F", bound=Callable[..., Any])
 WEBHOOK_FIELDS = ("webhook_url", "webhook_auth_header_name", "webhook_auth_header_value")
-SUBMIT_FIELDS = frozenset({*OPTION_FIELDS, *WEBHOOK_FIELDS, "response_format"})
+
+
+def streams_upload(view: F) -> F:
+    """Mark a view whose upload is written straight to UPLOAD_DIR under a fresh task id.
+
+    The target must be known before anything reads the request body, which flask-smorest's
+    argument parsing does before the view runs; so it is set in a ``before_request`` hook.
+    """
+    view.streams_upload = True  # type: ignore[attr-defined]
+    return view
+
+
+def init_uploads(app: Flask) -> None:
+    @app.before_request
+    def choose_upload_target() -> None:
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and getattr(view, "streams_upload", False):
+            g.upload_task_id = new_task_id()
+            request.environ[UPLOAD_TARGET] = upload_path(state().settings.upload_dir, g.upload_task_id)
+
+    @app.teardown_request
+    def drop_unused_upload(exc: BaseException | None) -> None:
+        # An upload that did not become a job (refused, invalid, failed) leaves nothing behind.
+        task_id = g.get("upload_task_id")
+        if task_id and not g.get("upload_kept"):
+            remove_job_files(state().settings.upload_dir, task_id)
 
 
 @dataclass(frozen=True)
 class Submitted:
     job: Job
-    form: dict[str, str]
 
 
-def submit(
-    request: Request, st: ApiState, *, allowed_fields: Iterable[str] = SUBMIT_FIELDS,
-    option_aliases: dict[str, str] | None = None,
-) -> Submitted:
-    """Store the upload, create the job and queue it (or answer it from the cache)."""
-    task_id = new_task_id()
-    target = upload_path(st.settings.upload_dir, task_id)
-    request.environ[UPLOAD_TARGET] = target
-    try:
-        return _submit(request, st, task_id, set(allowed_fields), option_aliases or {})
-    except BaseException:
-        remove_job_files(st.settings.upload_dir, task_id)
-        raise
+def submit(req: Request, st: ApiState, form: dict[str, Any], *,
+           aliases: dict[str, str] | None = None) -> Submitted:
+    """Create the job for the stored upload and queue it, or answer it from the cache.
 
-
-def _submit(
-    request: Request, st: ApiState, task_id: str, allowed: set[str], aliases: dict[str, str]
-) -> Submitted:
-    files = request.files  # parsing streams the file to its place
-    form = {k: v for k, v in request.form.items()}
-    if "file" not in files:
-        if "url" in form:
-            raise BadRequest("Uploading by url is not supported yet; send the file itself.", field="url")
-        raise BadRequest("No file was sent: attach the recording as the multipart field 'file'.",
-                         field="file")
-    writer = upload_writer(request)
-    if writer is None or files["file"].stream is not writer:
+    ``form`` holds the validated form fields; ``aliases`` renames fields of other APIs
+    (OpenAI's ``prompt`` is our ``initial_prompt``)."""
+    task_id: str = g.upload_task_id
+    writer = upload_writer(req)
+    if writer is None or req.files.get("file") is None or req.files["file"].stream is not writer:
         raise BadRequest("Send exactly one file, in the multipart field named 'file'.", field="file")
     writer.close()
-    for extra in files:
-        if extra != "file":
-            raise InvalidOption(f"Unknown file field {extra!r}; only 'file' is read.", field=extra)
-    for name in form:
-        if name not in allowed:
-            raise InvalidOption(f"Unknown field {name!r}.", field=name)
-    option_form = {aliases.get(k, k): v for k, v in form.items()}
+    option_form = {(aliases or {}).get(k, k): v for k, v in form.items()
+                   if k not in (*WEBHOOK_FIELDS, "response_format", "file")}
     options = TranscribeOptions.parse(option_form, st.settings)
-    if "response_format" in form:
-        check_format(form["response_format"], "response_format")
     webhook = _webhook_fields(form, st)
     if writer.size == 0:
         raise BadRequest("The uploaded file is empty.", field="file")
 
     fields = {
         "sha256": writer.sha256,
-        "filename": (files["file"].filename or "")[:255],
+        "filename": (req.files["file"].filename or "")[:255],
         "upload_path": str(writer.path),
         **webhook,
         "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
@@ -90,10 +90,9 @@ def _submit(
             task_id, State.COMPLETED, result=cached, cached=True, language=cached.language,
             language_probability=cached.language_probability, duration=cached.duration,
         )
-        remove_job_files(st.settings.upload_dir, task_id)
         if webhook:
             queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
-        return Submitted(st.jobs.get(task_id), form)
+        return Submitted(st.jobs.get(task_id))
 
     # Reading the header here turns most non-media uploads into an immediate 415, and a
     # recording whose header already says it is too long into an immediate 422.
@@ -103,20 +102,22 @@ def _submit(
         raise MediaTooLong(f"The recording is {info.duration:.0f} s long; this service accepts at "
                            f"most {limit} s (MAX_DURATION_SECONDS).", field="file")
     job = st.jobs.create(task_id, options, **fields)
+    g.upload_kept = True
     try:
         queues.send(st.broker, queues.EXTRACT_ACTOR, task_id)
     except Exception as exc:
         log.exception("could not queue job %s", task_id)
         st.jobs.transition(task_id, State.FAILED, error={
             "code": "dependency_unavailable", "message": "The job could not be queued."})
+        remove_job_files(st.settings.upload_dir, task_id)
         raise DependencyUnavailable("The job could not be queued; try again shortly.") from exc
-    return Submitted(job, form)
+    return Submitted(job)
 
 
-def _webhook_fields(form: dict[str, str], st: ApiState) -> dict[str, str]:
-    url = form.get("webhook_url", "").strip()
-    name = form.get("webhook_auth_header_name", "").strip()
-    value = form.get("webhook_auth_header_value", "")
+def _webhook_fields(form: dict[str, Any], st: ApiState) -> dict[str, str]:
+    url = str(form.get("webhook_url", "")).strip()
+    name = str(form.get("webhook_auth_header_name", "")).strip()
+    value = str(form.get("webhook_auth_header_value", ""))
     if not url:
         if name or value:
             raise InvalidOption("webhook_auth_header_* need a webhook_url.", field="webhook_url")

@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Response, g, request, stream_with_context
 
-from api import views
+from api import schemas, views
+from api.blueprint import Blueprint
 from api.state import state
-from api.submission import submit
+from api.submission import streams_upload, submit
 from pipeline import queues
-from pipeline.errors import (
-    InvalidOption,
-    JobConflict,
-    JobNotFound,
-    PipelineError,
-    ResultNotReady,
-    SyncTimeout,
-)
-from pipeline.formats import check_format, render
-from pipeline.jobs import Job, Moved, State
+from pipeline.errors import InvalidOption, JobConflict, JobNotFound, PipelineError, ResultNotReady, SyncTimeout
+from pipeline.formats import FORMATS, render
+from pipeline.jobs import Job, Moved
 from pipeline.uploads import remove_job_files
 
-bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe")
+bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe",
+               description="Submit recordings, follow jobs, download transcripts.")
 
 # A stream ends on its own after this long; clients reconnect and get the state first.
 EVENT_STREAM_SECONDS = 3600
+
+# The transcript answers in several content types, which flask-smorest's response() cannot say.
+TRANSCRIPT_RESPONSE = {"responses": {"200": {
+    "description": "the transcript in the requested format (json by default)",
+    "content": {
+        content_type.split(";")[0]: {"schema": {"type": "string"}}
+        for _, content_type in FORMATS.values() if not content_type.startswith("application/json")
+    } | {"application/json": {"schema": {"type": "object"}}},
+}}}
+# Errors every job route can answer; the request-specific ones are added per route.
+NOT_FOUND = {"description": "no such job (or another API key's)", "schema": schemas.Error}
 
 
 def owner() -> str:
@@ -41,14 +48,7 @@ def owned(job: Job) -> Job:
     return job
 
 
-def _result_format(form: dict[str, str] | None = None, default: str = "json") -> str:
-    # The form is read only once the upload has been stored: reading it earlier would make
-    # Werkzeug spool the file elsewhere.
-    name = request.args.get("format") or (form or {}).get("response_format") or default
-    return check_format(name, "format")
-
-
-def _answer_result(job: Job, fmt: str) -> Response:
+def answer_result(job: Job, fmt: str) -> Response:
     transcript = state().jobs.result(job.task_id)
     if transcript is None:
         raise ResultNotReady(f"The job is {job.status}; its transcript is not available.")
@@ -59,7 +59,7 @@ def _answer_result(job: Job, fmt: str) -> Response:
     return response
 
 
-def _failure(job: Job) -> PipelineError:
+def failure(job: Job) -> PipelineError:
     """The error of a failed job, with the HTTP status its code maps to."""
     error = job.error or {}
     for cls in _subclasses(PipelineError):
@@ -77,24 +77,54 @@ def _subclasses(cls: type[PipelineError]) -> list[type[PipelineError]]:
     return out
 
 
+def _submit_errors(func: Any) -> Any:
+    for status, description in (
+        (400, "no file, an empty file, or a webhook_url that is refused"),
+        (413, "the upload is larger than MAX_UPLOAD_MB"),
+        (415, "not audio or video that the service reads, or no audio track"),
+        (422, "an unknown field or an invalid option, named in error.field; or media too long"),
+        (503, "Redis or RabbitMQ is not answering"),
+    ):
+        func = bp.alt_response(status, schema=schemas.Error, description=description)(func)
+    return func
+
+
 @bp.post("/async")
-def submit_async() -> tuple[Response, int]:
-    st = state()
-    submitted = submit(request, st)
-    return jsonify(views.accepted(submitted.job)), 202
+@bp.arguments(schemas.TranscribeForm, location="form_and_files")
+@bp.response(202, schemas.Accepted)
+@_submit_errors
+@streams_upload
+def submit_async(form: dict[str, Any]) -> dict[str, Any]:
+    """Queue a recording for transcription.
+
+    Answers at once with the job's id and URLs. A recording already transcribed with the same
+    options is answered from the cache: the job is born ``completed`` with ``cached: true``.
+    """
+    return views.accepted(submit(request, state(), form).job)
 
 
 @bp.post("")
-def submit_sync() -> Response:
+@bp.arguments(schemas.FormatQuery, location="query")
+@bp.arguments(schemas.TranscribeForm, location="form_and_files")
+@bp.doc(**TRANSCRIPT_RESPONSE)
+@bp.alt_response(504, schema=schemas.Error, description="not done within SYNC_TIMEOUT_SECONDS; "
+                 "the job goes on and the message names its status URL")
+@_submit_errors
+@streams_upload
+def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
+    """Transcribe and wait: the same pipeline, answered with the transcript.
+
+    The format is ``?format=`` or the ``response_format`` field (json by default). Waits up
+    to SYNC_TIMEOUT_SECONDS; a job that fails answers with its error.
+    """
     st = state()
-    check_format(request.args.get("format") or "json", "format")
-    submitted = submit(request, st)
-    fmt = _result_format(submitted.form)
+    fmt = request.args.get("format") or form.get("response_format") or "json"
+    submitted = submit(request, st, form)
     job = st.jobs.wait_final(submitted.job.task_id, st.settings.sync_timeout_seconds)
     if job.status == "completed":
-        return _answer_result(job, fmt)
+        return answer_result(job, fmt)
     if job.status == "failed":
-        raise _failure(job)
+        raise failure(job)
     if job.is_final:
         raise ResultNotReady(f"The job was {job.status}.")
     raise SyncTimeout(
@@ -104,67 +134,71 @@ def submit_sync() -> Response:
 
 
 @bp.get("/async/status/<task_id>")
-def status(task_id: str) -> Response:
+@bp.response(200, schemas.JobStatus)
+@bp.alt_response(404, **NOT_FOUND)
+def status(task_id: str) -> dict[str, Any]:
+    """Where a job stands: state, stage, progress, and its transcript once completed."""
     st = state()
-    return jsonify(views.status(owned(st.jobs.get(task_id)), st.jobs))
+    return views.status(owned(st.jobs.get(task_id)), st.jobs)
 
 
 @bp.get("/async/<task_id>/result")
-def result(task_id: str) -> Response:
-    st = state()
-    job = owned(st.jobs.get(task_id))
-    fmt = _result_format()
+@bp.arguments(schemas.FormatQuery, location="query")
+@bp.doc(**TRANSCRIPT_RESPONSE)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, schema=schemas.Error, description="the job has no transcript (yet)")
+def result(query: dict[str, Any], task_id: str) -> Response:
+    """Download the transcript: json, verbose_json, text, srt, vtt or tsv."""
+    job = owned(state().jobs.get(task_id))
     if job.status != "completed":
         if job.status == "failed":
             message = (job.error or {}).get("message", "")
             raise ResultNotReady(f"The job failed: {message}")
         raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
-    return _answer_result(job, fmt)
+    return answer_result(job, query["format"])
 
 
 @bp.delete("/async/<task_id>")
-def cancel(task_id: str) -> tuple[Response, int]:
+@bp.response(202, schemas.Cancelled)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, schema=schemas.Error, description="the job is already final")
+def cancel(task_id: str) -> dict[str, Any]:
+    """Cancel a job. A queued job never starts; a running one stops within one decoded segment."""
     st = state()
     job = owned(st.jobs.get(task_id))
-    moved = st.jobs.cancel(task_id)
-    if moved is not Moved.MOVED:
+    if st.jobs.cancel(task_id) is not Moved.MOVED:
         job = st.jobs.get(task_id)
         raise JobConflict(f"The job is already {job.status}; there is nothing to cancel.")
-    # The record says cancelled at once; a running worker sees the flag within one segment.
+    # The worker removes the job's files when it sees the flag; a queued job has no worker yet.
     remove_job_files(st.settings.upload_dir, task_id)
     if job.webhook_url:
         queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
-    return jsonify({"task_id": task_id, "status": "cancelled"}), 202
+    return {"task_id": task_id, "status": "cancelled"}
 
 
 @bp.get("/async")
-def list_jobs() -> Response:
-    st = state()
-    status_filter = request.args.get("status") or None
-    if status_filter is not None and status_filter not in {s.value for s in State}:
-        raise InvalidOption(f"status must be one of {', '.join(s.value for s in State)}",
-                            field="status")
-    try:
-        limit = int(request.args.get("limit", "20"))
-    except ValueError:
-        raise InvalidOption("limit must be a whole number", field="limit") from None
-    if not 1 <= limit <= 100:
-        raise InvalidOption("limit must be between 1 and 100", field="limit")
-    cursor = request.args.get("cursor") or None
+@bp.arguments(schemas.ListQuery, location="query")
+@bp.response(200, schemas.JobList)
+def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
+    """The caller's jobs, newest first, ``limit`` at a time; pass ``next_cursor`` for more."""
+    cursor = query.get("cursor")
     if cursor is not None:
         try:
             float(cursor)
         except ValueError:
             raise InvalidOption("cursor must be a value from next_cursor", field="cursor") from None
-    jobs, next_cursor = st.jobs.list(owner=owner(), status=status_filter, limit=limit, cursor=cursor)
-    return jsonify({
-        "jobs": [views.summary(job) for job in jobs],
-        "next_cursor": next_cursor,
-    })
+    jobs, next_cursor = state().jobs.list(owner=owner(), status=query.get("status"),
+                                          limit=query["limit"], cursor=cursor)
+    return {"jobs": [views.summary(job) for job in jobs], "next_cursor": next_cursor}
 
 
 @bp.get("/async/<task_id>/events")
+@bp.doc(responses={"200": {
+    "description": "Server-Sent Events: `status`, `segment` (as decoded), then `end` with the job's summary",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+@bp.alt_response(404, **NOT_FOUND)
 def events(task_id: str) -> Response:
+    """Follow a job live: its state first, then each change, progress and segment."""
     st = state()
     owned(st.jobs.get(task_id))  # 404 now, before the stream starts
 

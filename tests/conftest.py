@@ -133,6 +133,7 @@ class Stack:
     settings: Settings
     redis: redis.Redis
     logs: Path
+    worker_pids: set[int]
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -191,7 +192,8 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
             raise RuntimeError("the service did not start")
         time.sleep(0.2)
     try:
-        yield Stack(url=url, settings=settings, redis=client, logs=logs)
+        yield Stack(url=url, settings=settings, redis=client, logs=logs,
+                    worker_pids={p.pid for name, p in procs.items() if name != "web"})
     finally:
         for proc in procs.values():
             proc.terminate()

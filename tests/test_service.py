@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -199,18 +200,30 @@ def test_bad_input_gets_clear_answers_and_the_worker_goes_on(live: Stack, tmp_pa
     assert not list(live.settings.upload_dir.glob("*.upload"))
 
 
+def _parent_pid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
-    # Heartbeats start with each worker; the stack's two workers are up by now or shortly.
+    # Only this stack's workers count: another test session on the machine may share Redis.
+    def ours() -> list[dict[str, Any]]:
+        workers = live.get("/api/gpu-status").json()["workers"]
+        return [w for w in workers if _parent_pid(w["pid"]) in live.worker_pids]
+
     deadline = time.monotonic() + 20
-    while (body := live.get("/api/health").json())["workers"] < 2:
-        assert time.monotonic() < deadline, body
+    while len(ours()) < 2:
+        assert time.monotonic() < deadline, live.get("/api/gpu-status").json()
         time.sleep(0.2)
-    assert body == {"status": "ok", "redis": "ok", "rabbitmq": "ok", "workers": 2,
-                    "queues_served": ["extract", "notify", "transcribe"]}
+    body = live.get("/api/health").json()
+    assert body["status"] == "ok" and body["redis"] == "ok" and body["rabbitmq"] == "ok"
+    assert body["workers"] >= 2 and body["queues_served"] == ["extract", "notify", "transcribe"]
 
     gpu = live.get("/api/gpu-status").json()
     assert gpu["gpu_count"] == 0 and gpu["cuda_workers"] == 0
-    workers = sorted(gpu["workers"], key=lambda w: w["queues"])
+    workers = sorted(ours(), key=lambda w: w["queues"])
     assert [w["queues"] for w in workers] == [["extract", "notify"], ["transcribe"]]
     for worker in workers:
         assert worker["device"] == "cpu" and worker["device_reason"] == "DEVICE=cpu"

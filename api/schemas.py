@@ -1,0 +1,184 @@
+"""Request and response schemas: they validate requests and are the OpenAPI document's source."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest.fields import Upload
+
+from pipeline.formats import FORMATS
+from pipeline.jobs import State
+from pipeline.options import LANGUAGES, TASKS
+from pipeline.settings import ENGINES
+
+STATES = [s.value for s in State]
+
+
+class Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE  # an unknown field is a mistake worth a 422 naming it
+
+
+# -- errors ---------------------------------------------------------------------------------
+class ErrorBody(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "stable machine-readable code"})
+    message = ma.fields.String(required=True, metadata={"description": "what went wrong, in words"})
+    field = ma.fields.String(metadata={"description": "the request field at fault, when one is"})
+
+
+class Error(ma.Schema):
+    error = ma.fields.Nested(ErrorBody, required=True)
+
+
+# -- submitting -----------------------------------------------------------------------------
+class TranscribeForm(Strict):
+    file = Upload(required=True, metadata={"description": "the recording: audio or video in any "
+                                           "container FFmpeg reads, judged by its content"})
+    engine = ma.fields.String(validate=ma.validate.OneOf(ENGINES),
+                              metadata={"description": "default: DEFAULT_ENGINE (faster-whisper)"})
+    model = ma.fields.String(metadata={"description": "tiny.en (default), base, a local path, or "
+                                       "a name the engine downloads where the hub is reachable"})
+    language = ma.fields.String(metadata={"description": "language code; absent or 'auto' detects",
+                                          "enum": ["auto", *sorted(LANGUAGES)]})
+    task = ma.fields.String(validate=ma.validate.OneOf(TASKS))
+    word_timestamps = ma.fields.Boolean()
+    vad_filter = ma.fields.Boolean(metadata={"description": "skip silence with Silero VAD"})
+    initial_prompt = ma.fields.String()
+    temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
+    beam_size = ma.fields.Integer(validate=ma.validate.Range(1, 20))
+    webhook_url = ma.fields.String(metadata={"description": "http(s) URL told when the job ends"})
+    webhook_auth_header_name = ma.fields.String()
+    webhook_auth_header_value = ma.fields.String()
+    response_format = ma.fields.String(validate=ma.validate.OneOf(list(FORMATS)))
+
+
+class Accepted(ma.Schema):
+    task_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(STATES))
+    cached = ma.fields.Boolean(required=True)
+    status_url = ma.fields.String(required=True)
+    result_url = ma.fields.String(required=True)
+
+
+# -- following ------------------------------------------------------------------------------
+class SegmentOut(ma.Schema):
+    id = ma.fields.Integer(required=True)
+    start = ma.fields.Float(required=True)
+    end = ma.fields.Float(required=True)
+    text = ma.fields.String(required=True)
+
+
+class ResultOut(ma.Schema):
+    text = ma.fields.String(required=True)
+    language = ma.fields.String(required=True)
+    duration = ma.fields.Float(required=True)
+    segments = ma.fields.List(ma.fields.Nested(SegmentOut), required=True)
+
+
+class WebhookOut(ma.Schema):
+    url = ma.fields.String(required=True)
+    state = ma.fields.String(required=True, validate=ma.validate.OneOf(["pending", "delivered", "failed"]))
+    attempts = ma.fields.Integer(required=True)
+    last_status = ma.fields.Integer(allow_none=True)
+
+
+class JobSummary(ma.Schema):
+    task_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(STATES))
+    stage = ma.fields.String(required=True)
+    progress = ma.fields.Float(required=True, validate=ma.validate.Range(0, 1))
+    cached = ma.fields.Boolean(required=True)
+    filename = ma.fields.String(required=True)
+    engine = ma.fields.String(required=True)
+    model = ma.fields.String(required=True)
+    language = ma.fields.String(allow_none=True)
+    duration = ma.fields.Float(allow_none=True)
+    created_at = ma.fields.String(required=True)
+    finished_at = ma.fields.String(allow_none=True)
+    error = ma.fields.Nested(ErrorBody, allow_none=True)
+    status_url = ma.fields.String(required=True)
+    result_url = ma.fields.String(required=True)
+
+
+class JobStatus(JobSummary):
+    language_probability = ma.fields.Float(allow_none=True)
+    device = ma.fields.String(allow_none=True)
+    device_reason = ma.fields.String(allow_none=True)
+    started_at = ma.fields.String(allow_none=True)
+    queue_position = ma.fields.Integer(allow_none=True, metadata={"description": "while queued"})
+    webhook = ma.fields.Nested(WebhookOut, allow_none=True)
+    segments = ma.fields.List(ma.fields.Nested(SegmentOut),
+                              metadata={"description": "decoded so far, while transcribing"})
+    result = ma.fields.Nested(ResultOut, metadata={"description": "when completed"})
+
+
+class JobList(ma.Schema):
+    jobs = ma.fields.List(ma.fields.Nested(JobSummary), required=True)
+    next_cursor = ma.fields.String(allow_none=True, required=True)
+
+
+class ListQuery(Strict):
+    status = ma.fields.String(validate=ma.validate.OneOf(STATES))
+    limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(1, 100))
+    cursor = ma.fields.String(metadata={"description": "next_cursor of the previous page"})
+
+
+class FormatQuery(Strict):
+    format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(list(FORMATS)))
+
+
+class Cancelled(ma.Schema):
+    task_id = ma.fields.String(required=True)
+    status = ma.fields.String(required=True)
+
+
+# -- operators ------------------------------------------------------------------------------
+class Health(ma.Schema):
+    status = ma.fields.String(required=True, validate=ma.validate.OneOf(["ok", "degraded", "unavailable"]))
+    redis = ma.fields.String(required=True)
+    rabbitmq = ma.fields.String(required=True)
+    workers = ma.fields.Integer(required=True)
+    queues_served = ma.fields.List(ma.fields.String(), required=True)
+
+
+class Gpu(ma.Schema):
+    index = ma.fields.Integer()
+    name = ma.fields.String()
+    memory_total = ma.fields.Integer()
+    memory_used = ma.fields.Integer()
+    memory_fraction = ma.fields.Float()
+    utilization = ma.fields.Integer(allow_none=True)
+    temperature = ma.fields.Integer(allow_none=True)
+
+
+class Worker(ma.Schema):
+    host = ma.fields.String()
+    pid = ma.fields.Integer()
+    queues = ma.fields.List(ma.fields.String())
+    device = ma.fields.String(allow_none=True)
+    device_reason = ma.fields.String(allow_none=True)
+    gpus = ma.fields.List(ma.fields.Nested(Gpu))
+    models = ma.fields.List(ma.fields.String())
+    jobs_done = ma.fields.Integer()
+    seen_at = ma.fields.Float()
+
+
+class GpuStatus(ma.Schema):
+    workers = ma.fields.List(ma.fields.Nested(Worker), required=True)
+    gpu_count = ma.fields.Integer(required=True)
+    cuda_workers = ma.fields.Integer(required=True)
+
+
+class CacheStats(ma.Schema):
+    enabled = ma.fields.Boolean(required=True)
+    hits = ma.fields.Integer(required=True)
+    misses = ma.fields.Integer(required=True)
+    hit_rate = ma.fields.Float(required=True)
+    entries = ma.fields.Integer(required=True)
+    bytes = ma.fields.Integer(required=True)
+    max_entries = ma.fields.Integer(required=True)
+    ttl_seconds = ma.fields.Integer(required=True)
+    disk = ma.fields.Boolean(required=True)
+
+
+class Cleared(ma.Schema):
+    cleared = ma.fields.Integer(required=True)
