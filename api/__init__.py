@@ -40,8 +40,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         ),
     )
 
-    from api import cache, health, transcribe
-    from api import page
+    from api import cache, health, openai_compat, page, transcribe
     from api.docs import init_docs
     from api.submission import init_uploads
 
@@ -49,6 +48,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     docs.register_blueprint(transcribe.bp)
     docs.register_blueprint(health.bp)
     docs.register_blueprint(cache.bp)
+    docs.register_blueprint(openai_compat.bp)
     app.register_blueprint(page.bp)
     init_uploads(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.

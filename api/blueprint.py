@@ -18,7 +18,7 @@ class UploadParser(FlaskParser):
     def load_form_and_files(self, req: Request, schema: Any) -> Any:
         return self._makeproxy(CombinedMultiDict([req.form, req.files]), schema)
 
-    __location_map__: ClassVar[dict[str, Any]] = {
+    __location_map__ = {  # noqa: RUF012 - webargs reads it as a class attribute
         **FlaskParser.__location_map__, "form_and_files": "load_form_and_files"}
 
 

@@ -26,9 +26,39 @@ from tests.helpers import ROOT, SHARED_AUDIO
 
 # Tests use their own Redis database and RabbitMQ virtual host, so that a `make run` on the
 # same machine neither sees nor steals their jobs.
-# The stack gets database 15; tests that run stages in-process get 14 and flush it freely.
-STACK_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379/15")
-UNIT_REDIS_URL = os.environ.get("TEST_UNIT_REDIS_URL", "redis://localhost:6379/14")
+CLAIM_KEY = "whisper-pipeline-test-session"
+
+
+def _claim_redis_db(registry: redis.Redis) -> int:
+    """A Redis database no other test session on this machine is using (they flush theirs).
+    Claims are kept in database 0, which the tests never flush."""
+    for db in range(15, 0, -1):
+        if registry.set(f"{CLAIM_KEY}:{db}", os.getpid(), nx=True, ex=6 * 3600):
+            return db
+    raise RuntimeError("every Redis database 1-15 is claimed by a test session")
+
+
+@pytest.fixture(scope="session")
+def redis_dbs() -> Iterator[tuple[str, str]]:
+    """(stack URL, unit URL): two databases of this session's own, released at its end.
+    TEST_REDIS_URL and TEST_UNIT_REDIS_URL override them."""
+    registry = redis.Redis(db=0)
+    claimed = []
+    urls = []
+    for variable in ("TEST_REDIS_URL", "TEST_UNIT_REDIS_URL"):
+        if variable in os.environ:
+            urls.append(os.environ[variable])
+        else:
+            db = _claim_redis_db(registry)
+            claimed.append(db)
+            urls.append(f"redis://localhost:6379/{db}")
+    yield urls[0], urls[1]
+    for db in claimed:
+        client = redis.Redis(db=db)
+        client.flushdb()
+        client.close()
+        registry.delete(f"{CLAIM_KEY}:{db}")
+    registry.close()
 BIN = Path(sys.executable).parent
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
 
@@ -65,9 +95,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def test_env(rabbitmq_url: str, data_dir: Path) -> dict[str, str]:
+def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> dict[str, str]:
     return {
-        "REDIS_URL": STACK_REDIS_URL,
+        "REDIS_URL": redis_dbs[0],
         "RABBITMQ_URL": rabbitmq_url,
         "UPLOAD_DIR": str(data_dir / "uploads"),
         "CACHE_DIR": str(data_dir / "cache"),
@@ -84,9 +114,9 @@ def test_env(rabbitmq_url: str, data_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def settings(test_env: dict[str, str]) -> Settings:
+def settings(test_env: dict[str, str], redis_dbs: tuple[str, str]) -> Settings:
     """Settings for in-process tests: like the stack's, on their own Redis database."""
-    return Settings.from_env({**test_env, "REDIS_URL": UNIT_REDIS_URL})
+    return Settings.from_env({**test_env, "REDIS_URL": redis_dbs[1]})
 
 
 @pytest.fixture(scope="session")

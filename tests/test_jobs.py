@@ -107,7 +107,8 @@ def test_create(store: JobStore, redis_client: redis.Redis) -> None:
     assert raw["engine"] == "faster-whisper" and raw["model"] == "base"
     assert store.history("t1") == [{"status": "queued", "at": pytest.approx(job.created_at)}]
     assert store.queue_position("t1") == 1
-    assert redis_client.zscore("wp:jobs", "t1") == pytest.approx(job.created_at)
+    # Listed in its owner's index (each API key sees only its own jobs).
+    assert redis_client.zscore("wp:jobs:key1", "t1") == pytest.approx(job.created_at)
     # A job that is not final does not expire.
     assert redis_client.ttl(job_key("t1")) == -1
 

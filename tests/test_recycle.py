@@ -26,14 +26,15 @@ pytestmark = pytest.mark.integration
 
 
 def test_worker_recycles_after_max_tasks_without_losing_a_job(
-    test_env: dict[str, str], tmp_path: Path
+    test_env: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     with own_vhost("whisper-pipeline-recycle") as amqp:
-        env = {**test_env, "RABBITMQ_URL": amqp, "REDIS_URL": "redis://localhost:6379/13",
+        # The in-process tests' database: this test has it to itself while it runs.
+        env = {**test_env, "RABBITMQ_URL": amqp, "REDIS_URL": settings.redis_url,
                "UPLOAD_DIR": str(tmp_path / "uploads"), "MAX_TASKS_PER_CHILD": "2"}
-        settings = Settings.from_env(env)
-        redis.Redis.from_url(settings.redis_url).flushdb()
-        ctx = build_context(settings)
+        worker_settings = Settings.from_env(env)
+        redis.Redis.from_url(worker_settings.redis_url).flushdb()
+        ctx = build_context(worker_settings)
         log = (tmp_path / "worker.log").open("wb")
         worker = subprocess.Popen(
             [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
@@ -41,11 +42,11 @@ def test_worker_recycles_after_max_tasks_without_losing_a_job(
             cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         try:
-            broker = build_broker(settings)
+            broker = build_broker(worker_settings)
             ids = []
             for n in range(5):
                 task_id = new_task_id()
-                target = upload_path(settings.upload_dir, task_id)
+                target = upload_path(worker_settings.upload_dir, task_id)
                 shutil.copy(SPEECH_EN, target)
                 # A different beam size each time, so that no job is a cache hit of another.
                 ctx.jobs.create(task_id, TranscribeOptions(beam_size=n + 1), upload_path=str(target),

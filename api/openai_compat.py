@@ -1,0 +1,119 @@
+"""OpenAI-compatible audio endpoints, so that the official ``openai`` client (and tools built on
+it) can use this service by changing only its base URL.
+
+What is chosen here, where OpenAI's API has no equivalent:
+- ``model``: ``whisper-1`` (what clients send by default) means this service's default model
+  for transcriptions and the multilingual ``base`` for translations (an English-only model
+  cannot translate); any other name is one of this service's model names.
+- ``language`` in verbose_json is the language code (``en``), not OpenAI's English name.
+- The request waits for the pipeline like ``POST /api/transcribe`` (SYNC_TIMEOUT_SECONDS).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, request
+from flask_smorest.fields import Upload
+
+from api import schemas
+from api.blueprint import Blueprint
+from api.state import state
+from api.submission import streams_upload, submit
+from api.transcribe import failure
+from pipeline.errors import ResultNotReady, SyncTimeout
+from pipeline.formats import render
+
+bp = Blueprint("openai", __name__, url_prefix="/v1",
+               description="OpenAI-compatible transcription and translation.")
+
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+
+
+class OpenAIForm(schemas.Strict):
+    file = Upload(required=True)
+    model = ma.fields.String(load_default="whisper-1")
+    prompt = ma.fields.String()
+    response_format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(OPENAI_FORMATS))
+    temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
+    timestamp_granularities = ma.fields.List(
+        ma.fields.String(validate=ma.validate.OneOf(["word", "segment"])),
+        data_key="timestamp_granularities[]", metadata={"description": "word and/or segment"})
+
+
+class TranscriptionForm(OpenAIForm):
+    language = ma.fields.String()
+
+
+class OpenAIText(ma.Schema):
+    text = ma.fields.String(required=True)
+
+
+def _answer(form: dict[str, Any], task: str) -> Response:
+    st = state()
+    fmt = form["response_format"]
+    granularities = form.pop("timestamp_granularities", None) or []
+    model = form.pop("model")
+    if model == "whisper-1":
+        model = st.settings.default_model if task == "transcribe" else "base"
+    ours: dict[str, Any] = {"model": model, "task": task, **form}
+    if "word" in granularities:
+        ours["word_timestamps"] = True
+    submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
+    job = st.jobs.wait_final(submitted.job.task_id, st.settings.sync_timeout_seconds)
+    if job.status == "failed":
+        raise failure(job)
+    if job.status != "completed":
+        if job.is_final:
+            raise ResultNotReady(f"The job was {job.status}.")
+        raise SyncTimeout(f"The transcription did not finish within {st.settings.sync_timeout_seconds} s.")
+    transcript = st.jobs.result(job.task_id)
+    if transcript is None:
+        raise ResultNotReady("The transcript is not available.")
+    if fmt == "json":
+        return Response(json.dumps({"text": transcript.text}, ensure_ascii=False),
+                        content_type="application/json")
+    body, content_type = render(transcript, fmt)
+    if fmt == "verbose_json" and "word" not in granularities:
+        data = json.loads(body)
+        data.pop("words", None)
+        body = json.dumps(data, ensure_ascii=False)
+    return Response(body, content_type=content_type)
+
+
+_RESPONSES = {"responses": {"200": {
+    "description": "json: {text}; verbose_json: task, language, duration, text, segments (and words "
+    "when timestamp_granularities[] has word); text, srt, vtt as plain text",
+    "content": {"application/json": {"schema": {"type": "object"}},
+                "text/plain": {"schema": {"type": "string"}},
+                "application/x-subrip": {"schema": {"type": "string"}},
+                "text/vtt": {"schema": {"type": "string"}}},
+}}}
+
+
+def _errors(func: Any) -> Any:
+    for status in (400, 413, 415, 422, 503, 504):
+        func = bp.alt_response(status, schema=schemas.Error)(func)
+    return func
+
+
+@bp.post("/audio/transcriptions")
+@bp.arguments(TranscriptionForm, location="form_and_files")
+@bp.doc(**_RESPONSES)
+@_errors
+@streams_upload
+def transcriptions(form: dict[str, Any]) -> Response:
+    """Transcribe audio, as OpenAI's ``audio.transcriptions.create`` does."""
+    return _answer(form, "transcribe")
+
+
+@bp.post("/audio/translations")
+@bp.arguments(OpenAIForm, location="form_and_files")
+@bp.doc(**_RESPONSES)
+@_errors
+@streams_upload
+def translations(form: dict[str, Any]) -> Response:
+    """Translate audio into English, as OpenAI's ``audio.translations.create`` does."""
+    return _answer(form, "translate")
