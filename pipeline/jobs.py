@@ -366,7 +366,9 @@ class JobStore:
             job = self.get(task_id)
             yield {"type": "status", "task_id": task_id, "status": job.status, "stage": job.stage,
                    "progress": job.progress, "at": job.updated_at}
+            seen = set()
             for segment in self.segments(task_id):
+                seen.add(segment.id)
                 yield {"type": "segment", "task_id": task_id, "segment": segment.to_dict(),
                        "progress": job.progress}
             if job.is_final:
@@ -383,6 +385,8 @@ class JobStore:
                     continue
                 quiet_since = time.monotonic()
                 event = json.loads(message["data"])
+                if event.get("type") == "segment" and event["segment"]["id"] in seen:
+                    continue  # published between subscribing and reading the record
                 yield event
                 if event.get("type") == "status" and event.get("status") in FINAL_STATES:
                     return
