@@ -41,6 +41,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     )
 
     from api import cache, health, openai_compat, page, transcribe
+    from api.auth import init_auth
     from api.docs import init_docs
     from api.submission import init_uploads
 
@@ -50,6 +51,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     docs.register_blueprint(cache.bp)
     docs.register_blueprint(openai_compat.bp)
     app.register_blueprint(page.bp)
+    # Authentication first: a request without a valid key must not even be read.
+    init_auth(app, settings)
     init_uploads(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)

@@ -53,8 +53,8 @@ def http_error_body(exc: HTTPException) -> tuple[dict[str, Any], int]:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(PipelineError)
-    def pipeline_error(exc: PipelineError) -> tuple[Response, int]:
-        return jsonify({"error": exc.to_dict()}), exc.http_status
+    def pipeline_error(exc: PipelineError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify({"error": exc.to_dict()}), exc.http_status, exc.headers
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

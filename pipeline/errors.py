@@ -12,6 +12,7 @@ class PipelineError(Exception):
     code = "internal_error"
     http_status = 500
     retryable = True
+    headers: dict[str, str] = {}  # noqa: RUF012 - extra HTTP headers for the answer; never mutated
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)

@@ -318,14 +318,15 @@ class JobStore:
         return Job.from_hash(data)
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.redis.lrange(f"{job_key(task_id)}:history", 0, -1)]
+        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:history", 0, -1))
+        return [json.loads(x) for x in raw]
 
     def segments(self, task_id: str) -> list[Segment]:
-        raw = self.redis.lrange(f"{job_key(task_id)}:segments", 0, -1)
+        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:segments", 0, -1))
         return [Segment.from_dict(json.loads(x)) for x in raw]
 
     def result(self, task_id: str) -> Transcript | None:
-        raw = self.redis.get(f"{job_key(task_id)}:result")
+        raw = cast(str | None, self.redis.get(f"{job_key(task_id)}:result"))
         return Transcript.from_dict(json.loads(raw)) if raw else None
 
     def queue_position(self, task_id: str) -> int | None:

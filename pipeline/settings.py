@@ -82,6 +82,16 @@ class Settings:
             if not url.startswith(schemes):
                 raise SettingsError(f"{name} must start with {' or '.join(schemes)}: {url!r}")
 
+        if self.rate_limit:
+            from limits import parse_many
+
+            try:
+                parse_many(self.rate_limit)
+            except ValueError:
+                raise SettingsError(
+                    f"RATE_LIMIT must look like '60/minute' or '10/second;1000/day', not {self.rate_limit!r}"
+                ) from None
+
     def ensure_dirs(self) -> None:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self.model_dir.mkdir(parents=True, exist_ok=True)

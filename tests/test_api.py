@@ -105,3 +105,59 @@ def test_a_bad_setting_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CACHE_TTL_SECONDS", "an hour")
     with pytest.raises(SettingsError, match="CACHE_TTL_SECONDS"):
         create_app()
+
+
+def test_api_keys_guard_every_route_but_health_and_docs(make_client: Any) -> None:
+    client = make_client(api_keys=("key-one", "key-two"))
+    for response in (client.get("/api/transcribe/async"), upload(client),
+                     client.get("/api/cache-stats"), client.post("/v1/audio/transcriptions"),
+                     client.get("/api/transcribe/async", headers={"Authorization": "Bearer wrong"}),
+                     client.get("/api/transcribe/async", headers={"Authorization": "key-one"})):
+        assert response.status_code == 401
+        assert response.json["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    for path in ("/api/health", "/api/openapi.json", "/api/docs", "/api/redoc"):
+        assert client.get(path).status_code in (200, 503), path
+
+
+def test_a_key_sees_only_its_own_jobs(make_client: Any) -> None:
+    client = make_client(api_keys=("key-one", "key-two"))
+    one = {"Authorization": "Bearer key-one"}
+    two = {"Authorization": "Bearer key-two"}
+    body: dict[str, Any] = {"file": (__import__("io").BytesIO(SPEECH_EN.read_bytes()), "s.wav")}
+    accepted = client.post("/api/transcribe/async", data=body, headers=one,
+                           content_type="multipart/form-data")
+    assert accepted.status_code == 202, accepted.json
+    task_id = accepted.json["task_id"]
+    assert client.get(f"/api/transcribe/async/status/{task_id}", headers=one).status_code == 200
+    for path in (f"/api/transcribe/async/status/{task_id}", f"/api/transcribe/async/{task_id}/result",
+                 f"/api/transcribe/async/{task_id}/events"):
+        response = client.get(path, headers=two)
+        assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+    assert client.delete(f"/api/transcribe/async/{task_id}", headers=two).status_code == 404
+    mine = [j["task_id"] for j in client.get("/api/transcribe/async", headers=one).json["jobs"]]
+    theirs = [j["task_id"] for j in client.get("/api/transcribe/async", headers=two).json["jobs"]]
+    assert task_id in mine and task_id not in theirs
+    assert client.delete(f"/api/transcribe/async/{task_id}", headers=one).status_code == 202
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(make_client: Any) -> None:
+    client = make_client(api_keys=("key-one", "key-two"), rate_limit="3/minute")
+    one = {"Authorization": "Bearer key-one"}
+    two = {"Authorization": "Bearer key-two"}
+    for _ in range(3):
+        assert client.get("/api/transcribe/async", headers=one).status_code == 200
+    limited = client.get("/api/transcribe/async", headers=one)
+    assert limited.status_code == 429
+    assert limited.json["error"]["code"] == "too_many_requests"
+    assert int(limited.headers["Retry-After"]) > 0
+    # Counted per key, and health is never limited.
+    assert client.get("/api/transcribe/async", headers=two).status_code == 200
+    assert client.get("/api/health").status_code in (200, 503)
+
+
+def test_a_malformed_rate_limit_stops_start_up() -> None:
+    from pipeline.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="RATE_LIMIT"):
+        Settings.from_env({"RATE_LIMIT": "lots"})
