@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, request
 
 from api.errors import register_error_handlers
 from api.state import ApiState, init_state
 from api.uploads import UploadRequest
 from pipeline.context import connect_redis, make_cache, make_jobs
+from pipeline.logs import configure_logging, current_task
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
+
+
+def init_job_logging(app: Flask) -> None:
+    """Lines logged while serving a request about one job carry its task id."""
+
+    @app.before_request
+    def remember_task() -> None:
+        task_id = (request.view_args or {}).get("task_id") or g.get("upload_task_id")
+        g.log_token = current_task.set(task_id) if task_id else None
+
+    @app.teardown_request
+    def forget_task(exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            current_task.reset(token)
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -40,7 +55,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         ),
     )
 
-    from api import cache, health, openai_compat, page, transcribe
+    from api import cache, health, metrics, openai_compat, page, transcribe
     from api.auth import init_auth
     from api.docs import init_docs
     from api.submission import init_uploads
@@ -51,12 +66,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     docs.register_blueprint(cache.bp)
     docs.register_blueprint(openai_compat.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(metrics.bp)
     # Authentication first: a request without a valid key must not even be read.
     init_auth(app, settings)
     init_uploads(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # pika narrates every connection at INFO; only its warnings help an operator.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    configure_logging(settings.log_format)
+    init_job_logging(app)
     return app

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -22,6 +23,7 @@ class ApiState:
     jobs: JobStore
     cache: ResultCache
     broker: RabbitmqBroker
+    extras: dict[str, Any] = field(default_factory=dict)  # built on first use (metrics registry)
 
 
 def init_state(app: Flask, state: ApiState) -> None:

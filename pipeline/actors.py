@@ -20,6 +20,7 @@ from pipeline import stages
 from pipeline.context import Context, worker_context
 from pipeline.errors import JobCancelled, JobNotFound, PipelineError, TranscriptionError
 from pipeline.jobs import Job
+from pipeline.logs import job_context
 from pipeline.queues import (
     EXTRACT_ACTOR,
     EXTRACT_QUEUE,
@@ -145,16 +146,23 @@ def run_stage(stage: Stage, name: str, task_id: str) -> None:
 
 @dramatiq.actor(actor_name=EXTRACT_ACTOR, queue_name=EXTRACT_QUEUE)
 def extract_audio(task_id: str) -> None:
-    run_stage(stages.extract, "extract", task_id)
+    with job_context(task_id):
+        run_stage(stages.extract, "extract", task_id)
 
 
 @dramatiq.actor(actor_name=TRANSCRIBE_ACTOR, queue_name=TRANSCRIBE_QUEUE)
 def transcribe_audio(task_id: str) -> None:
-    run_stage(stages.transcribe, "transcribe", task_id)
+    with job_context(task_id):
+        run_stage(stages.transcribe, "transcribe", task_id)
 
 
 @dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE, max_retries=0)
 def notify_webhook(task_id: str) -> None:
+    with job_context(task_id):
+        _notify(task_id)
+
+
+def _notify(task_id: str) -> None:
     ctx = worker_context()
     try:
         delay = stages.notify(ctx, task_id)

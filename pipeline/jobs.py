@@ -53,7 +53,11 @@ def events_channel(task_id: str) -> str:
     return f"{PREFIX}:job:{task_id}:events"
 
 
-# KEYS: job hash, queued zset, history list, result key, segments list
+METRICS_KEY = f"{PREFIX}:metrics:jobs"
+STAGE_SECONDS_KEY = f"{PREFIX}:metrics:state_seconds"
+STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+# KEYS: job hash, queued zset, history list, result key, segments list, metrics, state seconds
 # ARGV: new state, now, ttl for final jobs, event json, result json ('' for none), task id,
 #       then field/value pairs
 _TRANSITION = """
@@ -64,11 +68,25 @@ local new = ARGV[1]
 if current == new then return 2 end
 if rank[current] == 3 or rank[new] <= rank[current] then return 0 end
 local now = ARGV[2]
+-- Metrics, counted here so that every process's transitions add up in one place: jobs that
+-- reached each state, jobs in each state now, and a histogram of the time spent in the state
+-- being left.
+local entered = tonumber(redis.call('HGET', KEYS[1], 'updated_at') or now)
+local spent = math.max(0, tonumber(now) - entered)
+redis.call('HINCRBY', KEYS[6], 'reached:' .. new, 1)
+redis.call('HINCRBY', KEYS[6], 'current:' .. current, -1)
+if rank[new] < 3 then redis.call('HINCRBY', KEYS[6], 'current:' .. new, 1) end
+local buckets = {BUCKETS}
+for _, bound in ipairs(buckets) do
+  if spent <= bound then redis.call('HINCRBY', KEYS[7], current .. ':le:' .. bound, 1) end
+end
+redis.call('HINCRBY', KEYS[7], current .. ':count', 1)
+redis.call('HINCRBYFLOAT', KEYS[7], current .. ':sum', spent)
 redis.call('HSET', KEYS[1], 'status', new, 'updated_at', now)
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if current == 'queued' then
   redis.call('ZREM', KEYS[2], ARGV[6])
-  redis.call('HSETNX', KEYS[1], 'started_at', now)
+  if rank[new] < 3 then redis.call('HSETNX', KEYS[1], 'started_at', now) end
 end
 redis.call('RPUSH', KEYS[3], cjson.encode({status=new, at=tonumber(now)}))
 if rank[new] == 3 then
@@ -81,7 +99,7 @@ if rank[new] == 3 then
 end
 redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[4])
 return 1
-"""
+""".replace("BUCKETS", ", ".join(f"{b:g}" for b in STATE_SECONDS_BUCKETS))
 
 # KEYS: job hash, segments list. ARGV: progress, segment json, event json
 _PROGRESS = """
@@ -223,6 +241,8 @@ class JobStore:
         pipe.zadd(f"{PREFIX}:queued", {task_id: now})
         pipe.zadd(_owner_index(fields.get("owner", "")), {task_id: now})
         pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
+        pipe.hincrby(METRICS_KEY, "reached:queued", 1)
+        pipe.hincrby(METRICS_KEY, "current:queued", 1)
         pipe.execute()
         return self.get(task_id)
 
@@ -241,7 +261,8 @@ class JobStore:
                             **({"error": fields["error"]} if "error" in fields else {})})
         key = job_key(task_id)
         rc = self._transition(
-            keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments"],
+            keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments",
+                  METRICS_KEY, STAGE_SECONDS_KEY],
             args=[
                 state.value,
                 repr(now),

@@ -47,6 +47,8 @@ class Settings:
     webhook_allow_private: bool = False
     api_keys: tuple[str, ...] = ()
     rate_limit: str = ""
+    worker_metrics_port: int = 0  # >0: a worker serves Dramatiq's Prometheus metrics on this port
+    log_format: str = "json"  # json (one object a line) or text
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -73,6 +75,8 @@ class Settings:
             raise SettingsError(
                 f"DEFAULT_ENGINE must be one of {', '.join(ENGINES)}, not {self.default_engine!r}"
             )
+        if self.log_format not in ("json", "text"):
+            raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
         if not 0.0 < self.gpu_memory_threshold <= 1.0:
             raise SettingsError("GPU_MEMORY_THRESHOLD must be a fraction in (0, 1]")
         for url, name, schemes in (
@@ -157,4 +161,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_max_attempts": _POSITIVE_INT,
     "webhook_allow_private": _as_bool,
     "api_keys": _as_keys,
+    "worker_metrics_port": _INT,
 }

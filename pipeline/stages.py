@@ -23,6 +23,7 @@ from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError
 from pipeline.gpu import is_out_of_memory, release_memory
 from pipeline.jobs import Job, Moved, State
 from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.metrics import count_audio_seconds, count_webhook
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import audio_path, remove_job_files
 
@@ -72,6 +73,7 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
     try:
         transcript = _run_engine(ctx, job, choice.device)
         ctx.cache.put(job.sha256, job.options, transcript)
+        count_audio_seconds(ctx.redis, transcript.duration)
     finally:
         ctx.cache.release(job.sha256, job.options, task_id)
         release_memory()
@@ -193,6 +195,7 @@ def notify(ctx: Context, task_id: str, http: requests.Session | None = None) -> 
     attempts = job.webhook_attempts + 1
     retry = delivery.retryable and attempts < ctx.settings.webhook_max_attempts
     state = "delivered" if delivery.delivered else ("pending" if retry else "failed")
+    count_webhook(ctx.redis, "retrying" if state == "pending" else state)
     log.info("webhook for %s: attempt %d, %s -> %s", task_id, attempts, delivery.detail, state)
     ctx.jobs.set_fields(
         task_id,

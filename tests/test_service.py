@@ -300,3 +300,48 @@ def test_events_stream_states_progress_and_segments(live: Stack) -> None:
     late = requests.get(f"{live.url}/api/transcribe/async/{task_id}/events", timeout=30).text
     assert late.startswith("event: status") and "event: segment" in late and "event: end" in late
     assert live.get("/api/transcribe/async/nope/events").status_code == 404
+
+
+def test_metrics_in_prometheus_format(live: Stack) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    done = live.wait_final(str(submit(live, SPEECH_EN, beam_size="2")["task_id"]))
+    assert done["status"] == "completed"
+    response = live.get("/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(response.text)}
+
+    def value(name: str, **labels: str) -> float:
+        for family in families.values():
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    return float(sample.value)
+        raise AssertionError(f"no sample {name} {labels}")
+
+    assert value("whisper_jobs_total", state="completed") >= 1
+    assert value("whisper_jobs_total", state="queued") >= value("whisper_jobs_total", state="completed")
+    assert value("whisper_audio_seconds_transcribed_total") >= 5.0
+    transcribing = [s for s in families["whisper_state_duration_seconds"].samples
+                    if s.labels.get("state") == "transcribing"]
+    count = next(s.value for s in transcribing if s.name.endswith("_count"))
+    assert count >= 1 and next(s.value for s in transcribing if s.name.endswith("_sum")) > 0
+    assert value("whisper_queue_depth", queue="transcribe") >= 0
+    assert value("whisper_workers", queue="transcribe", device="cpu") >= 1
+    assert "whisper_cache_hits_total" in response.text and "whisper_webhook_deliveries_total" in response.text
+
+
+def test_worker_logs_are_json_with_the_task_id(live: Stack) -> None:
+    task_id = str(submit(live, SPEECH_EN, beam_size="3")["task_id"])
+    assert live.wait_final(task_id)["status"] == "completed"
+    time.sleep(0.5)  # the worker's log pipe flushes on its own schedule
+    lines = []
+    for line in (live.logs / "transcriber.log").read_text().splitlines():
+        start = line.find("{")
+        if start >= 0:
+            try:
+                lines.append(json.loads(line[start:]))
+            except ValueError:
+                continue
+    about = [entry for entry in lines if entry.get("task_id") == task_id]
+    assert about, "lines logged while transcribing carry the task id"
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in about)

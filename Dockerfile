@@ -1,0 +1,64 @@
+# One image for every process of the service: the API (the default command), the extract/notify
+# worker and the transcriber. docker-compose.yml picks the process with `command:`.
+#
+#   docker build -t whisper-pipeline .
+#   docker run --rm -p 8511:8511 -e REDIS_URL=... -e RABBITMQ_URL=... whisper-pipeline
+#
+# BASE_IMAGE: any Debian or Ubuntu image that has Python 3.11 as `python`, with pip. The
+# default, python:3.11-slim, runs everything on the CPU. A GPU transcriber in production is
+# built on an NVIDIA CUDA runtime image instead (CUDA 12 runtime with cuBLAS and cuDNN 9, which
+# faster-whisper's CTranslate2 loads, plus Python 3.11 installed on it):
+#
+#   docker build --build-arg BASE_IMAGE=<cuda-runtime-image-with-python-3.11> -t whisper-pipeline-gpu .
+#
+# (docker-compose.yml passes GPU_BASE_IMAGE to the gpu-worker's build as BASE_IMAGE.)
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+# The service runs as this user, never as root.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app
+
+WORKDIR /app
+
+# Dependencies first, in their own layer, so that a change to the code does not reinstall them.
+# torch (pinned in pyproject.toml) comes from the default package index: on x86-64 Linux that is
+# the CUDA build, whose NVIDIA libraries make the image several GB larger than a CPU-only torch
+# would. The trade-off keeps the build simple, with one index, and lets the same image run the
+# openai-whisper engine on a GPU. Nothing here reaches for another index.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && python -m pip install --upgrade pip \
+    && python -m pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+# The project itself (its dependencies are already there).
+COPY api ./api
+COPY pipeline ./pipeline
+RUN python -m pip install --no-deps .
+
+# Uploads, weights and the disk cache live under /data; docker-compose.yml mounts named volumes
+# there. A new named volume takes its owner from the image's folder, so these are made here and
+# owned by the service's user. XDG_CACHE_HOME puts the model hub's downloads (models other than
+# the packaged ones) beside the converted weights, in the models volume.
+RUN mkdir -p /data/uploads /data/models /data/cache \
+    && chown -R app:app /data
+ENV UPLOAD_DIR=/data/uploads \
+    MODEL_DIR=/data/models \
+    CACHE_DIR=/data/cache \
+    XDG_CACHE_HOME=/data/models/.cache
+
+USER app
+
+EXPOSE 8511
+
+# The web process (the Procfile's `web`, on a fixed port). docker-compose.yml gives the workers
+# their own commands and every service its health check.
+CMD ["gunicorn", "--bind", "0.0.0.0:8511", "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--timeout", "120", "--worker-tmp-dir", "/dev/shm", "api:create_app()"]
