@@ -1,77 +1,21 @@
-"""The upload service: a Flask app factory, one blueprint per area."""
+"""The upload service. ``create_app`` is the Flask app factory (``gunicorn 'api:create_app()'``).
+
+The factory's imports are deferred to the call, so that importing a sibling module (the
+command-line client, ``api.cli``) stays cheap.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, g, request
+if TYPE_CHECKING:
+    from flask import Flask
 
-from api.errors import register_error_handlers
-from api.state import ApiState, init_state
-from api.uploads import UploadRequest
-from pipeline.context import connect_redis, make_cache, make_jobs
-from pipeline.logs import configure_logging, current_task
-from pipeline.queues import build_broker
-from pipeline.settings import Settings
-
-
-def init_job_logging(app: Flask) -> None:
-    """Lines logged while serving a request about one job carry its task id."""
-
-    @app.before_request
-    def remember_task() -> None:
-        task_id = (request.view_args or {}).get("task_id") or g.get("upload_task_id")
-        g.log_token = current_task.set(task_id) if task_id else None
-
-    @app.teardown_request
-    def forget_task(exc: BaseException | None) -> None:
-        token = g.pop("log_token", None)
-        if token is not None:
-            current_task.reset(token)
+    from pipeline.settings import Settings
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
-    if isinstance(config, Settings):
-        settings = config
-    else:
-        settings = Settings.from_env(**(config or {}))
-    settings.ensure_dirs()
+    from api.app import build_app
 
-    app = Flask(__name__)
-    app.request_class = UploadRequest
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 2**20
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-
-    client = connect_redis(settings)
-    init_state(
-        app,
-        ApiState(
-            settings=settings,
-            redis=client,
-            jobs=make_jobs(settings, client),
-            cache=make_cache(settings, client),
-            broker=build_broker(settings),
-        ),
-    )
-
-    from api import cache, health, metrics, openai_compat, page, transcribe
-    from api.auth import init_auth
-    from api.docs import init_docs
-    from api.submission import init_uploads
-
-    docs = init_docs(app)
-    docs.register_blueprint(transcribe.bp)
-    docs.register_blueprint(health.bp)
-    docs.register_blueprint(cache.bp)
-    docs.register_blueprint(openai_compat.bp)
-    app.register_blueprint(page.bp)
-    app.register_blueprint(metrics.bp)
-    # Authentication first: a request without a valid key must not even be read.
-    init_auth(app, settings)
-    init_uploads(app)
-    # After flask-smorest's own handler, so that every error has the service's one shape.
-    register_error_handlers(app)
-    configure_logging(settings.log_format)
-    init_job_logging(app)
-    return app
+    return build_app(config)

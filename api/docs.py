@@ -31,7 +31,6 @@ class PipelineApi(Api):
     """flask-smorest, with errors in the service's one shape."""
 
     ERROR_SCHEMA = Error
-    DEFAULT_ERROR_RESPONSE_NAME = "Error"
 
     def handle_http_exception(self, error: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         body, status = http_error_body(error)

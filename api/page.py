@@ -65,14 +65,14 @@ def language_choices() -> list[tuple[str, str]]:
 
 def _hours(seconds: int) -> str:
     if seconds % 3600 == 0:
-        return f"{seconds // 3600} h"
+        return f"{seconds // 3600}\u00a0h"
     if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{max(1, seconds // 60)} min"
+        return f"{seconds / 3600:.1f}\u00a0h"
+    return f"{max(1, seconds // 60)}\u00a0min"
 
 
 def _size(mb: int) -> str:
-    return f"{mb // 1024} GB" if mb >= 1024 and mb % 1024 == 0 else f"{mb} MB"
+    return f"{mb // 1024}\u00a0GB" if mb >= 1024 and mb % 1024 == 0 else f"{mb}\u00a0MB"
 
 
 def _links() -> list[tuple[str, str]]:

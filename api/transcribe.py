@@ -13,7 +13,15 @@ from api.blueprint import Blueprint
 from api.state import state
 from api.submission import streams_upload, submit
 from pipeline import queues
-from pipeline.errors import InvalidOption, JobConflict, JobNotFound, PipelineError, ResultNotReady, SyncTimeout
+from pipeline.errors import (
+    InvalidOption,
+    JobConflict,
+    JobNotFound,
+    PipelineError,
+    ResultNotReady,
+    ResultOfFailedJob,
+    SyncTimeout,
+)
 from pipeline.formats import FORMATS, render
 from pipeline.jobs import Job, Moved
 from pipeline.uploads import remove_job_files
@@ -153,7 +161,7 @@ def result(query: dict[str, Any], task_id: str) -> Response:
     if job.status != "completed":
         if job.status == "failed":
             message = (job.error or {}).get("message", "")
-            raise ResultNotReady(f"The job failed: {message}")
+            raise ResultOfFailedJob(f"The job failed: {message}")
         raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
     return answer_result(job, query["format"])
 
@@ -195,7 +203,11 @@ def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/async/<task_id>/events")
 @bp.doc(responses={"200": {
     "description": "Server-Sent Events: `status`, `segment` (as decoded), then `end` with the job's summary",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+    # Each event (the schema describes one): a name and a JSON object in data.
+    "content": {"text/event-stream": {"schema": {
+        "type": "object", "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": ["status", "segment", "end"]},
+                       "data": {"type": "string", "description": "JSON"}}}}}}})
 @bp.alt_response(404, **NOT_FOUND)
 def events(task_id: str) -> Response:
     """Follow a job live: its state first, then each change, progress and segment."""

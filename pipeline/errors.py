@@ -89,17 +89,15 @@ class ResultNotReady(PipelineError):
     retryable = False
 
 
+class ResultOfFailedJob(ResultNotReady):
+    """The job ended ``failed``: there is no transcript and never will be."""
+
+    code = "job_failed"
+
+
 class SyncTimeout(PipelineError):
     code = "sync_timeout"
     http_status = 504
-    retryable = False
-
-
-class JobFailed(PipelineError):
-    """Raised at the edge when a synchronous request's job ended in ``failed``."""
-
-    code = "job_failed"
-    http_status = 422
     retryable = False
 
 

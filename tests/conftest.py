@@ -209,6 +209,16 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
         procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+
+    def stop() -> None:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -217,6 +227,7 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
         except requests.ConnectionError:
             pass
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
+            stop()  # no worker outlives a stack that did not start
             for name in procs:
                 sys.stderr.write((logs / f"{name}.log").read_text())
             raise RuntimeError("the service did not start")
@@ -225,13 +236,7 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
         yield Stack(url=url, settings=settings, redis=client, logs=logs,
                     worker_pids={p.pid for name, p in procs.items() if name != "web"})
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop()
         client.close()
 
 

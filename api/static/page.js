@@ -171,6 +171,7 @@
       queuePosition: null,
       segments: new Map(),
       final: false,
+      resultShown: false,
       text: '',
       controller: new AbortController(),
       xhr: null,
@@ -209,7 +210,8 @@
     if (j.status === 'uploading') line = `Uploading ${j.filename}…`;
     else if (j.status === 'queued' && j.queuePosition) line = `${words} (position ${j.queuePosition})…`;
     else if (!FINAL.has(j.status)) line = `${words}…`;
-    else if (j.status === 'completed' && j.cached) line = 'Done: this recording was transcribed before, so the result came from the cache.';
+    else if (j.status === 'completed' && j.cached && j.resultShown) line = 'Done: this recording was transcribed before, so the result came from the cache.';
+    else if (j.status === 'completed' && !j.resultShown) line = 'Done; loading the transcript…';
     else if (j.status === 'completed') line = 'Done.';
     else if (j.status === 'cancelled') line = 'Cancelled.';
     else if (j.status === 'failed') line = 'The transcription failed.';
@@ -353,7 +355,8 @@
       if (xhr.status === 202 && body && body.task_id) {
         accepted(j, body);
       } else {
-        fail(j, 'The service did not accept the file.', errorFromBody(xhr.status, xhr.statusText, body));
+        const err = errorFromBody(xhr.status, xhr.statusText, body);
+        fail(j, refusal(err), err);
       }
     });
     xhr.addEventListener('error', () => {
@@ -365,6 +368,14 @@
       if (j === job) finish(j, { status: 'cancelled' }, 'Upload cancelled.');
     });
     xhr.send(data);
+  }
+
+  function refusal(err) {
+    if (err.status === 401 || err.status === 403) return 'The API key was not accepted.';
+    if (err.status === 429) return 'Too many requests: wait a little and try again.';
+    if (err.field && err.field !== 'file') return 'Please check the options.';
+    if (err.status >= 500) return 'The service could not take the file right now.';
+    return 'The service did not accept the file.';
   }
 
   function accepted(j, body) {
@@ -535,7 +546,9 @@
         const response = await api(`${API}/${encodeURIComponent(j.id)}/result?format=json`);
         result = await response.json();
       } catch (err) {
-        if (j === job) showError('The transcript could not be loaded.', err);
+        if (j !== job) return;
+        showError('The transcript could not be loaded.', err);
+        say('Done, but the transcript could not be loaded.');
         return;
       }
     }
@@ -559,6 +572,8 @@
       link.download = `${stem(j.filename)}.${link.dataset.ext}`;
     }
     $('result-tools').hidden = false;
+    j.resultShown = true;
+    render(j);
   }
 
   /** Open a job by id (from the address or the recent list): show where it stands, follow it. */

@@ -1,0 +1,530 @@
+"""whisper-pipeline: the command-line client of the whisper-pipeline service.
+
+    whisper-pipeline submit meeting.m4a                      # prints the task id
+    whisper-pipeline submit meeting.m4a --wait --format srt -o meeting.srt
+    whisper-pipeline status TASK_ID                          # the job's status document (JSON)
+    whisper-pipeline result TASK_ID --format text            # the transcript
+    whisper-pipeline cancel TASK_ID
+    whisper-pipeline list --status failed --limit 5
+
+The service is ``--url`` (default: $WHISPER_PIPELINE_URL, else http://localhost:8511); an API
+key (``--api-key``, default $WHISPER_PIPELINE_API_KEY) is sent as ``Authorization: Bearer``.
+``--wait`` follows the job on the service's event stream (falling back to polling its status
+if the stream breaks) and shows progress on stderr: a bar on a terminal, else one line per
+state change. The transcript goes to stdout or ``-o``; everything else goes to stderr.
+
+Exit codes:
+    0  success
+    1  the job failed or was cancelled (submit --wait, result --wait)
+    2  usage error (bad command line, FILE unreadable, -o not writable)
+    3  the service cannot be reached, or answered with a server error (5xx)
+    4  not found (404): no job with that id
+    5  request refused (any other 4xx: 415 unsupported media, 422 invalid option,
+       409 cancelling a finished job or asking for a transcript that is not ready)
+    6  timed out waiting (--wait-timeout passed, or the service stopped answering)
+    130 interrupted (Ctrl-C); a job that was submitted goes on running
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, TextIO
+
+from api.client import DEFAULT_URL, FINAL_STATES, FORMATS, TIMEOUT, ApiError, Client, Event
+
+log = logging.getLogger("whisper-pipeline")
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_REFUSED = 5
+EXIT_TIMEOUT = 6
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  the job failed or was cancelled (submit --wait, result --wait)
+  2  usage error (bad command line, FILE unreadable, -o not writable)
+  3  the service cannot be reached, or answered with a server error (5xx)
+  4  not found (404): no job with that id
+  5  request refused (other 4xx: unsupported media, invalid option, job already finished, ...)
+  6  timed out waiting (--wait-timeout, or the service stopped answering)
+  130 interrupted (Ctrl-C); a submitted job goes on running
+
+environment: WHISPER_PIPELINE_URL, WHISPER_PIPELINE_API_KEY
+"""
+
+POLL_INTERVAL = 1.0
+JOB_STATES = ("queued", "extracting", "transcribing", "completed", "failed", "cancelled")
+
+
+class WaitTimeout(Exception):
+    """--wait-timeout passed before the job reached a final state."""
+
+
+class JobEnded(Exception):
+    """The job ended failed or cancelled; ``summary`` is its last status document."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__(summary.get("status"))
+        self.summary = summary
+
+
+def exit_code(error: ApiError) -> int:
+    """The exit status that stands for an API error."""
+    if error.status is None:
+        return EXIT_TIMEOUT if error.code == TIMEOUT else EXIT_UNAVAILABLE
+    if error.status >= 500:
+        return EXIT_UNAVAILABLE
+    if error.status == 404:
+        return EXIT_NOT_FOUND
+    return EXIT_REFUSED
+
+
+def describe(error: ApiError) -> str:
+    """An API error in plain words, for stderr."""
+    if error.status is None:
+        return error.message
+    if error.status >= 500:
+        lead = f"the service had a problem (HTTP {error.status})"
+    elif error.status == 404:
+        lead = "not found"
+    else:
+        lead = f"the service refused the request (HTTP {error.status})"
+    field = f" [field: {error.field}]" if error.field else ""
+    return f"{lead}: {error.message}{field}"
+
+
+# -- progress -------------------------------------------------------------------------------
+
+
+class Progress(AbstractContextManager["Progress"]):
+    """Upload and job progress on stderr: tqdm bars on a terminal, else a line per change."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = enabled and stream.isatty()
+        self._tqdm_class: Any = None
+        if self.tty:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm comes with openai-whisper; without it, plain lines
+                self.tty = False
+            else:
+                self._tqdm_class = tqdm
+        self._upload: Any = None
+        self._job: Any = None
+        self._last_status: str | None = None
+        self._task_id = ""
+
+    def _tqdm(self, **kwargs: Any) -> Any:
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError):
+            columns = 0
+        # A terminal that reports no size (some ptys, serial consoles) would get an empty bar.
+        sizing: dict[str, Any] = {"dynamic_ncols": True} if columns else {"ncols": 80}
+        return self._tqdm_class(file=self.stream, **sizing, **kwargs)
+
+    def set_task(self, task_id: str) -> None:
+        self._task_id = task_id
+
+    def upload(self, sent: int, total: int) -> None:
+        if not self.tty:
+            return
+        if self._upload is None:
+            self._upload = self._tqdm(total=total, desc="uploading", unit="B", unit_scale=True,
+                                      unit_divisor=1024, leave=False)
+        self._upload.update(sent - self._upload.n)
+
+    def uploaded(self, task_id: str, cached: bool) -> None:
+        self.set_task(task_id)
+        if self._upload is not None:
+            self._upload.close()
+            self._upload = None
+        if self.enabled:
+            self.line(f"submitted {task_id}" + (" (answered from the cache)" if cached else ""))
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self._job is not None:
+            self._job.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    @property
+    def status(self) -> str | None:
+        return self._last_status
+
+    def job(self, status: str, progress: float | None = None) -> None:
+        if not self.enabled:
+            return
+        if status != self._last_status and not self.tty:
+            self.line(f"{self._task_id}: {status}")
+        self._last_status = status
+        if not self.tty:
+            return
+        if self._job is None:
+            # The job's bar stays on the screen when it ends, showing the final state and time.
+            self._job = self._tqdm(total=100, desc=status, leave=True,
+                                   bar_format="{desc:<13} {percentage:3.0f}%|{bar}| [{elapsed}]")
+        self._job.set_description_str(status, refresh=False)
+        if progress is not None:
+            self._job.update(max(0.0, min(100.0, progress * 100)) - self._job.n)
+        self._job.refresh()
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in (self._upload, self._job):
+            if bar is not None:
+                bar.close()
+        self._upload = self._job = None
+
+
+# -- waiting --------------------------------------------------------------------------------
+
+
+def wait_for_job(client: Client, task_id: str, progress: Progress, timeout: float | None) -> dict[str, Any]:
+    """Follow a job until it is final: on its event stream, or by polling its status once the
+    stream breaks. Answers the final summary; raises JobEnded when it failed or was cancelled,
+    WaitTimeout when ``timeout`` seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    summary = _follow_events(client, task_id, progress, deadline)
+    if summary is None:
+        summary = _poll(client, task_id, progress, deadline)
+    if summary.get("status") != "completed":
+        raise JobEnded(summary)
+    return summary
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise WaitTimeout
+    return left
+
+
+def _follow_events(client: Client, task_id: str, progress: Progress,
+                   deadline: float | None) -> dict[str, Any] | None:
+    """The final summary from the event stream, or None when the stream broke first."""
+    while True:
+        remaining = _remaining(deadline)
+        # Above the service's 15 s keep-alive, and no longer than the time left to wait.
+        read_timeout = 40.0 if remaining is None else max(0.5, min(40.0, remaining + 0.2))
+        end: dict[str, Any] | None = None
+        try:
+            stream = client.events(task_id, read_timeout=read_timeout)
+            try:
+                for event in stream:
+                    end = _on_event(event, progress)
+                    if end is not None:
+                        break
+                    _remaining(deadline)
+            finally:
+                stream.close()  # the connection, also when the wait times out
+        except ApiError as exc:
+            _remaining(deadline)
+            if exc.status == 404:
+                raise
+            log.debug("event stream for %s broke (%s); polling instead", task_id, exc)
+            return None
+        if end is None:
+            log.debug("event stream for %s ended without an end event; polling instead", task_id)
+            return None
+        if end.get("status") in FINAL_STATES:
+            return end
+        # The service closes long streams after a while: subscribe again.
+
+
+def _on_event(event: Event, progress: Progress) -> dict[str, Any] | None:
+    data = event.data
+    if event.name == "status":
+        progress.job(str(data.get("status")), _number(data.get("progress")))
+    elif event.name == "segment":
+        progress.job(progress.status or "transcribing", _number(data.get("progress")))
+    elif event.name == "end":
+        if data.get("status") in FINAL_STATES:
+            progress.job(str(data["status"]), _number(data.get("progress")))
+        return data
+    return None
+
+
+def _poll(client: Client, task_id: str, progress: Progress, deadline: float | None) -> dict[str, Any]:
+    failures = 0
+    while True:
+        _remaining(deadline)
+        try:
+            body = client.status(task_id)
+            failures = 0
+        except ApiError as exc:
+            if exc.status is not None and exc.status < 500:
+                raise
+            failures += 1
+            if failures >= 10:
+                raise
+            log.debug("status of %s unavailable (%s); trying again", task_id, exc)
+        else:
+            status = str(body.get("status"))
+            progress.job(status, _number(body.get("progress")))
+            if status in FINAL_STATES:
+                return body
+        remaining = _remaining(deadline)
+        time.sleep(POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining))
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _write_output(data: bytes, output: str | None) -> None:
+    if output and output != "-":
+        Path(output).write_bytes(data)
+        log.debug("wrote %d bytes to %s", len(data), output)
+        return
+    sys.stdout.buffer.write(data)
+    if data and not data.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _job_ended(exc: JobEnded) -> int:
+    summary = exc.summary
+    task_id = summary.get("task_id", "")
+    status = summary.get("status")
+    if status == "failed":
+        error = summary.get("error") or {}
+        message = error.get("message") or "no reason was given"
+        code = f" ({error['code']})" if error.get("code") else ""
+        print(f"whisper-pipeline: job {task_id} failed: {message}{code}", file=sys.stderr)
+    else:
+        print(f"whisper-pipeline: job {task_id} was {status}", file=sys.stderr)
+    return EXIT_JOB_FAILED
+
+
+def _wait_and_write(client: Client, task_id: str, args: argparse.Namespace, progress: Progress) -> int:
+    try:
+        with progress:
+            wait_for_job(client, task_id, progress, args.wait_timeout)
+    except WaitTimeout:
+        print(f"whisper-pipeline: timed out after {args.wait_timeout:g} s waiting for job {task_id}; "
+              f"it goes on: `whisper-pipeline result {task_id} --wait` picks it up", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except JobEnded as exc:
+        return _job_ended(exc)
+    except KeyboardInterrupt:
+        print(f"whisper-pipeline: interrupted; job {task_id} goes on (`whisper-pipeline cancel {task_id}` "
+              "stops it)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _write_output(client.result(task_id, args.format), args.output)
+    return EXIT_OK
+
+
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {
+        "engine": args.engine,
+        "model": args.model,
+        "language": args.language,
+        "task": args.task,
+        "word_timestamps": True if args.word_timestamps else None,
+        "vad_filter": True if args.vad_filter else None,
+        "initial_prompt": args.initial_prompt,
+        "temperature": args.temperature,
+        "beam_size": args.beam_size,
+        "webhook_url": args.webhook_url,
+    }
+    progress = Progress(sys.stderr, enabled=args.wait and not args.quiet)
+    with progress:
+        accepted = client.submit(args.file, options, progress=progress.upload if args.wait else None)
+    task_id = str(accepted["task_id"])
+    if not args.wait:
+        print(task_id, flush=True)
+        return EXIT_OK
+    progress.uploaded(task_id, bool(accepted.get("cached")))
+    return _wait_and_write(client, task_id, args, progress)
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    print(json.dumps(client.status(args.task_id), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    body = client.cancel(args.task_id)
+    print(f"{body.get('task_id', args.task_id)} {body.get('status', 'cancelled')}")
+    return EXIT_OK
+
+
+def cmd_result(client: Client, args: argparse.Namespace) -> int:
+    if args.wait:
+        progress = Progress(sys.stderr, enabled=not args.quiet)
+        progress.set_task(args.task_id)
+        return _wait_and_write(client, args.task_id, args, progress)
+    _write_output(client.result(args.task_id, args.format), args.output)
+    return EXIT_OK
+
+
+def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    page = client.list(status=args.status, limit=args.limit, cursor=args.cursor)
+    if args.json:
+        print(json.dumps(page, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    jobs = page.get("jobs") or []
+    rows = [("TASK_ID", "STATUS", "PROGRESS", "CREATED", "FILE")]
+    for job in jobs:
+        rows.append((
+            str(job.get("task_id", "")),
+            str(job.get("status", "")),
+            f"{100 * (_number(job.get('progress')) or 0):.0f}%",
+            str(job.get("created_at") or ""),
+            str(job.get("filename") or ""),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]).rstrip())
+    if page.get("next_cursor"):
+        print(f"more: --cursor {page['next_cursor']}", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- argument parsing -----------------------------------------------------------------------
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    return parse
+
+
+def _connection_options(parser: argparse._ActionsContainer, *, defaults: bool) -> None:
+    """--url, --api-key, --timeout and -v: before the command, or (for convenience) after it."""
+
+    def default(value: object) -> object:
+        # A command's copy of an option must not overwrite what was given before the command.
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--url", default=default(os.environ.get("WHISPER_PIPELINE_URL") or DEFAULT_URL),
+                        help="the service's base URL (default: $WHISPER_PIPELINE_URL or "
+                             f"{DEFAULT_URL})")
+    parser.add_argument("--api-key", default=default(os.environ.get("WHISPER_PIPELINE_API_KEY") or None),
+                        help="API key, sent as 'Authorization: Bearer KEY' (default: $WHISPER_PIPELINE_API_KEY)")
+    parser.add_argument("--timeout", type=_positive(float), default=default(30.0), metavar="SECONDS",
+                        help="how long to wait for the service to connect or answer a request (default: 30)")
+    parser.add_argument("-v", "--verbose", action="count", default=default(0), help="log requests on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection options (also accepted before the command)")
+    _connection_options(group, defaults=False)
+    parser = argparse.ArgumentParser(
+        prog="whisper-pipeline",
+        description="Submit recordings to a whisper-pipeline service and fetch their transcripts.",
+        epilog=EPILOG, formatter_class=formatter,
+    )
+    _connection_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def waiting(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--format", choices=FORMATS, default="json",
+                         help="the transcript's format (default: json)")
+        sub.add_argument("-o", "--output", metavar="FILE", help="write the transcript here instead of stdout")
+        sub.add_argument("--wait-timeout", type=_positive(float), metavar="SECONDS",
+                         help="with --wait: give up after this long (exit 6); the job goes on")
+        sub.add_argument("-q", "--quiet", action="store_true", help="with --wait: no progress on stderr")
+
+    def command(name: str, summary: str, handler: Callable[[Client, argparse.Namespace], int],
+                description: str | None = None) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=summary, description=description or summary,
+                                  epilog=EPILOG, formatter_class=formatter)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    submit = command("submit", "upload a recording for transcription", cmd_submit,
+                     "Upload a recording; print its task id, or with --wait follow the job and write "
+                     "its transcript.")
+    submit.add_argument("file", type=Path, help="the audio or video file")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the job (progress on stderr) and write the transcript when it is done")
+    waiting(submit)
+    options = submit.add_argument_group("transcription options (default: the service's)")
+    options.add_argument("--engine", help="faster-whisper or openai-whisper")
+    options.add_argument("--model", help="model name, such as tiny.en or base")
+    options.add_argument("--language", help="language code such as en; auto-detected when absent")
+    options.add_argument("--task", choices=("transcribe", "translate"))
+    options.add_argument("--word-timestamps", action="store_true", help="timestamps for each word")
+    options.add_argument("--vad-filter", action="store_true", help="skip silence with voice activity detection")
+    options.add_argument("--initial-prompt", metavar="TEXT", help="text that primes the decoder")
+    options.add_argument("--temperature", type=float, help="sampling temperature, 0 to 1")
+    options.add_argument("--beam-size", type=int, help="beam size, 1 to 20")
+    options.add_argument("--webhook-url", metavar="URL", help="notify this URL when the job ends")
+
+    command("status", "show a job's status (the service's JSON document)", cmd_status).add_argument("task_id")
+    command("cancel", "cancel a job that has not finished", cmd_cancel).add_argument("task_id")
+
+    result = command("result", "download a job's transcript", cmd_result)
+    result.add_argument("task_id")
+    result.add_argument("--wait", action="store_true", help="wait for the job to finish first")
+    waiting(result)
+
+    listing = command("list", "list your jobs, newest first", cmd_list)
+    listing.add_argument("--status", choices=JOB_STATES, help="only jobs in this state")
+    listing.add_argument("--limit", type=int, default=20, help="how many jobs, 1 to 100 (default: 20)")
+    listing.add_argument("--cursor", help="the next_cursor of the previous page")
+    listing.add_argument("--json", action="store_true", help="print the service's JSON page")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(name)s: %(message)s")
+    if getattr(args, "wait_timeout", None) is not None and not args.wait:
+        parser.error("--wait-timeout needs --wait")
+    if args.command == "submit" and not args.file.is_file():
+        parser.error(f"{args.file} is not a file")
+    output = getattr(args, "output", None)
+    if output and output != "-" and not Path(output).resolve().parent.is_dir():
+        parser.error(f"the folder of {output} does not exist")
+    client = Client(args.url, api_key=args.api_key, timeout=args.timeout)
+    handler: Callable[[Client, argparse.Namespace], int] = args.handler
+    try:
+        return handler(client, args)
+    except ApiError as exc:
+        print(f"whisper-pipeline: {describe(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # reading FILE or writing -o
+        print(f"whisper-pipeline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("whisper-pipeline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""A small Python client for the whisper-pipeline HTTP API.
+
+>>> client = Client("http://localhost:8511")
+>>> task_id = client.submit(Path("meeting.m4a"), {"language": "en"})["task_id"]
+>>> for event in client.events(task_id):
+...     print(event.name, event.data)
+>>> srt_bytes = client.result(task_id, "srt")
+
+Every failure is one exception, :class:`ApiError`, carrying the HTTP status (``None`` when
+no answer came at all) and the service's error ``code`` and ``message``. The command-line
+tool (:mod:`api.cli`) is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+from urllib3.fields import RequestField
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://localhost:8511"
+FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
+FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
+
+# Called with (bytes sent so far, total bytes) while an upload streams.
+UploadProgress = Callable[[int, int], None]
+
+# The codes of ApiError that mean no HTTP answer came back.
+UNREACHABLE = "unreachable"
+TIMEOUT = "timeout"
+BAD_RESPONSE = "bad_response"
+
+
+class ApiError(Exception):
+    """A request that did not succeed: the service's answer, or why none came.
+
+    ``status`` is the HTTP status, or ``None`` when the service could not be reached
+    (``code`` is then ``unreachable``) or did not answer in time (``code`` ``timeout``).
+    """
+
+    def __init__(self, status: int | None, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        where = f"HTTP {self.status}, " if self.status is not None else ""
+        field = f", field {self.field}" if self.field else ""
+        return f"{self.message} ({where}{self.code}{field})"
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> ApiError:
+        """The service's JSON error body, or a plain description when the body is not one."""
+        code, message, field = f"http_{response.status_code}", "", None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            error = body["error"]
+            code = str(error.get("code") or code)
+            message = str(error.get("message") or "")
+            field = str(error["field"]) if error.get("field") else None
+        if not message:
+            text = response.text.strip()
+            message = text[:200] if text and not text.startswith("<") else (response.reason or "request failed")
+        return cls(response.status_code, code, message, field)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Server-Sent Event: its name (``status``, ``segment``, ``end``, ...) and JSON data."""
+
+    name: str
+    data: dict[str, Any]
+
+
+class _MultipartBody:
+    """A multipart/form-data body that streams the file from disk in chunks.
+
+    requests sends any object with ``read`` and ``__len__`` with a Content-Length header,
+    reading it block by block, so the file is never held in memory and every block read
+    reports progress.
+    """
+
+    def __init__(self, fields: Mapping[str, str], file_field: str, path: Path,
+                 progress: UploadProgress | None = None) -> None:
+        self.boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+        head = b""
+        for name, value in fields.items():
+            part = RequestField(name=name, data=value)
+            part.make_multipart()
+            head += f"--{self.boundary}\r\n{part.render_headers()}".encode() + value.encode() + b"\r\n"
+        file_part = RequestField(name=file_field, data=b"", filename=path.name)
+        file_part.make_multipart(content_type="application/octet-stream")
+        head += f"--{self.boundary}\r\n{file_part.render_headers()}".encode()
+        self._head = head
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._file_size = path.stat().st_size
+        self._file: IO[bytes] = path.open("rb")
+        self._stage = 0  # 0: head, 1: file, 2: tail, 3: done
+        self._sent = 0
+        self._progress = progress
+        self.total = len(self._head) + self._file_size + len(self._tail)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(64 * 1024):
+            yield chunk
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.total
+        out = b""
+        while len(out) < size and self._stage < 3:
+            want = size - len(out)
+            if self._stage == 0:
+                out += self._head[:want]
+                self._head = self._head[want:]
+                if not self._head:
+                    self._stage = 1
+            elif self._stage == 1:
+                chunk = self._file.read(want)
+                out += chunk
+                if len(chunk) < want:
+                    self._stage = 2
+            else:
+                out += self._tail[:want]
+                self._tail = self._tail[want:]
+                if not self._tail:
+                    self._stage = 3
+        self._sent += len(out)
+        if self._progress is not None and out:
+            self._progress(self._sent, self.total)
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def parse_sse(chunks: Iterator[bytes]) -> Iterator[tuple[str, str]]:
+    """Split a Server-Sent Events byte stream into (event name, data) pairs; comments (such as
+    keep-alives) are skipped."""
+    buffer = b""
+    name = ""
+    data: list[str] = []
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                break
+            line = buffer[:newline].rstrip(b"\r").decode("utf-8", "replace")
+            buffer = buffer[newline + 1:]
+            if not line:
+                if data:
+                    yield name or "message", "\n".join(data)
+                name, data = "", []
+            elif line.startswith(":"):
+                continue
+            else:
+                key, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if key == "event":
+                    name = value
+                elif key == "data":
+                    data.append(value)
+
+
+class Client:
+    """The whisper-pipeline API over ``requests``.
+
+    ``timeout`` bounds every request (connecting, and each wait for bytes of the answer);
+    ``api_key``, when given, is sent as ``Authorization: Bearer <key>``.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 30.0,
+                 session: requests.Session | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = "whisper-pipeline-client"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Client:
+        """A client for ``WHISPER_PIPELINE_URL`` with ``WHISPER_PIPELINE_API_KEY``."""
+        return cls(os.environ.get("WHISPER_PIPELINE_URL") or DEFAULT_URL,
+                   api_key=os.environ.get("WHISPER_PIPELINE_API_KEY") or None, **kwargs)
+
+    def _request(self, method: str, path: str, *, timeout: float | tuple[float, float] | None = None,
+                 **kwargs: Any) -> requests.Response:
+        url = self.url + path
+        log.debug("%s %s", method, url)
+        try:
+            response = self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
+        except requests.ConnectTimeout as exc:
+            raise ApiError(None, UNREACHABLE, f"Could not connect to {self.url}: the connection "
+                           "timed out.") from exc
+        except requests.Timeout as exc:
+            raise ApiError(None, TIMEOUT, f"{self.url} did not answer in time.") from exc
+        except requests.ConnectionError as exc:
+            raise ApiError(None, UNREACHABLE, f"Could not reach {self.url}: {_reason(exc)}") from exc
+        except requests.RequestException as exc:
+            raise ApiError(None, UNREACHABLE, f"The request to {url} failed: {exc}") from exc
+        if response.status_code >= 400:
+            error = ApiError.from_response(response)
+            response.close()
+            log.debug("%s %s -> %s", method, url, error)
+            raise error
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, path, **kwargs)
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ApiError(response.status_code, BAD_RESPONSE,
+                           f"The service answered {method} {path} with something that is not JSON.") from exc
+        if not isinstance(body, dict):
+            raise ApiError(response.status_code, BAD_RESPONSE,
+                           f"The service answered {method} {path} with unexpected JSON.")
+        return body
+
+    def submit(self, path: Path | str, options: Mapping[str, Any] | None = None, *,
+               progress: UploadProgress | None = None) -> dict[str, Any]:
+        """Upload a recording for asynchronous transcription.
+
+        ``options`` are the service's form fields (``engine``, ``model``, ``language``, ``task``,
+        ``word_timestamps``, ``vad_filter``, ``initial_prompt``, ``temperature``, ``beam_size``,
+        ``webhook_url``, ...); ``None`` values are left out and booleans sent as true/false.
+        Answers ``{task_id, status, status_url, result_url, cached}``.
+        """
+        path = Path(path)
+        fields = {name: _form_value(value) for name, value in (options or {}).items() if value is not None}
+        body = _MultipartBody(fields, "file", path, progress)  # OSError when it cannot be read
+        try:
+            # The upload itself may take long: only the connection uses the short timeout.
+            return self._json("POST", "/api/transcribe/async", data=body,
+                              headers={"Content-Type": body.content_type},
+                              timeout=(self.timeout, max(self.timeout, 300.0)))
+        finally:
+            body.close()
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        """Where a job stands; ``result`` is included once it is completed."""
+        return self._json("GET", f"/api/transcribe/async/status/{_quote(task_id)}")
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a job; a finished job raises ApiError with status 409."""
+        return self._json("DELETE", f"/api/transcribe/async/{_quote(task_id)}")
+
+    def result(self, task_id: str, fmt: str = "json") -> bytes:
+        """A completed job's transcript in ``fmt`` (one of FORMATS), as the service sent it."""
+        response = self._request("GET", f"/api/transcribe/async/{_quote(task_id)}/result",
+                                 params={"format": fmt})
+        return response.content
+
+    def list(self, *, status: str | None = None, limit: int | None = None,
+             cursor: str | None = None) -> dict[str, Any]:
+        """One page of the caller's jobs, newest first: ``{jobs, next_cursor}``."""
+        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+        return self._json("GET", "/api/transcribe/async", params=params)
+
+    def events(self, task_id: str, *, read_timeout: float | None = None) -> Generator[Event, None, None]:
+        """A job's Server-Sent Events: ``status`` first, ``segment`` ones while it is decoded,
+        and ``end`` (data: the job's summary) last.
+
+        The service sends a keep-alive after 15 quiet seconds, so ``read_timeout`` (default:
+        the client's timeout, at least 30 s) should stay above that. A stream that breaks
+        raises ApiError (``unreachable`` or ``timeout``).
+        """
+        timeout = read_timeout if read_timeout is not None else max(self.timeout, 30.0)
+        response = self._request("GET", f"/api/transcribe/async/{_quote(task_id)}/events",
+                                 stream=True, timeout=(self.timeout, timeout),
+                                 headers={"Accept": "text/event-stream"})
+        try:
+            for name, data in parse_sse(response.iter_content(chunk_size=None)):
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    log.debug("skipping an event whose data is not JSON: %r", data)
+                    continue
+                yield Event(name, payload if isinstance(payload, dict) else {"data": payload})
+        except requests.Timeout as exc:
+            raise ApiError(None, TIMEOUT, "The event stream went quiet for too long.") from exc
+        except requests.RequestException as exc:
+            raise ApiError(None, UNREACHABLE, f"The event stream broke: {_reason(exc)}") from exc
+        finally:
+            response.close()
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _quote(task_id: str) -> str:
+    from urllib.parse import quote
+
+    return quote(task_id, safe="")
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost reason of a requests/urllib3 error, which is the one a person can act on."""
+    reason: BaseException = exc
+    while True:
+        inner = reason.args[0] if reason.args and isinstance(reason.args[0], BaseException) else None
+        inner = inner or getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    text = str(reason)
+    # urllib3 wraps the socket's error in the connection's description: keep the socket's words.
+    errno = re.search(r"\[Errno -?\d+\] (.+?)\)*'?\)*$", text)
+    if errno:
+        return errno.group(1).lower()
+    return text or type(reason).__name__
