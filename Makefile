@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8511
 export PORT
 
-.PHONY: install services run worker test lint typecheck clean
+.PHONY: install services browser run worker test lint typecheck clean chaos bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ install: $(STAMP)
 services: install
 	$(BIN)/python -m pipeline.services
 
+# The page's end-to-end test drives Debian's Chromium; install it where it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the page test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 run: services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
 
@@ -28,7 +34,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: services lint typecheck
+test: services browser lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
 clean:
