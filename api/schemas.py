@@ -105,6 +105,8 @@ class JobStatus(JobSummary):
     device_reason = ma.fields.String(allow_none=True)
     started_at = ma.fields.String(allow_none=True)
     queue_position = ma.fields.Integer(allow_none=True, metadata={"description": "while queued"})
+    chunks = ma.fields.Integer(allow_none=True, metadata={
+        "description": "a long recording transcribed as this many chunks in parallel"})
     webhook = ma.fields.Nested(WebhookOut, allow_none=True)
     segments = ma.fields.List(ma.fields.Nested(SegmentOut),
                               metadata={"description": "decoded so far, while transcribing"})

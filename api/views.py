@@ -64,6 +64,7 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "error": job.error,
+        "chunks": len(job.chunks) or None,
         "webhook": {
             "url": job.webhook_url,
             "state": job.webhook_state or "pending",
@@ -76,9 +77,10 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
     if job.status == "queued":
         body["queue_position"] = jobs.queue_position(job.task_id)
     if job.status == "transcribing":
+        # Chunks of a long recording are decoded in parallel: show them in time order.
         body["segments"] = [
             {"id": s.id, "start": s.start, "end": s.end, "text": s.text}
-            for s in jobs.segments(job.task_id)
+            for s in sorted(jobs.segments(job.task_id), key=lambda s: s.start)
         ]
     if job.status == "completed":
         result = jobs.result(job.task_id)

@@ -7,6 +7,7 @@ allowed attempt it ends the job as ``failed`` too, so that no job is left in a n
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
@@ -22,6 +23,7 @@ from pipeline.errors import JobCancelled, JobNotFound, PipelineError, Transcript
 from pipeline.jobs import Job
 from pipeline.logs import job_context
 from pipeline.queues import (
+    CHUNK_ACTOR,
     EXTRACT_ACTOR,
     EXTRACT_QUEUE,
     NOTIFY_ACTOR,
@@ -89,38 +91,43 @@ class _Lease:
     """Holds a job's lease while a stage runs, renewing it from a thread of its own (a long
     decode or transcription window can outlast the TTL between two callbacks)."""
 
-    def __init__(self, ctx: Context, task_id: str) -> None:
-        self.ctx, self.task_id, self.token = ctx, task_id, uuid.uuid4().hex
+    def __init__(self, ctx: Context, task_id: str, part: str = "") -> None:
+        self.ctx, self.task_id, self.part, self.token = ctx, task_id, part, uuid.uuid4().hex
         self._stop = threading.Event()
 
     def take(self) -> bool:
-        if not self.ctx.jobs.take_lease(self.task_id, self.token, LEASE_TTL_SECONDS):
+        if not self.ctx.jobs.take_lease(self.task_id, self.token, LEASE_TTL_SECONDS, self.part):
             return False
         threading.Thread(target=self._renew, daemon=True, name=f"lease-{self.task_id[:8]}").start()
         return True
 
     def release(self) -> None:
         self._stop.set()
-        self.ctx.jobs.drop_lease(self.task_id, self.token)
+        self.ctx.jobs.drop_lease(self.task_id, self.token, self.part)
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_TTL_SECONDS / 3):
             try:
-                self.ctx.jobs.renew_lease(self.task_id, self.token, LEASE_TTL_SECONDS)
+                self.ctx.jobs.renew_lease(self.task_id, self.token, LEASE_TTL_SECONDS, self.part)
             except Exception as exc:  # noqa: BLE001 - the next renewal may succeed
                 log.warning("renewing the lease of %s failed: %s", self.task_id, exc)
 
 
-def run_stage(stage: Stage, name: str, task_id: str) -> None:
+def run_stage(stage: Stage, name: str, task_id: str, *, retry: Callable[[int], object] | None = None) -> None:
+    """Run one stage of a job under its lease. ``retry(delay_ms)`` sends this same message again
+    later (default: the stage's actor with the task id); chunks pass their own."""
     ctx = worker_context()
-    lease = _Lease(ctx, task_id)
+    lease = _Lease(ctx, task_id, "" if name in ("extract", "transcribe") else f":{name}")
     if not lease.take():
         # Another delivery of this job is running right now. Look again later: by then it has
         # finished (and this message does nothing) or died (and its lease has lapsed).
         log.info("job %s is running elsewhere; %s checks again in %d s", task_id, name,
                  LEASE_RECHECK_SECONDS)
-        actor = transcribe_audio if name == "transcribe" else extract_audio
-        actor.send_with_options(args=(task_id,), delay=LEASE_RECHECK_SECONDS * 1000)
+        if retry is None:
+            actor = transcribe_audio if name == "transcribe" else extract_audio
+            actor.send_with_options(args=(task_id,), delay=LEASE_RECHECK_SECONDS * 1000)
+        else:
+            retry(LEASE_RECHECK_SECONDS * 1000)
         return
     try:
         following = _attempt(ctx, stage, name, task_id)
@@ -140,6 +147,9 @@ def run_stage(stage: Stage, name: str, task_id: str) -> None:
             remove_job_files(ctx.settings.upload_dir, task_id)
     if following is stages.Next.TRANSCRIBE:
         transcribe_audio.send(task_id)
+    elif following is stages.Next.CHUNKS and job is not None:
+        for index in range(len(job.chunks)):
+            transcribe_chunk.send(task_id, index)
     elif following is stages.Next.NOTIFY and job is not None and job.webhook_url:
         notify_webhook.send(task_id)
 
@@ -154,6 +164,13 @@ def extract_audio(task_id: str) -> None:
 def transcribe_audio(task_id: str) -> None:
     with job_context(task_id):
         run_stage(stages.transcribe, "transcribe", task_id)
+
+
+@dramatiq.actor(actor_name=CHUNK_ACTOR, queue_name=TRANSCRIBE_QUEUE)
+def transcribe_chunk(task_id: str, index: int) -> None:
+    with job_context(task_id):
+        run_stage(functools.partial(stages.transcribe_chunk, index=index), f"chunk{index}", task_id,
+                  retry=lambda delay: transcribe_chunk.send_with_options(args=(task_id, index), delay=delay))
 
 
 @dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE, max_retries=0)

@@ -104,7 +104,10 @@ return 1
 # KEYS: job hash, segments list. ARGV: progress, segment json, event json
 _PROGRESS = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'transcribing' then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+-- Progress only grows: chunks of one recording report from several workers, out of order.
+if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+end
 if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
 redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3])
 return 1
@@ -139,6 +142,7 @@ class Job:
     webhook_last_status: int | None = None
     result_url: str = ""
     owner: str = ""
+    chunks: list[tuple[int, int]] = field(default_factory=list)  # sample ranges of a long recording
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -179,6 +183,7 @@ class Job:
             else None,
             result_url=data.get("result_url", ""),
             owner=data.get("owner", ""),
+            chunks=[(int(a), int(b)) for a, b in json.loads(data["chunks"])] if data.get("chunks") else [],
             extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
         )
 
@@ -303,6 +308,14 @@ class JobStore:
             self.redis.delete(flag)
         return moved
 
+    def add_decoded(self, task_id: str, seconds: float) -> float:
+        """Add to the seconds of audio decoded so far; return the new total."""
+        return float(cast(float, self.redis.hincrbyfloat(job_key(task_id), "decoded_seconds", seconds)))
+
+    def request_stop(self, task_id: str) -> None:
+        """Raise the flag that running workers check between segments."""
+        self.redis.set(f"{job_key(task_id)}:cancel", "1", ex=self.result_ttl)
+
     def cancel_requested(self, task_id: str) -> bool:
         return bool(self.redis.exists(f"{job_key(task_id)}:cancel"))
 
@@ -315,17 +328,36 @@ class JobStore:
         return int(count)
 
     # -- leases: one worker runs a job's stage at a time -------------------------------------
-    def take_lease(self, task_id: str, token: str, ttl: int) -> bool:
+    # -- chunks of a long recording ---------------------------------------------------------
+    def save_chunk(self, task_id: str, index: int, transcript: Transcript) -> int:
+        """Store one chunk's transcript (the first delivery's wins); return how many are stored."""
+        key = f"{job_key(task_id)}:chunks"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, str(index), json.dumps(transcript.to_dict()))
+        pipe.expire(key, self.result_ttl)
+        pipe.hlen(key)
+        _, _, stored = pipe.execute()
+        return int(stored)
+
+    def chunk(self, task_id: str, index: int) -> Transcript | None:
+        raw = cast(str | None, self.redis.hget(f"{job_key(task_id)}:chunks", str(index)))
+        return None if raw is None else Transcript.from_dict(json.loads(raw))
+
+    def chunks(self, task_id: str) -> dict[int, Transcript]:
+        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:chunks"))
+        return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    def take_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
         """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
         redelivers when a channel closes under a running job) finds the lease taken and stays
         out; a holder that dies stops renewing and the lease lapses within ``ttl`` seconds."""
-        return bool(self.redis.set(f"{job_key(task_id)}:lease", token, nx=True, ex=ttl))
+        return bool(self.redis.set(f"{job_key(task_id)}:lease{part}", token, nx=True, ex=ttl))
 
-    def renew_lease(self, task_id: str, token: str, ttl: int) -> bool:
-        return bool(self._lease(keys=[f"{job_key(task_id)}:lease"], args=[token, "renew", ttl]))
+    def renew_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
+        return bool(self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "renew", ttl]))
 
-    def drop_lease(self, task_id: str, token: str) -> None:
-        self._lease(keys=[f"{job_key(task_id)}:lease"], args=[token, "drop", 0])
+    def drop_lease(self, task_id: str, token: str, part: str = "") -> None:
+        self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "drop", 0])
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.

@@ -40,6 +40,8 @@ class Settings:
     max_tasks_per_child: int = 0  # 0: never recycle
     max_upload_mb: int = 1024
     max_duration_seconds: int = 4 * 3600
+    long_audio_seconds: int = 600  # longer recordings are split into chunks (0: never split)
+    chunk_seconds: int = 300  # about how long each chunk is
     sync_timeout_seconds: int = 300
     result_ttl_seconds: int = 7 * 24 * 3600
     webhook_secret: str = ""
@@ -156,6 +158,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_tasks_per_child": _INT,
     "max_upload_mb": _POSITIVE_INT,
     "max_duration_seconds": _POSITIVE_INT,
+    "long_audio_seconds": _INT,
+    "chunk_seconds": _POSITIVE_INT,
     "sync_timeout_seconds": _POSITIVE_INT,
     "result_ttl_seconds": _POSITIVE_INT,
     "webhook_max_attempts": _POSITIVE_INT,

@@ -7,6 +7,7 @@ dead worker is redone from the start of the stage.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from pipeline import webhooks
+from pipeline import chunks, webhooks
+from pipeline.chunks import plan_chunks
 from pipeline.context import Context
 from pipeline.engines import choose_device
-from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError
+from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError, TranscriptionError
 from pipeline.gpu import is_out_of_memory, release_memory
 from pipeline.jobs import Job, Moved, State
 from pipeline.media import SAMPLE_RATE, decode_audio
@@ -30,8 +32,12 @@ from pipeline.uploads import audio_path, remove_job_files
 log = logging.getLogger(__name__)
 
 
+CHUNK_ID_STRIDE = 1_000_000  # live segment ids: chunk index * stride + id within the chunk
+
+
 class Next(Enum):
     TRANSCRIBE = "transcribe"
+    CHUNKS = "chunks"  # a long recording: one transcribe message per chunk, in parallel
     NOTIFY = "notify"
 
 
@@ -53,6 +59,13 @@ def extract(ctx: Context, task_id: str) -> Next | None:
     cached = ctx.cache.get(job.sha256, job.options)
     if cached is not None:
         return _complete(ctx, job, cached, cached_hit=True)
+    long_audio = ctx.settings.long_audio_seconds
+    if long_audio and duration > long_audio:
+        plan = plan_chunks(audio, ctx.settings.chunk_seconds)
+        if len(plan) > 1:
+            log.info("job %s: %.0f s of audio in %d chunks", task_id, duration, len(plan))
+            ctx.jobs.set_fields(task_id, chunks=json.dumps(plan), stage="waiting-for-transcriber")
+            return Next.CHUNKS
     ctx.jobs.set_fields(task_id, stage="waiting-for-transcriber")
     return Next.TRANSCRIBE
 
@@ -78,6 +91,58 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
         ctx.cache.release(job.sha256, job.options, task_id)
         release_memory()
     return _complete(ctx, job, transcript, cached_hit=False)
+
+
+def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
+    """Transcribe chunk ``index`` of a long recording; the worker that stores the last chunk
+    merges them and completes the job. A chunk redelivered after it was stored only checks
+    whether the job can be completed, so a merge interrupted by a dead worker still happens."""
+    job = ctx.jobs.get(task_id)
+    choice = choose_device(ctx.settings)
+    if ctx.jobs.transition(task_id, State.TRANSCRIBING, device=choice.device,
+                           device_reason=choice.reason) is Moved.REFUSED:
+        log.info("job %s is %s; chunk %d skipped", task_id, job.status, index)
+        return None
+    if not 0 <= index < len(job.chunks):
+        raise TranscriptionError(f"Chunk {index} does not exist; the job has {len(job.chunks)}.")
+    start, end = job.chunks[index]
+    stored = len(ctx.jobs.chunks(task_id))
+    if ctx.jobs.chunk(task_id, index) is None:
+        try:
+            audio = np.load(job.audio_path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise MediaDecodeError("The decoded audio for this job is missing; upload the file again.") from exc
+        duration = max(len(audio) / SAMPLE_RATE, 1e-6)
+        offset = start / SAMPLE_RATE
+        last_end = [0.0]
+
+        def on_segment(segment: Segment) -> None:
+            _stop_if_cancelled(ctx, task_id)
+            # Live segments carry ids unique across chunks; the merged result renumbers them.
+            shown = chunks.shift(Transcript(text="", language="", duration=0.0, segments=(segment,)),
+                                 offset, index * CHUNK_ID_STRIDE + segment.id)[0]
+            decoded = ctx.jobs.add_decoded(task_id, max(0.0, segment.end - last_end[0]))
+            last_end[0] = segment.end
+            ctx.jobs.add_segment(task_id, shown, min(0.99, decoded / duration))
+
+        part = np.asarray(audio[start:end])
+        key = ctx.models.key_for(job.options, choice.device)
+        transcript = ctx.models.get(key).transcribe(part, job.options, on_segment)
+        stored = ctx.jobs.save_chunk(task_id, index, transcript)
+        release_memory()
+    if stored < len(job.chunks):
+        return None
+    parts = ctx.jobs.chunks(task_id)
+    merged = chunks.merge([(job.chunks[i][0], t) for i, t in parts.items()],
+                          duration=job.chunks[-1][1] / SAMPLE_RATE)
+    if ctx.jobs.transition(task_id, State.COMPLETED, result=merged, cached=False, language=merged.language,
+                           language_probability=merged.language_probability,
+                           duration=merged.duration) is not Moved.MOVED:
+        return None
+    ctx.cache.put(job.sha256, job.options, merged)
+    count_audio_seconds(ctx.redis, merged.duration)
+    remove_job_files(ctx.settings.upload_dir, task_id)
+    return Next.NOTIFY
 
 
 def _wait_for_twin(ctx: Context, job: Job) -> Transcript | None:
@@ -150,6 +215,8 @@ def _complete(ctx: Context, job: Job, transcript: Transcript, *, cached_hit: boo
 def fail(ctx: Context, task_id: str, error: PipelineError) -> Next | None:
     """End the job as ``failed`` with a reason a person can read."""
     moved = ctx.jobs.transition(task_id, State.FAILED, error=error.to_dict())
+    # Other chunks of a long recording may still be running: they stop at their next segment.
+    ctx.jobs.request_stop(task_id)
     remove_job_files(ctx.settings.upload_dir, task_id)
     return Next.NOTIFY if moved is Moved.MOVED else None
 

@@ -110,6 +110,9 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "WEBHOOK_ALLOW_PRIVATE": "true",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_MAX_ATTEMPTS": "4",
+        # Recordings over two minutes go through the chunked path.
+        "LONG_AUDIO_SECONDS": "120",
+        "CHUNK_SECONDS": "60",
     }
 
 

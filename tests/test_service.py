@@ -345,3 +345,25 @@ def test_worker_logs_are_json_with_the_task_id(live: Stack) -> None:
     about = [entry for entry in lines if entry.get("task_id") == task_id]
     assert about, "lines logged while transcribing carry the task id"
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in about)
+
+
+def test_long_recording_is_transcribed_in_chunks(live: Stack, tmp_path: Path) -> None:
+    from tests.helpers import long_speech
+
+    task_id = str(submit(live, long_speech(tmp_path / "long.wav", 25))["task_id"])
+    seen_chunks = None
+    deadline = time.monotonic() + 180
+    while True:
+        body = live.get(f"/api/transcribe/async/status/{task_id}").json()
+        seen_chunks = seen_chunks or body.get("chunks")
+        if body["status"] in ("completed", "failed", "cancelled"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert body["status"] == "completed", body
+    assert (seen_chunks or body["chunks"]) >= 2
+    segments = body["result"]["segments"]
+    assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
+    assert wer(" ".join([SPEECH_EN_TEXT] * 25), body["result"]["text"]) <= 0.2
+    history = [json.loads(x)["status"] for x in live.redis.lrange(f"wp:job:{task_id}:history", 0, -1)]
+    assert history.count("completed") == 1

@@ -1,0 +1,85 @@
+"""Long recordings split at pauses, transcribed chunk by chunk, merged in order."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import stages
+from pipeline.chunks import merge, plan_chunks
+from pipeline.context import Context
+from pipeline.jobs import new_task_id
+from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.options import TranscribeOptions
+from pipeline.stages import Next
+from pipeline.transcript import Segment, Transcript
+from pipeline.uploads import upload_path
+from tests.helpers import SPEECH_EN_TEXT, long_speech, wer
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return long_speech(tmp_path_factory.mktemp("long") / "long.wav", 25)  # about 160 s
+
+
+def test_plan_cuts_in_pauses_and_covers_everything(long_file: Path) -> None:
+    audio = decode_audio(long_file)
+    plan = plan_chunks(audio, 45)
+    assert len(plan) >= 3
+    assert plan[0][0] == 0 and plan[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
+    for _, cut in plan[:-1]:
+        around = np.abs(audio[cut - 400 : cut + 400])  # 25 ms either side of the cut
+        assert around.max() < 0.05, f"cut at {cut / SAMPLE_RATE:.2f} s is not in a pause"
+    assert plan_chunks(audio[: 50 * SAMPLE_RATE], 45) == [(0, 50 * SAMPLE_RATE)]
+
+
+def test_merge_orders_shifts_and_renumbers() -> None:
+    def part(text: str, language: str = "en") -> Transcript:
+        return Transcript(text=text, language=language, duration=10.0, segments=(
+            Segment(id=0, start=0.5, end=4.0, text=f" {text} one"),
+            Segment(id=1, start=4.0, end=9.5, text=f" {text} two")))
+
+    merged = merge([(160_000, part("second")), (0, part("first")), (320_000, part("third", "de"))], 30.0)
+    assert [s.id for s in merged.segments] == list(range(6))
+    assert [s.start for s in merged.segments] == [0.5, 4.0, 10.5, 14.0, 20.5, 24.0]
+    assert merged.text == "first second third" and merged.duration == 30.0
+    assert merged.language == "en"
+
+
+def test_long_job_in_chunks_matches_the_unsplit_transcript(ctx: Context, long_file: Path) -> None:
+    chunked = dataclasses.replace(ctx, settings=dataclasses.replace(
+        ctx.settings, long_audio_seconds=60, chunk_seconds=45))
+    task_id = new_task_id()
+    target = upload_path(ctx.settings.upload_dir, task_id)
+    shutil.copy(long_file, target)
+    chunked.jobs.create(task_id, TranscribeOptions(), upload_path=str(target),
+                        sha256=hashlib.sha256(target.read_bytes()).hexdigest())
+    assert stages.extract(chunked, task_id) is Next.CHUNKS
+    job = chunked.jobs.get(task_id)
+    assert len(job.chunks) >= 3
+    # Chunks may finish in any order; the one that stores the last merges.
+    results = [stages.transcribe_chunk(chunked, task_id, i) for i in reversed(range(len(job.chunks)))]
+    assert results[:-1] == [None] * (len(job.chunks) - 1) and results[-1] is Next.NOTIFY
+    job = chunked.jobs.get(task_id)
+    assert job.status == "completed" and job.progress == 1.0
+    merged = chunked.jobs.result(task_id)
+    assert merged is not None
+    starts = [s.start for s in merged.segments]
+    assert starts == sorted(starts) and [s.id for s in merged.segments] == list(range(len(starts)))
+    assert merged.segments[-1].end == pytest.approx(merged.duration, abs=3.0)
+    assert merged.duration == pytest.approx(len(decode_audio(long_file)) / SAMPLE_RATE, abs=0.01)
+
+    whole_audio = decode_audio(long_file)
+    whole = ctx.models.get(ctx.models.key_for(TranscribeOptions(), "cpu")).transcribe(
+        whole_audio, TranscribeOptions(), lambda s: None)
+    reference = " ".join([SPEECH_EN_TEXT] * 25)
+    assert abs(wer(reference, merged.text) - wer(reference, whole.text)) <= 0.02
+    # A chunk delivered again after the merge changes nothing.
+    assert stages.transcribe_chunk(chunked, task_id, 0) is None
+    assert chunked.jobs.result(task_id) == merged
