@@ -128,6 +128,11 @@ class FormatQuery(Strict):
     format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(list(FORMATS)))
 
 
+class ResultQuery(FormatQuery):
+    download = ma.fields.Boolean(load_default=False, metadata={
+        "description": "answer as an attachment named after the recording"})
+
+
 class Cancelled(ma.Schema):
     task_id = ma.fields.String(required=True)
     status = ma.fields.String(required=True)

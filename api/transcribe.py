@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote
 
 from flask import Response, g, request, stream_with_context
 
@@ -56,14 +59,20 @@ def owned(job: Job) -> Job:
     return job
 
 
-def answer_result(job: Job, fmt: str) -> Response:
+def answer_result(job: Job, fmt: str, *, download: bool = False) -> Response:
     transcript = state().jobs.result(job.task_id)
     if transcript is None:
         raise ResultNotReady(f"The job is {job.status}; its transcript is not available.")
     body, content_type = render(transcript, fmt)
     response = Response(body, content_type=content_type)
     extension = {"text": "txt", "verbose_json": "json"}.get(fmt, fmt)
-    response.headers["Content-Disposition"] = f'inline; filename="{job.task_id}.{extension}"'
+    # Named after the recording (meeting.m4a -> meeting.srt), so a saved file says what it is.
+    stem = PurePath(job.filename).stem if job.filename else job.task_id
+    name = f"{stem}.{extension}"
+    ascii_name = re.sub(r'[^A-Za-z0-9._-]+', "_", name) or f"{job.task_id}.{extension}"
+    response.headers["Content-Disposition"] = (
+        f'{"attachment" if download else "inline"}; filename="{ascii_name}"; '
+        f"filename*=UTF-8''{quote(name)}")
     return response
 
 
@@ -151,7 +160,7 @@ def status(task_id: str) -> dict[str, Any]:
 
 
 @bp.get("/async/<task_id>/result")
-@bp.arguments(schemas.FormatQuery, location="query")
+@bp.arguments(schemas.ResultQuery, location="query")
 @bp.doc(**TRANSCRIPT_RESPONSE)
 @bp.alt_response(404, **NOT_FOUND)
 @bp.alt_response(409, schema=schemas.Error, description="the job has no transcript (yet)")
@@ -163,7 +172,7 @@ def result(query: dict[str, Any], task_id: str) -> Response:
             message = (job.error or {}).get("message", "")
             raise ResultOfFailedJob(f"The job failed: {message}")
         raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
-    return answer_result(job, query["format"])
+    return answer_result(job, query["format"], download=query.get("download", False))
 
 
 @bp.delete("/async/<task_id>")

@@ -263,7 +263,8 @@ class JobStore:
         else:
             fields.setdefault("stage", state.value)
         event = json.dumps({"type": "status", "task_id": task_id, "status": state.value, "at": now,
-                            **({"error": fields["error"]} if "error" in fields else {})})
+                            "stage": fields["stage"],
+                            **{k: fields[k] for k in ("progress", "error", "device") if k in fields}})
         key = job_key(task_id)
         rc = self._transition(
             keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments",
@@ -285,9 +286,20 @@ class JobStore:
     def set_fields(self, task_id: str, **fields: Any) -> None:
         """Set descriptive fields (not the state) on a job that still exists."""
         key = job_key(task_id)
-        if not self.redis.exists(key):
+        status = cast(str | None, self.redis.hget(key, "status"))
+        if status is None:
             raise JobNotFound(f"No job with id {task_id}.")
+        if "stage" in fields and status in FINAL_STATES:
+            fields = {k: v for k, v in fields.items() if k != "stage"}  # a final job's stage is done
+        if not fields:
+            return
         self.redis.hset(key, mapping=_mapping(fields))
+        if "stage" in fields:
+            # A new stage within the same state (cache-lookup, waiting-for-transcriber) is news
+            # to whoever follows the job's events too.
+            self.redis.publish(events_channel(task_id), json.dumps(
+                {"type": "status", "task_id": task_id, "status": status, "stage": fields["stage"],
+                 "at": time.time()}))
 
     def add_segment(self, task_id: str, segment: Segment, progress: float) -> bool:
         key = job_key(task_id)

@@ -92,6 +92,11 @@ def test_every_result_format(live: Stack, jfk: Path) -> None:
     assert len(captions) == len(cues)
     assert wer(JFK_TEXT, " ".join(c.text for c in captions)) <= 0.10
 
+    inline = live.get(base, params={"format": "srt"}).headers["Content-Disposition"]
+    assert inline.startswith("inline;") and 'filename="jfk.srt"' in inline
+    saved = live.get(base, params={"format": "text", "download": "true"}).headers["Content-Disposition"]
+    assert saved.startswith("attachment;") and 'filename="jfk.txt"' in saved
+
     bad = live.get(base, params={"format": "docx"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "format"
 
@@ -140,12 +145,17 @@ def test_progress_and_segments_are_published_while_running(live: Stack) -> None:
     finally:
         pubsub.close()
     statuses = [e["status"] for e in events if e["type"] == "status"]
-    assert statuses == ["extracting", "transcribing", "completed"]
+    # Stage changes within a state are published too (cache-lookup, waiting-for-transcriber).
+    changes = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
+    assert changes == ["extracting", "transcribing", "completed"]
+    stages_seen = [e["stage"] for e in events if e["type"] == "status"]
+    assert {"extracting", "cache-lookup", "waiting-for-transcriber", "transcribing", "done"} <= set(stages_seen)
     segments = [e for e in events if e["type"] == "segment"]
     assert segments, "segments are published as they are decoded"
     progress = [e["progress"] for e in segments]
     assert progress == sorted(progress) and 0 < progress[-1] < 1
-    assert events.index(segments[0]) > statuses.index("transcribing")
+    first_transcribing = next(i for i, e in enumerate(events) if e.get("status") == "transcribing")
+    assert events.index(segments[0]) > first_transcribing
 
 
 def test_bad_input_gets_clear_answers_and_the_worker_goes_on(live: Stack, tmp_path: Path) -> None:
