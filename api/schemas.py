@@ -31,8 +31,10 @@ class Error(ma.Schema):
 
 # -- submitting -----------------------------------------------------------------------------
 class TranscribeForm(Strict):
-    file = Upload(required=True, metadata={"description": "the recording: audio or video in any "
-                                           "container FFmpeg reads, judged by its content"})
+    file = Upload(metadata={"description": "the recording: audio or video in any container FFmpeg "
+                            "reads, judged by its content (or give url instead)"})
+    url = ma.fields.String(metadata={"description": "http(s) address of the recording to fetch, "
+                                     "instead of file; internal addresses are refused"})
     engine = ma.fields.String(validate=ma.validate.OneOf(ENGINES),
                               metadata={"description": "default: DEFAULT_ENGINE (faster-whisper)"})
     model = ma.fields.String(metadata={"description": "tiny.en (default), base, a local path, or "

@@ -6,17 +6,20 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import requests
 from flask import Flask, Request, g, request, url_for
 
 from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
 from pipeline import media, queues, webhooks
-from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, MediaTooLong
+from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, MediaTooLong, UploadTooLarge
 from pipeline.jobs import Job, State, new_task_id
 from pipeline.options import TranscribeOptions
-from pipeline.uploads import remove_job_files, upload_path
+from pipeline.uploads import HashingWriter, remove_job_files, upload_path
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +65,18 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     ``form`` holds the validated form fields; ``aliases`` renames fields of other APIs
     (OpenAI's ``prompt`` is our ``initial_prompt``)."""
     task_id: str = g.upload_task_id
-    writer = upload_writer(req)
-    if writer is None or req.files.get("file") is None or req.files["file"].stream is not writer:
-        raise BadRequest("Send exactly one file, in the multipart field named 'file'.", field="file")
+    if req.files.get("file") is None and form.get("url"):
+        writer = fetch(str(form["url"]), upload_path(st.settings.upload_dir, task_id), st)
+        filename = PurePosixPath(urlsplit(str(form["url"])).path).name
+    else:
+        uploaded = upload_writer(req)
+        if uploaded is None or req.files.get("file") is None or req.files["file"].stream is not uploaded:
+            raise BadRequest("No file was sent: attach the recording as the multipart field 'file', "
+                             "or give its address as 'url'.", field="file")
+        writer, filename = uploaded, req.files["file"].filename or ""
     writer.close()
     option_form = {(aliases or {}).get(k, k): v for k, v in form.items()
-                   if k not in (*WEBHOOK_FIELDS, "response_format", "file")}
+                   if k not in (*WEBHOOK_FIELDS, "response_format", "file", "url")}
     options = TranscribeOptions.parse(option_form, st.settings)
     webhook = _webhook_fields(form, st)
     if writer.size == 0:
@@ -75,7 +84,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
 
     fields = {
         "sha256": writer.sha256,
-        "filename": (req.files["file"].filename or "")[:255],
+        "filename": filename[:255],
         "upload_path": str(writer.path),
         **webhook,
         "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
@@ -136,3 +145,32 @@ def _webhook_fields(form: dict[str, Any], st: ApiState) -> dict[str, str]:
                                 field="webhook_auth_header_value")
         fields |= {"webhook_auth_header_name": name, "webhook_auth_header_value": value}
     return fields
+
+
+def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
+    """Download a recording given by address into the upload's place, behind the same guards as
+    webhooks: no internal addresses (checked at every redirect, connecting to the address that
+    was checked), MAX_UPLOAD_MB, and time limits."""
+    webhooks.check_url(url, allow_private=st.settings.webhook_allow_private, field="url")
+    limit = st.settings.max_upload_mb * 2**20
+    writer = HashingWriter(target)
+    http = webhooks.session(allow_private=st.settings.webhook_allow_private, follow_redirects=True)
+    try:
+        with http.get(url, stream=True, timeout=(10, 60)) as response:
+            if response.status_code != 200:
+                raise BadRequest(f"Fetching url answered HTTP {response.status_code}.", field="url")
+            declared = int(response.headers.get("Content-Length") or 0)
+            if declared > limit:
+                raise UploadTooLarge(f"The file at url is larger than this service accepts "
+                                     f"({st.settings.max_upload_mb} MB).", field="url")
+            for chunk in response.iter_content(1 << 16):
+                writer.write(chunk)
+                if writer.size > limit:
+                    raise UploadTooLarge(f"The file at url is larger than this service accepts "
+                                         f"({st.settings.max_upload_mb} MB).", field="url")
+    except requests.RequestException as exc:
+        raise BadRequest(f"The file at url could not be fetched ({exc.__class__.__name__}).",
+                         field="url") from exc
+    finally:
+        writer.close()
+    return writer

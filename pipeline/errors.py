@@ -37,6 +37,12 @@ class BadRequest(PipelineError):
     retryable = False
 
 
+class UploadTooLarge(PipelineError):
+    code = "request_entity_too_large"
+    http_status = 413
+    retryable = False
+
+
 class InvalidOption(PipelineError):
     """A request option with an unknown name or a value out of range."""
 

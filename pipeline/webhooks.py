@@ -38,38 +38,38 @@ class Delivery:
     detail: str
 
 
-def check_url(url: str, *, allow_private: bool) -> str:
-    """Refuse a webhook URL that is malformed or points inside the network (unless allowed)."""
+def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> str:
+    """Refuse a URL (a webhook's, or a recording's to fetch) that is malformed or points inside
+    the network (unless allowed)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest("webhook_url must be an absolute http:// or https:// URL.", field="webhook_url")
+        raise BadRequest(f"{field} must be an absolute http:// or https:// URL.", field=field)
     if parts.username or parts.password:
-        raise BadRequest("webhook_url must not carry a user name or password; use "
-                         "webhook_auth_header_name/value.", field="webhook_url")
+        raise BadRequest(f"{field} must not carry a user name or password.", field=field)
     if allow_private:
         return url
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise BadRequest("webhook_url has an invalid port.", field="webhook_url") from None
+        raise BadRequest(f"{field} has an invalid port.", field=field) from None
     try:
         filter_host(parts.hostname, port, allow_loopback=False)
     except InvalidIPAddress:
         raise BadRequest(
-            "webhook_url points at a loopback, private, link-local or metadata address, "
-            "which this service does not call.", field="webhook_url") from None
+            f"{field} points at a loopback, private, link-local or metadata address, "
+            "which this service does not call.", field=field) from None
     except requests.RequestException:
-        raise BadRequest(f"webhook_url's host {parts.hostname!r} could not be resolved.",
-                         field="webhook_url") from None
+        raise BadRequest(f"{field}'s host {parts.hostname!r} could not be resolved.", field=field) from None
     return url
 
 
-def session(*, allow_private: bool) -> requests.Session:
+def session(*, allow_private: bool, follow_redirects: bool = False) -> requests.Session:
+    """Webhooks never follow redirects; fetching a recording may (each hop is checked)."""
     return HTTPSession(
         Config(
             ip_filter_enable=not allow_private,
             ip_filter_allow_loopback_ips=False,
-            never_redirect=True,
+            never_redirect=not follow_redirects,
             default_timeout=(TIMEOUT_SECONDS, TIMEOUT_SECONDS),
             user_agent_override="whisper-pipeline-webhooks/1",
         )

@@ -161,3 +161,11 @@ def test_a_malformed_rate_limit_stops_start_up() -> None:
 
     with pytest.raises(SettingsError, match="RATE_LIMIT"):
         Settings.from_env({"RATE_LIMIT": "lots"})
+
+
+def test_a_url_to_an_internal_address_is_refused(make_client: Any, tmp_path: Path) -> None:
+    client = make_client(webhook_allow_private=False)
+    for url in ("http://127.0.0.1:9/a.wav", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.8/a.mp3"):
+        response = client.post("/api/transcribe/async", data={"url": url})
+        assert response.status_code == 400 and response.json["error"]["field"] == "url", url
+    assert list((tmp_path / "uploads").iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import shutil
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_plan_cuts_in_pauses_and_covers_everything(long_file: Path) -> None:
     plan = plan_chunks(audio, 45)
     assert len(plan) >= 3
     assert plan[0][0] == 0 and plan[-1][1] == len(audio)
-    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
     for _, cut in plan[:-1]:
         around = np.abs(audio[cut - 400 : cut + 400])  # 25 ms either side of the cut
         assert around.max() < 0.05, f"cut at {cut / SAMPLE_RATE:.2f} s is not in a pause"

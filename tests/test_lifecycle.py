@@ -227,3 +227,36 @@ def test_hostile_corpus_gets_clear_answers_and_service_keeps_serving(live: Stack
     done = live.wait_final(str(submit(live, SPEECH_EN.read_bytes(), beam_size="3")["task_id"]))
     assert done["status"] == "completed"
     assert wer(SPEECH_EN_TEXT, done["result"]["text"]) <= 0.15  # type: ignore[index]
+
+
+def test_a_recording_fetched_by_url(live: Stack, tmp_path: Path) -> None:
+    import http.server
+    import threading
+    from functools import partial
+
+    (tmp_path / "talk.wav").write_bytes(SPEECH_EN.read_bytes())
+    (tmp_path / "big.bin").write_bytes(b"\0" * 1024)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        accepted = live.post("/api/transcribe/async", data={"url": f"{base}/talk.wav", "beam_size": "2"})
+        assert accepted.status_code == 202, accepted.text
+        done = live.wait_final(accepted.json()["task_id"])
+        assert done["status"] == "completed" and done["filename"] == "talk.wav"
+        assert wer(SPEECH_EN_TEXT, done["result"]["text"]) <= 0.15  # type: ignore[index]
+
+        missing = live.post("/api/transcribe/async", data={"url": f"{base}/nothing.wav"})
+        assert missing.status_code == 400 and missing.json()["error"]["field"] == "url"
+        assert "HTTP 404" in missing.json()["error"]["message"]
+        not_media = live.post("/api/transcribe/async", data={"url": f"{base}/big.bin"})
+        assert not_media.status_code == 415
+        for bad in ("ftp://example.com/a.wav", "not a url"):
+            refused = live.post("/api/transcribe/async", data={"url": bad})
+            assert refused.status_code == 400 and refused.json()["error"]["field"] == "url"
+        neither = live.post("/api/transcribe/async", data={"beam_size": "2"})
+        assert neither.status_code == 400 and neither.json()["error"]["field"] == "file"
+    finally:
+        server.shutdown()
+        server.server_close()
