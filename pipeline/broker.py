@@ -5,14 +5,13 @@ web process builds its own through ``pipeline.queues.build_broker`` and never im
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import dramatiq
 
 from pipeline.heartbeat import Heartbeat
 from pipeline.logs import configure_logging
+from pipeline.middleware import worker_metrics
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
 
@@ -41,11 +40,5 @@ configure_logging(settings.log_format)
 broker = build_broker(settings)
 broker.add_middleware(Heartbeat(_describe, _redis))
 if settings.worker_metrics_port:
-    # Dramatiq's exporter reads its port and database folder from the environment on import.
-    os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)
-    os.environ.setdefault("dramatiq_prom_db", os.path.join(
-        tempfile.gettempdir(), f"dramatiq-prometheus-{settings.worker_metrics_port}"))
-    from dramatiq.middleware.prometheus import Prometheus
-
-    broker.add_middleware(Prometheus())
+    broker.add_middleware(worker_metrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -51,3 +52,39 @@ class RecycleAfter(Middleware):
         if due:
             log.info("processed %d messages: recycling the worker processes", self._done)
             self.recycle()
+
+
+def configure_worker_metrics(port: int) -> None:
+    """Point Dramatiq's Prometheus exporter at ``port``. It reads its port and folder into
+    module globals when ``dramatiq.middleware`` is first imported, before any setting of ours,
+    and looks them up again when it serves; so they are set here, in every process."""
+    from dramatiq.middleware import prometheus
+
+    prometheus.HTTP_PORT = port
+    prometheus.HTTP_HOST = os.environ.get("dramatiq_prom_host", "0.0.0.0")
+    prometheus.DB_PATH = os.environ.get("dramatiq_prom_db") or os.path.join(
+        tempfile.gettempdir(), f"dramatiq-prometheus-{port}")
+    os.makedirs(prometheus.DB_PATH, exist_ok=True)
+
+
+def serve_worker_metrics() -> Any:
+    """Runs in the process Dramatiq forks for the exporter, which never imports our broker."""
+    from dramatiq.middleware import prometheus
+
+    from pipeline.settings import Settings
+
+    configure_worker_metrics(Settings.from_env().worker_metrics_port)
+    return prometheus._run_exposition_server()
+
+
+def worker_metrics(port: int) -> Middleware:
+    from dramatiq.middleware.prometheus import Prometheus
+
+    configure_worker_metrics(port)
+
+    class WorkerMetrics(Prometheus):
+        @property
+        def forks(self) -> list[Callable[[], Any]]:
+            return [serve_worker_metrics]
+
+    return WorkerMetrics()

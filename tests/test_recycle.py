@@ -16,7 +16,7 @@ import redis
 from pipeline.context import build_context
 from pipeline.jobs import new_task_id
 from pipeline.options import TranscribeOptions
-from pipeline.queues import EXTRACT_ACTOR, build_broker, send
+from pipeline.queues import EXTRACT_ACTOR, NOTIFY_ACTOR, build_broker, send
 from pipeline.settings import Settings
 from pipeline.uploads import upload_path
 from tests.conftest import ROOT, own_vhost
@@ -64,6 +64,40 @@ def test_worker_recycles_after_max_tasks_without_losing_a_job(
             text = (tmp_path / "worker.log").read_text()
             assert text.count("recycling the worker processes") >= 2
             assert worker.poll() is None, "the main process stays up while its workers restart"
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+
+def test_worker_exports_dramatiq_metrics_when_asked(test_env: dict[str, str], tmp_path: Path) -> None:
+    import socket
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with own_vhost("whisper-pipeline-metrics") as amqp:
+        env = {**os.environ, **test_env, "RABBITMQ_URL": amqp, "WORKER_METRICS_PORT": str(port),
+               "dramatiq_prom_db": str(tmp_path / "prom"), "dramatiq_prom_host": "127.0.0.1"}
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
+             "--processes", "1", "--threads", "1", "--queues", "notify"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            # Counters appear once a message has been processed: one for a job that does not exist.
+            send(build_broker(Settings.from_env({**test_env, "RABBITMQ_URL": amqp})), NOTIFY_ACTOR, "no-such-job")
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    text = requests.get(f"http://127.0.0.1:{port}/", timeout=2).text
+                    if "dramatiq_" in text:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "no metrics served"
+                time.sleep(0.3)
+            assert "dramatiq_workers_total" in text or "dramatiq_messages_total" in text
         finally:
             worker.terminate()
             worker.wait(timeout=30)
