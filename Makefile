@@ -37,5 +37,13 @@ typecheck: install
 test: services browser lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
+# Kills and restarts servers: on a Redis and a RabbitMQ node of its own, never the shared ones.
+chaos: services
+	CHAOS=1 $(BIN)/python -m pytest -q -ra tests/chaos
+
+# Not part of `make test`: starts a private stack and measures it (about an hour; see docs/benchmarks.md).
+bench: services
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

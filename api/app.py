@@ -43,7 +43,7 @@ def build_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 2**20
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    client = connect_redis(settings)
+    client = connect_redis(settings, socket_timeout=5)
     init_state(
         app,
         ApiState(

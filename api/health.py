@@ -18,6 +18,7 @@ def _rabbitmq_ok(url: str) -> bool:
     params = pika.URLParameters(url)
     params.socket_timeout = 2
     params.blocked_connection_timeout = 2
+    params.stack_timeout = 3  # the whole handshake: a broker that accepts and then hangs
     params.connection_attempts = 1
     try:
         pika.BlockingConnection(params).close()

@@ -22,12 +22,14 @@ class Context:
     models: ModelCache = field(repr=False)
 
 
-def connect_redis(settings: Settings) -> redis.Redis:
+def connect_redis(settings: Settings, *, socket_timeout: float = 30) -> redis.Redis:
+    """The API passes a short ``socket_timeout``: a Redis that hangs must turn into a quick 503,
+    not a request thread held for half a minute."""
     return redis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,
         socket_connect_timeout=5,
-        socket_timeout=30,
+        socket_timeout=socket_timeout,
         health_check_interval=30,
     )
 

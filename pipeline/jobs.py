@@ -430,14 +430,18 @@ class JobStore:
         pubsub.subscribe(events_channel(task_id))
         try:
             job = self.get(task_id)
-            yield {"type": "status", "task_id": task_id, "status": job.status, "stage": job.stage,
-                   "progress": job.progress, "at": job.updated_at}
+            snapshot = {"type": "status", "task_id": task_id, "status": job.status, "stage": job.stage,
+                        "progress": job.progress, "at": job.updated_at}
+            # A running job's state comes first; a finished job's last, as its stream would end.
+            if not job.is_final:
+                yield snapshot
             seen = set()
             for segment in self.segments(task_id):
                 seen.add(segment.id)
                 yield {"type": "segment", "task_id": task_id, "segment": segment.to_dict(),
                        "progress": job.progress}
             if job.is_final:
+                yield snapshot
                 return
             quiet_since = time.monotonic()
             while time.monotonic() < deadline:

@@ -52,7 +52,8 @@ def build_broker(settings: Settings) -> RabbitmqBroker:
     ]
     if settings.max_tasks_per_child > 0:
         middleware.append(RecycleAfter(settings.max_tasks_per_child))
-    return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware)
+    # Publisher confirms: a job is answered 202 only once RabbitMQ has taken its message.
+    return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware, confirm_delivery=True)
 
 
 def send(broker: dramatiq.Broker, actor_name: str, task_id: str) -> dramatiq.Message[None]:

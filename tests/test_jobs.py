@@ -530,10 +530,10 @@ def test_events_iterator_ends_at_a_final_state(store: JobStore, redis_client: re
     store.transition(task_id, State.COMPLETED, result=transcript())
     thread.join(5)
     assert not thread.is_alive()
-    # Where the job stood when the stream began, then what happened after.
-    assert [e["type"] for e in got] == ["status", "segment", "status"]
-    assert got[0]["status"] == "transcribing"
-    assert got[-1]["status"] in FINAL_STATES
+    # Where the job stood when the stream began, then what happened after; if the job was
+    # already done by then, its segments and then its final state.
+    assert [e["type"] for e in got] in (["status", "segment", "status"], ["segment", "status"])
+    assert got[-1]["type"] == "status" and got[-1]["status"] in FINAL_STATES
 
 
 # -- cancellation and attempt counting -------------------------------------------------------
