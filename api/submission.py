@@ -119,7 +119,8 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         st.jobs.transition(task_id, State.FAILED, error={
             "code": "dependency_unavailable", "message": "The job could not be queued."})
         remove_job_files(st.settings.upload_dir, task_id)
-        raise DependencyUnavailable("The job could not be queued; try again shortly.") from exc
+        raise DependencyUnavailable(
+            f"The job could not be queued (it is recorded as failed: {task_id}); try again shortly.") from exc
     return Submitted(job)
 
 
