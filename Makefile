@@ -29,7 +29,7 @@ run: services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
 
 lint: install
-	$(BIN)/ruff check api pipeline tests
+	$(BIN)/ruff check api pipeline tests bench
 
 typecheck: install
 	$(BIN)/mypy

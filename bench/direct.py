@@ -1,0 +1,84 @@
+"""The engine called directly, in this process: the baseline the service is measured against.
+
+The model is loaded once, outside every timing, through the same per-process model cache a
+transcribe worker keeps (``pipeline.engines.ModelCache``), with the same settings
+(``DEVICE=cpu``, the same ``CPU_THREADS``). Each timed run decodes the file with the
+service's own decoder (``pipeline.media.decode_audio``) and transcribes it: the work a
+worker does for a job, without the upload, the queues, Redis or the files in between.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.chunks import plan_chunks
+from pipeline.engines import ModelCache
+from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.options import TranscribeOptions
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class DirectRun:
+    decode: float
+    transcribe: float
+    gc: float  # a gc.collect() after the job, as the worker's release_memory() does (not in total)
+    cpu: float  # CPU seconds this process used for decode + transcribe (all its threads)
+    segments: int
+    text: str
+
+    @property
+    def total(self) -> float:
+        return self.decode + self.transcribe
+
+
+class Direct:
+    def __init__(self, model_dir: Path, cpu_threads: int) -> None:
+        self.settings = Settings.from_env({"DEVICE": "cpu", "CPU_THREADS": str(cpu_threads),
+                                           "MODEL_DIR": str(model_dir), "MODEL_IDLE_TIMEOUT": "0"})
+        self.models = ModelCache(self.settings)
+        self.load_seconds: dict[str, float] = {}
+
+    def options(self, engine: str = "faster-whisper") -> TranscribeOptions:
+        return TranscribeOptions.parse({"engine": engine}, self.settings)
+
+    def load(self, engine: str, warm_with: Path) -> float:
+        """Load the engine's model (timed, once) and transcribe ``warm_with`` once, untimed, so
+        that later runs find it as warm as a worker that has done a job: the service is warmed
+        up the same way."""
+        key = self.models.key_for(self.options(engine), "cpu")
+        if engine not in self.load_seconds:
+            started = time.perf_counter()
+            self.models.get(key)
+            self.load_seconds[engine] = time.perf_counter() - started
+            self.run(warm_with, engine)
+        return self.load_seconds[engine]
+
+    def run(self, path: Path, engine: str = "faster-whisper") -> DirectRun:
+        options = self.options(engine)
+        model = self.models.get(self.models.key_for(options, "cpu"))
+        cpu = time.process_time()
+        started = time.perf_counter()
+        audio = decode_audio(path)
+        decoded = time.perf_counter()
+        transcript = model.transcribe(audio, options, lambda segment: None)
+        done = time.perf_counter()
+        cpu = time.process_time() - cpu
+        gc.collect()
+        collected = time.perf_counter()
+        return DirectRun(decoded - started, done - decoded, collected - done, cpu, len(transcript.segments),
+                         transcript.text)
+
+    def plan_seconds(self, path: Path, chunk_seconds: int) -> tuple[float, int]:
+        """How long the extract stage's chunk planning (Silero VAD over the whole file) takes."""
+        audio = decode_audio(path)
+        started = time.perf_counter()
+        plan = plan_chunks(audio, chunk_seconds)
+        return time.perf_counter() - started, len(plan)
+
+    @staticmethod
+    def seconds_of(path: Path) -> float:
+        return len(decode_audio(path)) / SAMPLE_RATE

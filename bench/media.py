@@ -1,0 +1,199 @@
+"""The recordings the benchmark uses: the two real ones, and files derived from them.
+
+Derived files are generated once into a cache folder (``data/bench/media`` by default, which
+git ignores) with PyAV, never with an ffmpeg binary, and never copied into the project.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.media import SAMPLE_RATE, decode_audio
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_AUDIO = ROOT.parent / "shared" / "audio"
+RECIPE = "v1"  # part of every derived name: change it when a recipe changes
+GAP_SECONDS = 0.7  # silence between the pieces of a long recording
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+@dataclass(frozen=True)
+class Recording:
+    key: str  # short name used in tables
+    label: str
+    path: Path
+    seconds: float
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _frames(pcm: np.ndarray, step: int = 4096) -> list[av.AudioFrame]:
+    samples = np.clip(pcm * 32768.0, -32768, 32767).astype(np.int16)
+    frames = []
+    for start in range(0, len(samples), step):
+        frame = av.AudioFrame.from_ndarray(samples[start:start + step].reshape(1, -1), format="s16",
+                                           layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = start
+        frames.append(frame)
+    return frames
+
+
+def write_flac(path: Path, pcm: np.ndarray, title: str = "") -> None:
+    with av.open(str(path), "w", format="flac") as out:
+        if title:
+            out.metadata["title"] = title
+        stream = out.add_stream("flac", rate=SAMPLE_RATE)
+        stream.layout = "mono"
+        for frame in _frames(pcm):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def write_video(path: Path, pcm: np.ndarray, *, fps: int = 2, width: int = 64, height: int = 48) -> None:
+    """An MP4 with a tiny generated picture (mpeg4) and the speech as AAC."""
+    seconds = len(pcm) / SAMPLE_RATE
+    with av.open(str(path), "w", format="mp4") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = out.add_stream("aac", rate=SAMPLE_RATE)
+        sound.layout = "mono"
+        sound.bit_rate = 48_000
+        # Interleave roughly in time order so the muxer does not buffer the whole file.
+        audio_frames = _frames(pcm, step=1024)
+        per_picture = max(1, len(audio_frames) // max(1, int(seconds * fps)))
+        picture = 0
+        for n, frame in enumerate(audio_frames):
+            for packet in sound.encode(frame):
+                out.mux(packet)
+            if n % per_picture == 0 and picture < int(seconds * fps):
+                shade = (picture * 9) % 255
+                image = np.full((height, width, 3), shade, dtype=np.uint8)
+                image[:, : (picture % width)] = 255 - shade  # a moving bar
+                for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    out.mux(packet)
+                picture += 1
+        for packet in sound.encode(None):
+            out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+
+
+def remux_with_title(source: Path, path: Path, title: str) -> None:
+    """The same encoded audio (packets copied) with a different title: other bytes, same sound."""
+    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
+        stream = inp.streams.audio[0]
+        copy = out.add_stream_from_template(stream)
+        out.metadata["title"] = title
+        for packet in inp.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+
+
+def _titled(source: Path, path: Path, *, title: str) -> None:
+    remux_with_title(source, path, title)
+
+
+def long_pcm(pieces: list[np.ndarray], seconds: float) -> np.ndarray:
+    """``pieces`` one after another with short silences, repeated and cut to ``seconds``."""
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    cycle = np.concatenate([part for piece in pieces for part in (piece, gap)])
+    want = int(seconds * SAMPLE_RATE)
+    repeats = -(-want // len(cycle))
+    return np.tile(cycle, repeats)[:want]
+
+
+class Library:
+    """Every file the benchmark uploads, generated on first use into ``cache_dir``."""
+
+    def __init__(self, audio_dir: Path, cache_dir: Path) -> None:
+        self.audio_dir = audio_dir
+        self.cache_dir = cache_dir
+        self.jfk = Recording("jfk", "jfk.flac (11 s)", audio_dir / "jfk.flac", 11.0)
+        self.ml60 = Recording("ml60", "multilingual.mp3 (60 s)", audio_dir / "multilingual.mp3", 59.9)
+        for rec in (self.jfk, self.ml60):
+            if not rec.path.is_file():
+                raise SystemExit(f"{rec.path} is missing: the benchmark needs ../shared/audio beside the project")
+        self._pcm: list[np.ndarray] | None = None
+
+    def _pieces(self) -> list[np.ndarray]:
+        if self._pcm is None:
+            self._pcm = [decode_audio(self.jfk.path), decode_audio(self.ml60.path)]
+        return self._pcm
+
+    def long_flac(self, minutes: int) -> Recording:
+        path = self.cache_dir / f"long-{minutes}min-{RECIPE}.flac"
+        _atomic(path, lambda p: write_flac(p, long_pcm(self._pieces(), minutes * 60)))
+        return Recording(f"flac{minutes}m", f"{minutes}-minute FLAC (built from both)", path, minutes * 60.0)
+
+    def long_video(self, minutes: int) -> Recording:
+        path = self.cache_dir / f"long-{minutes}min-{RECIPE}.mp4"
+        _atomic(path, lambda p: write_video(p, long_pcm(self._pieces(), minutes * 60)))
+        return Recording(f"mp4{minutes}m", f"{minutes}-minute MP4 video (mpeg4 64x48 2 fps + AAC)", path,
+                         minutes * 60.0)
+
+    def ml60_variants(self, count: int) -> list[Recording]:
+        """``count`` copies of the 60 s file with distinct bytes (a different title each)."""
+        out = []
+        for n in range(count):
+            path = self.cache_dir / f"ml60-copy{n}-{RECIPE}.mp3"
+            _atomic(path, functools.partial(_titled, self.ml60.path, title=f"whisper-pipeline bench copy {n}"))
+            out.append(Recording(f"ml60-{n}", f"multilingual.mp3 copy {n}", path, self.ml60.seconds))
+        return out
+
+    def clips(self, count: int) -> list[Recording]:
+        """``count`` copies of jfk.flac's first 2.5 s ("And so my fellow Americans") with distinct
+        bytes: short jobs for warming the API up."""
+        out = []
+        for n in range(count):
+            path = self.cache_dir / f"clip-{n}-{RECIPE}.flac"
+            _atomic(path, functools.partial(self._write_clip, title=f"whisper-pipeline bench clip {n}"))
+            out.append(Recording(f"clip-{n}", "2.5 s of jfk.flac", path, 2.5))
+        return out
+
+    def _write_clip(self, path: Path, *, title: str) -> None:
+        write_flac(path, self._pieces()[0][: int(2.5 * SAMPLE_RATE)], title=title)
+
+    def blob(self, megabytes: int, *, signature: bool = True) -> Path:
+        """``megabytes`` MiB that are not media, so the API stores the upload, probes it and answers 415.
+
+        With ``signature`` the bytes start like a PNG image, which FFmpeg recognises (and the
+        service refuses) from the first few bytes; without it they are random all through,
+        and FFmpeg reads its whole probe size trying every allowed format first."""
+
+        def write(path: Path) -> None:
+            rng = np.random.default_rng(megabytes)
+            with path.open("wb") as fh:
+                left = megabytes * 2**20
+                if signature:
+                    fh.write(PNG_SIGNATURE)
+                    left -= len(PNG_SIGNATURE)
+                while left > 0:
+                    size = min(left, 2**20)
+                    fh.write(rng.bytes(size))
+                    left -= size
+
+        kind = "png" if signature else "random"
+        return _atomic(self.cache_dir / f"blob-{kind}-{megabytes}mb-{RECIPE}.bin", write)
