@@ -72,6 +72,24 @@ class Direct:
         return DirectRun(decoded - started, done - decoded, collected - done, cpu, len(transcript.segments),
                          transcript.text)
 
+    def run_chunked(self, path: Path, chunk_seconds: int, engine: str = "faster-whisper") -> DirectRun:
+        """What one transcriber process does with a long recording, without the service: decode,
+        plan the chunks (``decode`` includes the planning here), transcribe them one after another
+        and join their texts as ``pipeline.chunks.merge`` does."""
+        options = self.options(engine)
+        model = self.models.get(self.models.key_for(options, "cpu"))
+        cpu = time.process_time()
+        started = time.perf_counter()
+        audio = decode_audio(path)
+        plan = plan_chunks(audio, chunk_seconds)
+        planned = time.perf_counter()
+        texts = [model.transcribe(audio[a:b], options, lambda segment: None).text.strip() for a, b in plan]
+        done = time.perf_counter()
+        cpu = time.process_time() - cpu
+        gc.collect()
+        return DirectRun(planned - started, done - planned, time.perf_counter() - done, cpu, len(plan),
+                         " ".join(t for t in texts if t))
+
     def plan_seconds(self, path: Path, chunk_seconds: int) -> tuple[float, int]:
         """How long the extract stage's chunk planning (Silero VAD over the whole file) takes."""
         audio = decode_audio(path)

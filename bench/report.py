@@ -33,9 +33,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def ms(seconds: float) -> str:
-    if seconds < 0.01:
+    if abs(seconds) < 0.01:
         return f"{seconds * 1000:.1f} ms"
-    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+    return f"{seconds * 1000:,.0f} ms" if abs(seconds) < 10 else f"{seconds:,.1f} s"
 
 
 def secs(seconds: float) -> str:

@@ -305,6 +305,11 @@ class Stack:
             total += int(stat[11]) + int(stat[12])
         return total / CLK_TCK
 
+    def job_field(self, task_id: str, name: str) -> str | None:
+        assert self.redis is not None
+        value = self.redis.hget(f"wp:job:{task_id}", name)
+        return None if value is None else str(value)
+
     def history(self, task_id: str) -> list[dict[str, float | str]]:
         import json
 
