@@ -41,7 +41,7 @@ test: services browser lint typecheck
 chaos: services
 	CHAOS=1 $(BIN)/python -m pytest -q -ra tests/chaos
 
-# Not part of `make test`: starts a private stack and measures it (about an hour; see docs/benchmarks.md).
+# Not part of `make test`: starts a private stack and measures it (about 45 minutes; see docs/benchmarks.md).
 bench: services
 	$(BIN)/python -m bench
 

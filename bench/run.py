@@ -222,6 +222,7 @@ class Results:
     finished: str = ""
     wall: float = 0.0
     command: str = ""
+    commit: str = ""
     machine: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
@@ -481,6 +482,7 @@ class Bench:
         res.started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         started = time.monotonic()
         res.command = command_line(self.args)
+        res.commit = git_commit()
         res.machine = machine()
         res.versions = versions()
         t = time.monotonic()
@@ -543,6 +545,21 @@ def rss(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def git_commit() -> str:
+    """The checked-out commit, and whether the working tree differs from it (read-only git)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "api", "pipeline",
+                                "Procfile", "pyproject.toml"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{head}" + (" (service code modified in the working tree)" if dirty else "")
 
 
 def command_line(args: argparse.Namespace) -> str:
