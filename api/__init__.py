@@ -1,21 +1,71 @@
-"""The upload service. ``create_app`` is the Flask app factory (``gunicorn 'api:create_app()'``).
+"""The upload service: ``create_app`` is its Flask app factory (``gunicorn 'api:create_app()'``).
 
-The factory's imports are deferred to the call, so that importing a sibling module (the
-command-line client, ``api.cli``) stays cheap.
+The web process only stores jobs and queues messages: nothing here, or in what it imports,
+loads an engine (tests/test_boundaries.py holds it to that).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from flask import Flask
+from flask import Flask, g, request
 
-    from pipeline.settings import Settings
+from api.errors import register_error_handlers
+from api.state import ApiState, init_state
+from api.uploads import UploadRequest
+from pipeline.logs import configure_logging, current_task
+from pipeline.queues import build_broker
+from pipeline.settings import Settings
+from pipeline.stores import open_stores
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
-    from api.app import build_app
+    # Imported here, flaskr-style: the blueprints import the ``api`` package themselves.
+    from api import cache, health, metrics, openai_compat, page, transcribe
+    from api.auth import init_auth
+    from api.docs import init_docs
+    from api.submission import init_uploads
 
-    return build_app(config)
+    settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
+    settings.ensure_dirs()
+
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 2**20
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    stores = open_stores(settings, socket_timeout=5)
+    init_state(app, ApiState(settings=settings, redis=stores.redis, jobs=stores.jobs,
+                             cache=stores.cache, broker=build_broker(settings)))
+
+    docs = init_docs(app)
+    docs.register_blueprint(transcribe.bp)
+    docs.register_blueprint(health.bp)
+    docs.register_blueprint(cache.bp)
+    docs.register_blueprint(openai_compat.bp)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(metrics.bp)
+    # Authentication first: a request without a valid key must not even be read.
+    init_auth(app, settings)
+    init_uploads(app)
+    # After flask-smorest's own handler, so that every error has the service's one shape.
+    register_error_handlers(app)
+    configure_logging(settings.log_format)
+    _init_job_logging(app)
+    return app
+
+
+def _init_job_logging(app: Flask) -> None:
+    """Lines logged while serving a request about one job carry its task id."""
+
+    @app.before_request
+    def remember_task() -> None:
+        task_id = (request.view_args or {}).get("task_id") or g.get("upload_task_id")
+        g.log_token = current_task.set(task_id) if task_id else None
+
+    @app.teardown_request
+    def forget_task(exc: BaseException | None) -> None:
+        token = g.pop("log_token", None)
+        if token is not None:
+            current_task.reset(token)

@@ -15,17 +15,10 @@ from flask import Flask, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from pipeline.errors import PipelineError
+from pipeline.errors import Unauthorized
 from pipeline.settings import Settings
 
 OPEN_PATHS = ("/api/health", "/api/docs", "/api/redoc", "/api/openapi.json", "/api/docs-assets")
-
-
-class Unauthorized(PipelineError):
-    code = "unauthorized"
-    http_status = 401
-    retryable = False
-    headers = {"WWW-Authenticate": 'Bearer realm="whisper-pipeline"'}  # noqa: RUF012
 
 
 def guarded(path: str) -> bool:

@@ -1,30 +1,43 @@
 """The OpenAPI document, generated from the blueprints' schemas, with Swagger UI and ReDoc
-served from files installed with the project (drf-spectacular-sidecar ships both builds), so
-the docs work on a host with no internet access."""
+served from files installed with the project, so the docs work on a host with no internet
+access. swagger-ui-bundle ships Swagger UI's dist folder and mkdocs-redoc-tag ReDoc's standalone
+build; neither brings a web framework along."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import drf_spectacular_sidecar
-from flask import Blueprint, Flask, Response, send_from_directory
+from flask import Blueprint, Flask, Response, abort, send_from_directory
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from api.errors import http_error_body
 from api.schemas import Error
 
-ASSETS = Path(drf_spectacular_sidecar.__file__).parent / "static" / "drf_spectacular_sidecar"
 ASSET_PREFIX = "/api/docs-assets"
+
+
+def asset_folders() -> dict[str, Path]:
+    """Where each UI's built files lie in the installed packages."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    return {
+        "swagger-ui": Path(str(swagger_ui_path)),
+        "redoc": Path(str(files("mkdocs_redoc_tag") / "redoc" / "javascripts")),
+    }
+
 
 assets = Blueprint("docs_assets", __name__)
 
 
-@assets.get(f"{ASSET_PREFIX}/<path:filename>")
-def asset(filename: str) -> Response:
-    response = send_from_directory(ASSETS, filename, max_age=86400)
-    return response
+@assets.get(f"{ASSET_PREFIX}/<ui>/<path:filename>")
+def asset(ui: str, filename: str) -> Response:
+    folder = asset_folders().get(ui)
+    if folder is None:
+        abort(404)
+    return send_from_directory(folder, filename, max_age=86400)
 
 
 class PipelineApi(Api):
@@ -46,11 +59,11 @@ def init_docs(app: Flask) -> PipelineApi:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=f"{ASSET_PREFIX}/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=f"{ASSET_PREFIX}/swagger-ui/",
         # No call-outs: Swagger UI would otherwise send the document to an online validator.
         OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
         OPENAPI_REDOC_PATH="redoc",
-        OPENAPI_REDOC_URL=f"{ASSET_PREFIX}/redoc/bundles/redoc.standalone.js",
+        OPENAPI_REDOC_URL=f"{ASSET_PREFIX}/redoc/redoc.standalone.js",
         API_SPEC_OPTIONS={
             "info": {
                 "description": "Self-hosted speech-to-text: upload audio or video, follow the job, "

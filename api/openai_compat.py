@@ -47,10 +47,6 @@ class TranscriptionForm(OpenAIForm):
     language = ma.fields.String()
 
 
-class OpenAIText(ma.Schema):
-    text = ma.fields.String(required=True)
-
-
 def _answer(form: dict[str, Any], task: str) -> Response:
     st = state()
     fmt = form["response_format"]
@@ -62,7 +58,7 @@ def _answer(form: dict[str, Any], task: str) -> Response:
     if "word" in granularities:
         ours["word_timestamps"] = True
     submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
-    job = st.jobs.wait_final(submitted.job.task_id, st.settings.sync_timeout_seconds)
+    job = st.jobs.wait_final(submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "failed":
         raise failure(job)
     if job.status != "completed":

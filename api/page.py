@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, render_template
 
 from api.state import state
+from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.options import LANGUAGES
-from pipeline.settings import ENGINES
 
 bp = Blueprint(
     "page",
@@ -87,7 +87,7 @@ def index() -> Response:
     settings = state().settings
     html = render_template(
         "index.html",
-        engines=ENGINES,
+        engines=ENGINE_NAMES,
         default_engine=settings.default_engine,
         default_model=settings.default_model,
         languages=language_choices(),

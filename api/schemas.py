@@ -5,10 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 from flask_smorest.fields import Upload
 
+from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.formats import FORMATS
 from pipeline.jobs import State
 from pipeline.options import LANGUAGES, TASKS
-from pipeline.settings import ENGINES
 
 STATES = [s.value for s in State]
 
@@ -35,7 +35,7 @@ class TranscribeForm(Strict):
                             "reads, judged by its content (or give url instead)"})
     url = ma.fields.String(metadata={"description": "http(s) address of the recording to fetch, "
                                      "instead of file; internal addresses are refused"})
-    engine = ma.fields.String(validate=ma.validate.OneOf(ENGINES),
+    engine = ma.fields.String(validate=ma.validate.OneOf(ENGINE_NAMES),
                               metadata={"description": "default: DEFAULT_ENGINE (faster-whisper)"})
     model = ma.fields.String(metadata={"description": "tiny.en (default), base, a local path, or "
                                        "a name the engine downloads where the hub is reachable"})
@@ -47,6 +47,8 @@ class TranscribeForm(Strict):
     initial_prompt = ma.fields.String()
     temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
     beam_size = ma.fields.Integer(validate=ma.validate.Range(1, 20))
+    batch_size = ma.fields.Raw(metadata={"description": "1: sequential decoding; 2-64: batched; auto "
+                                         "(default): BATCH_SIZE, else batched on a GPU only"})
     webhook_url = ma.fields.String(metadata={"description": "http(s) URL told when the job ends"})
     webhook_auth_header_name = ma.fields.String()
     webhook_auth_header_value = ma.fields.String()

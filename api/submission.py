@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -53,13 +52,8 @@ def init_uploads(app: Flask) -> None:
             remove_job_files(state().settings.upload_dir, task_id)
 
 
-@dataclass(frozen=True)
-class Submitted:
-    job: Job
-
-
 def submit(req: Request, st: ApiState, form: dict[str, Any], *,
-           aliases: dict[str, str] | None = None) -> Submitted:
+           aliases: dict[str, str] | None = None) -> Job:
     """Create the job for the stored upload and queue it, or answer it from the cache.
 
     ``form`` holds the validated form fields; ``aliases`` renames fields of other APIs
@@ -101,7 +95,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         )
         if webhook:
             queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
-        return Submitted(st.jobs.get(task_id))
+        return st.jobs.get(task_id)
 
     # Reading the header here turns most non-media uploads into an immediate 415, and a
     # recording whose header already says it is too long into an immediate 422.
@@ -121,7 +115,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         remove_job_files(st.settings.upload_dir, task_id)
         raise DependencyUnavailable(
             f"The job could not be queued (it is recorded as failed: {task_id}); try again shortly.") from exc
-    return Submitted(job)
+    return job
 
 
 def _webhook_fields(form: dict[str, Any], st: ApiState) -> dict[str, str]:

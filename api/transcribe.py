@@ -24,6 +24,7 @@ from pipeline.errors import (
     ResultNotReady,
     ResultOfFailedJob,
     SyncTimeout,
+    error_for,
 )
 from pipeline.formats import FORMATS, render
 from pipeline.jobs import Job, Moved
@@ -79,19 +80,7 @@ def answer_result(job: Job, fmt: str, *, download: bool = False) -> Response:
 def failure(job: Job) -> PipelineError:
     """The error of a failed job, with the HTTP status its code maps to."""
     error = job.error or {}
-    for cls in _subclasses(PipelineError):
-        if cls.code == error.get("code"):
-            return cls(error.get("message", "The job failed."))
-    exc = PipelineError(error.get("message", "The job failed."))
-    exc.code = error.get("code", "job_failed")
-    return exc
-
-
-def _subclasses(cls: type[PipelineError]) -> list[type[PipelineError]]:
-    out = []
-    for sub in cls.__subclasses__():
-        out += [sub, *_subclasses(sub)]
-    return out
+    return error_for(error.get("code"), error.get("message", "The job failed."))
 
 
 def _submit_errors(func: Any) -> Any:
@@ -117,7 +106,7 @@ def submit_async(form: dict[str, Any]) -> dict[str, Any]:
     Answers at once with the job's id and URLs. A recording already transcribed with the same
     options is answered from the cache: the job is born ``completed`` with ``cached: true``.
     """
-    return views.accepted(submit(request, state(), form).job)
+    return views.accepted(submit(request, state(), form))
 
 
 @bp.post("")
@@ -137,7 +126,7 @@ def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
     st = state()
     fmt = request.args.get("format") or form.get("response_format") or "json"
     submitted = submit(request, st, form)
-    job = st.jobs.wait_final(submitted.job.task_id, st.settings.sync_timeout_seconds)
+    job = st.jobs.wait_final(submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "completed":
         return answer_result(job, fmt)
     if job.status == "failed":

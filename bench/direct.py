@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.chunks import plan_chunks
 from pipeline.engines import ModelCache
-from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 
@@ -96,7 +96,3 @@ class Direct:
         started = time.perf_counter()
         plan = plan_chunks(audio, chunk_seconds)
         return time.perf_counter() - started, len(plan)
-
-    @staticmethod
-    def seconds_of(path: Path) -> float:
-        return len(decode_audio(path)) / SAMPLE_RATE

@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                              "(default all; quick: jfk,ml60,flac5m)")
     parser.add_argument("--follow", choices=("sse", "poll"), default="sse",
                         help="follow each job by its event stream (default) or by polling its status every 20 ms")
-    parser.add_argument("--redis-db", type=int, help="Redis database to claim (default: the first free of 11, 10, …)")
+    parser.add_argument("--redis-db", type=int, help="Redis database to claim (default: the first free of 1-15)")
     parser.add_argument("--audio-dir", type=Path, default=SHARED_AUDIO, help="where jfk.flac and multilingual.mp3 are")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "data" / "bench",
                         help="generated recordings, converted models and the run's files (default data/bench)")

@@ -19,7 +19,14 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 
 from pipeline import stages
 from pipeline.context import Context, worker_context
-from pipeline.errors import JobCancelled, JobNotFound, PipelineError, TranscriptionError
+from pipeline.errors import (
+    JobCancelled,
+    JobNotFound,
+    PipelineError,
+    TimeLimitReached,
+    TranscriptionError,
+    WorkerDied,
+)
 from pipeline.jobs import Job
 from pipeline.logs import job_context
 from pipeline.queues import (
@@ -36,18 +43,11 @@ from pipeline.uploads import remove_job_files
 log = logging.getLogger(__name__)
 
 Stage = Callable[[Context, str], stages.Next | None]
+Retry = Callable[[int], object]  # sends the same message again, after a delay in ms
+# The lease extract and transcribe both hold, so that one job never runs both at once.
+JOB_LEASE = ""
 LEASE_TTL_SECONDS = 30
 LEASE_RECHECK_SECONDS = 10
-
-
-class WorkerDied(PipelineError):
-    code = "worker_died"
-    retryable = False
-
-
-class TimeLimitReached(PipelineError):
-    code = "time_limit"
-    retryable = False
 
 
 def _last_attempt(ctx: Context) -> bool:
@@ -113,21 +113,18 @@ class _Lease:
                 log.warning("renewing the lease of %s failed: %s", self.task_id, exc)
 
 
-def run_stage(stage: Stage, name: str, task_id: str, *, retry: Callable[[int], object] | None = None) -> None:
-    """Run one stage of a job under its lease. ``retry(delay_ms)`` sends this same message again
-    later (default: the stage's actor with the task id); chunks pass their own."""
+def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry) -> None:
+    """Run one stage of a job under the lease ``lease`` names (``JOB_LEASE``, or a scope of
+    the stage's own), then send what the stage asks for next. ``retry(delay_ms)`` sends this
+    same message again later."""
     ctx = worker_context()
-    lease = _Lease(ctx, task_id, "" if name in ("extract", "transcribe") else f":{name}")
-    if not lease.take():
+    held = _Lease(ctx, task_id, lease)
+    if not held.take():
         # Another delivery of this job is running right now. Look again later: by then it has
         # finished (and this message does nothing) or died (and its lease has lapsed).
         log.info("job %s is running elsewhere; %s checks again in %d s", task_id, name,
                  LEASE_RECHECK_SECONDS)
-        if retry is None:
-            actor = transcribe_audio if name == "transcribe" else extract_audio
-            actor.send_with_options(args=(task_id,), delay=LEASE_RECHECK_SECONDS * 1000)
-        else:
-            retry(LEASE_RECHECK_SECONDS * 1000)
+        retry(LEASE_RECHECK_SECONDS * 1000)
         return
     try:
         following = _attempt(ctx, stage, name, task_id)
@@ -136,7 +133,7 @@ def run_stage(stage: Stage, name: str, task_id: str, *, retry: Callable[[int], o
         log.warning("job %s not found; message dropped", task_id)
         return
     finally:
-        lease.release()
+        held.release()
         # Whoever ended the job (this stage, a cancellation, a twin message), its files go.
         job: Job | None
         try:
@@ -145,32 +142,34 @@ def run_stage(stage: Stage, name: str, task_id: str, *, retry: Callable[[int], o
             job = None
         if job is not None and job.is_final:
             remove_job_files(ctx.settings.upload_dir, task_id)
-    if following is stages.Next.TRANSCRIBE:
-        transcribe_audio.send(task_id)
-    elif following is stages.Next.CHUNKS and job is not None:
-        for index in range(len(job.chunks)):
-            transcribe_chunk.send(task_id, index)
-    elif following is stages.Next.NOTIFY and job is not None and job.webhook_url:
-        notify_webhook.send(task_id)
+    if following is not None and job is not None:
+        FOLLOW_UP[following](job)
+
+
+def _later(actor: dramatiq.Actor[..., None], *args: object) -> Retry:
+    return lambda delay: actor.send_with_options(args=args, delay=delay)
 
 
 @dramatiq.actor(actor_name=EXTRACT_ACTOR, queue_name=EXTRACT_QUEUE)
 def extract_audio(task_id: str) -> None:
     with job_context(task_id):
-        run_stage(stages.extract, "extract", task_id)
+        run_stage(stages.extract, "extract", task_id, lease=JOB_LEASE,
+                  retry=_later(extract_audio, task_id))
 
 
 @dramatiq.actor(actor_name=TRANSCRIBE_ACTOR, queue_name=TRANSCRIBE_QUEUE)
 def transcribe_audio(task_id: str) -> None:
     with job_context(task_id):
-        run_stage(stages.transcribe, "transcribe", task_id)
+        run_stage(stages.transcribe, "transcribe", task_id, lease=JOB_LEASE,
+                  retry=_later(transcribe_audio, task_id))
 
 
 @dramatiq.actor(actor_name=CHUNK_ACTOR, queue_name=TRANSCRIBE_QUEUE)
 def transcribe_chunk(task_id: str, index: int) -> None:
     with job_context(task_id):
+        # Each chunk holds a lease of its own, so that the chunks of one job run side by side.
         run_stage(functools.partial(stages.transcribe_chunk, index=index), f"chunk{index}", task_id,
-                  retry=lambda delay: transcribe_chunk.send_with_options(args=(task_id, index), delay=delay))
+                  lease=f":chunk{index}", retry=_later(transcribe_chunk, task_id, index))
 
 
 @dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE, max_retries=0)
@@ -190,3 +189,21 @@ def _notify(task_id: str) -> None:
         # Retried by a delayed message of our own, not Dramatiq's retry, so that the backoff
         # and attempt count are the webhook policy's and shown on the job.
         notify_webhook.send_with_options(args=(task_id,), delay=delay * 1000)
+
+
+def _send_chunks(job: Job) -> None:
+    for index in range(len(job.chunks)):
+        transcribe_chunk.send(job.task_id, index)
+
+
+def _send_notify(job: Job) -> None:
+    if job.webhook_url:
+        notify_webhook.send(job.task_id)
+
+
+# What each answer of a stage sends next.
+FOLLOW_UP: dict[stages.Next, Callable[[Job], object]] = {
+    stages.Next.TRANSCRIBE: lambda job: transcribe_audio.send(job.task_id),
+    stages.Next.CHUNKS: _send_chunks,
+    stages.Next.NOTIFY: _send_notify,
+}

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 PREFIX = "wp:cache"
 LRU = f"{PREFIX}:lru"
 STATS = f"{PREFIX}:stats"
+PARTIAL_GRACE_SECONDS = 3600  # a partial file younger than this may still be being written
 
 
 def cache_digest(sha256: str, options: TranscribeOptions) -> str:
@@ -32,6 +33,23 @@ def cache_digest(sha256: str, options: TranscribeOptions) -> str:
 
 def cache_key(sha256: str, options: TranscribeOptions) -> str:
     return f"{PREFIX}:entry:{cache_digest(sha256, options)}"
+
+
+def _claim_key(sha256: str, options: TranscribeOptions) -> str:
+    return f"{PREFIX}:claim:{cache_digest(sha256, options)}"
+
+
+# KEYS: claim. ARGV: owner, ttl, take | renew | drop
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[3] == 'take' and not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+if holder ~= ARGV[1] then return 0 end
+if ARGV[3] == 'drop' then return redis.call('DEL', KEYS[1]) end
+return redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 class ResultCache:
@@ -51,6 +69,7 @@ class ResultCache:
         self.disk_dir = disk_dir
         if disk_dir is not None:
             disk_dir.mkdir(parents=True, exist_ok=True)
+        self._claim = client.register_script(_CLAIM)
 
     # -- entries -------------------------------------------------------------------------
     def get(self, sha256: str, options: TranscribeOptions) -> Transcript | None:
@@ -140,33 +159,52 @@ class ResultCache:
                 (self.disk_dir / f"{key.rsplit(':', 1)[-1]}.json").unlink(missing_ok=True)
 
     # -- one transcription per distinct input --------------------------------------------
+    # Each claim operation is one script: a check and a write in two round trips let a claim
+    # that lapsed in between be extended or deleted under its next holder, and two jobs would
+    # both transcribe.
     def claim(self, sha256: str, options: TranscribeOptions, owner: str, ttl: int = 120) -> bool:
         """Take the right to transcribe this input; False while another job holds it.
 
         The claim is short-lived and renewed as segments arrive, so a holder that dies frees
-        it within ``ttl`` seconds."""
+        it within ``ttl`` seconds. Claiming again as the same owner (a redelivered message)
+        extends it."""
         if not self.enabled:
             return True  # without a cache a twin's result could not be shared anyway
-        key = f"{PREFIX}:claim:{cache_digest(sha256, options)}"
-        if self.redis.set(key, owner, nx=True, ex=ttl):
-            return True
-        if self.redis.get(key) == owner:  # our own earlier attempt (a redelivered message)
-            self.redis.expire(key, ttl)
-            return True
-        return False
+        return bool(self._claim(keys=[_claim_key(sha256, options)], args=[owner, ttl, "take"]))
 
-    def renew(self, sha256: str, options: TranscribeOptions, ttl: int = 120) -> None:
-        self.redis.expire(f"{PREFIX}:claim:{cache_digest(sha256, options)}", ttl)
+    def renew(self, sha256: str, options: TranscribeOptions, ttl: int = 120, owner: str | None = None) -> bool:
+        """Extend the claim while ``owner`` still holds it (without an owner: whoever holds it,
+        for callers that predate tokens). False when the claim is someone else's or gone."""
+        if owner is None:
+            return bool(self.redis.expire(_claim_key(sha256, options), ttl))
+        return bool(self._claim(keys=[_claim_key(sha256, options)], args=[owner, ttl, "renew"]))
 
-    def release(self, sha256: str, options: TranscribeOptions, owner: str) -> None:
-        key = f"{PREFIX}:claim:{cache_digest(sha256, options)}"
-        if self.redis.get(key) == owner:
-            self.redis.delete(key)
+    def release(self, sha256: str, options: TranscribeOptions, owner: str) -> bool:
+        """Give the claim up, only if ``owner`` still holds it."""
+        return bool(self._claim(keys=[_claim_key(sha256, options)], args=[owner, 0, "drop"]))
 
     def claimed(self, sha256: str, options: TranscribeOptions) -> bool:
-        return bool(self.redis.exists(f"{PREFIX}:claim:{cache_digest(sha256, options)}"))
+        return bool(self.redis.exists(_claim_key(sha256, options)))
 
     # -- operators ------------------------------------------------------------------------
+    def prune_disk(self, now: float | None = None) -> int:
+        """Delete the disk entries whose TTL has run out, and partial files a writer killed
+        mid-write left behind; return how many files went. Entries are otherwise only removed
+        when read after expiring, so an input never asked for again would stay for ever."""
+        if self.disk_dir is None:
+            return 0
+        now = time.time() if now is None else now
+        removed = 0
+        for pattern, age in (("*.json", self.ttl), ("*.partial", PARTIAL_GRACE_SECONDS)):
+            for path in self.disk_dir.glob(pattern):
+                try:
+                    if now - path.stat().st_mtime >= age:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # a reader or another pruner was first
+        return removed
+
     def stats(self) -> dict[str, float | int | bool]:
         raw = cast(dict[str, str], self.redis.hgetall(STATS))
         hits, misses = int(raw.get("hits", 0)), int(raw.get("misses", 0))

@@ -9,28 +9,49 @@ target itself.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
-from pipeline.media import SAMPLE_RATE
+from pipeline.media import SAMPLE_RATE, open_npy, read_samples
 from pipeline.transcript import Segment, Transcript, Word
 
+# The VAD reads a long recording in windows of this many seconds, each seen with a margin of
+# its neighbours: memory stays flat, and a pause is found across a window's edge. Silero's
+# working memory grows with what it is given at once (about 1 MB a second of audio, measured),
+# so windows are short; the margins cost a third more VAD time.
+VAD_WINDOW_SECONDS = 30
+VAD_MARGIN_SECONDS = 5
+_VAD_FRAME = 512  # samples per Silero decision
 
-def plan_chunks(audio: np.ndarray, chunk_seconds: float) -> list[tuple[int, int]]:
-    """(start, end) sample ranges covering all of ``audio``, cut in pauses near each target."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    total = len(audio)
+def plan_chunks(audio: np.ndarray | Path, chunk_seconds: float) -> list[tuple[int, int]]:
+    """(start, end) sample ranges covering all of ``audio``, cut in pauses near each target.
+
+    ``audio`` is the samples, or the path of the ``.npy`` file that ``media.decode_to_file``
+    wrote: then it is read window by window and memory does not grow with its length.
+    """
+    if isinstance(audio, Path):
+        stored = open_npy(audio)
+        total = stored.length
+
+        def read(start: int, end: int) -> np.ndarray:
+            return read_samples(stored, start, end)
+    else:
+        samples = audio
+        total = len(samples)
+
+        def read(start: int, end: int) -> np.ndarray:
+            return np.asarray(samples[start:end], dtype=np.float32)
+
     step = int(chunk_seconds * SAMPLE_RATE)
     if total <= step * 1.5:
         return [(0, total)]
-    # Short pauses count here (the default merges speech across 2 s of silence): a cut needs
-    # only a breath between words, not a long silence.
-    options = VadOptions(min_silence_duration_ms=250, speech_pad_ms=50)
-    speech = get_speech_timestamps(np.asarray(audio, dtype=np.float32), options, sampling_rate=SAMPLE_RATE)
-    # Midpoints of the pauses between speech, and the silence before and after it.
-    pauses = [(a["end"] + b["start"]) // 2 for a, b in itertools.pairwise(speech)]
+    speech = speech_spans(read, total)
+    # Midpoints of the pauses between speech.
+    pauses = [(a[1] + b[0]) // 2 for a, b in itertools.pairwise(speech)]
     cuts: list[int] = []
     target = step
     while target < total - step // 2:
@@ -40,6 +61,41 @@ def plan_chunks(audio: np.ndarray, chunk_seconds: float) -> list[tuple[int, int]
         target = cut + step
     bounds = [0, *cuts, total]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def speech_spans(read: Callable[[int, int], np.ndarray], total: int, *,
+                 window_seconds: float = VAD_WINDOW_SECONDS,
+                 margin_seconds: float = VAD_MARGIN_SECONDS) -> list[tuple[int, int]]:
+    """Sorted, disjoint (start, end) sample ranges of speech in ``total`` samples, which
+    ``read(start, end)`` hands over a window at a time.
+
+    Each window is run through the VAD with a margin of audio either side, and the speech of
+    every window is joined: a stretch counts as a pause only where every window that saw it
+    heard silence, so the VAD starting afresh at a window's edge invents no pause there.
+    """
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    # Short pauses count here (the default merges speech across 2 s of silence): a cut needs
+    # only a breath between words, not a long silence.
+    options = VadOptions(min_silence_duration_ms=250, speech_pad_ms=50)
+    # Whole VAD frames, so that every window sees the frames the whole recording would.
+    window = max(1, round(window_seconds * SAMPLE_RATE / _VAD_FRAME)) * _VAD_FRAME
+    margin = round(margin_seconds * SAMPLE_RATE / _VAD_FRAME) * _VAD_FRAME
+    found: list[tuple[int, int]] = []
+    for core_start in range(0, total, window):
+        core_end = min(core_start + window, total)
+        start, end = max(0, core_start - margin), min(total, core_end + margin)
+        for span in get_speech_timestamps(read(start, end), options, sampling_rate=SAMPLE_RATE):
+            a, b = start + int(span["start"]), start + int(span["end"])
+            if a < core_end and b > core_start:
+                found.append((a, b))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(found):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def shift(transcript: Transcript, offset_seconds: float, first_id: int) -> list[Segment]:

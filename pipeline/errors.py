@@ -133,3 +133,120 @@ class JobCancelled(PipelineError):
     code = "cancelled"
     http_status = 409
     retryable = False
+
+
+class WorkerDied(PipelineError):
+    """The worker running a job stopped (killed, out of memory) more times than retries allow."""
+
+    code = "worker_died"
+    retryable = False
+
+
+class TimeLimitReached(PipelineError):
+    """The job ran past JOB_TIME_LIMIT_SECONDS; the same input would run out of time again."""
+
+    code = "time_limit"
+    retryable = False
+
+
+class JobLost(PipelineError):
+    """The reconciler sent the job's stage again, MAX_RETRIES times, and it never moved."""
+
+    code = "lost"
+    retryable = False
+
+
+class Unauthorized(PipelineError):
+    code = "unauthorized"
+    http_status = 401
+    retryable = False
+    headers = {"WWW-Authenticate": 'Bearer realm="whisper-pipeline"'}  # noqa: RUF012
+
+
+class ModelFormatError(ModelNotFound):
+    """A model file exists but is not a CTranslate2 Whisper model the service can read."""
+
+    code = "model_format_error"
+
+
+class ModelIntegrityError(PipelineError):
+    """A packaged model file does not have the sha256 it was released with.
+
+    The install is damaged (a truncated download, a disk error, a swapped file); running the
+    job again reads the same bytes, so it is not retried: reinstalling the package mends it.
+    """
+
+    code = "model_integrity_error"
+    http_status = 500
+    retryable = False
+
+
+class StorageUnavailable(DependencyUnavailable):
+    """The object store (STORAGE_URL) is down, or refuses these credentials or the bucket."""
+
+    code = "storage_unavailable"
+
+
+class StoredFileMissing(PipelineError):
+    """A file of the job is not in storage: removed, or written where this host cannot see it."""
+
+    code = "file_missing"
+    http_status = 410
+    retryable = False
+
+
+class DiarizationError(PipelineError):
+    """Speaker diarization could not run (models missing or unreadable, or the audio broke it)."""
+
+    code = "diarization_error"
+    http_status = 500
+    retryable = False
+
+
+# A failed job stores only its error's code; the API turns it back into the class, and so its
+# HTTP status, through this table. Listed by hand, not found by walking subclasses, so that an
+# error defined in a module the web process never imports still answers with its own status.
+# Every PipelineError subclass belongs here, so define errors above it (tests/test_api.py checks).
+ERRORS_BY_CODE: dict[str, type[PipelineError]] = {
+    cls.code: cls
+    for cls in (
+        PipelineError,
+        SettingsError,
+        BadRequest,
+        UploadTooLarge,
+        InvalidOption,
+        UnsupportedMedia,
+        NoAudioStream,
+        MediaDecodeError,
+        MediaTooLong,
+        JobNotFound,
+        JobConflict,
+        ResultNotReady,
+        ResultOfFailedJob,
+        SyncTimeout,
+        DependencyUnavailable,
+        TranscriptionError,
+        ModelNotFound,
+        JobCancelled,
+        WorkerDied,
+        TimeLimitReached,
+        JobLost,
+        Unauthorized,
+        ModelFormatError,
+        ModelIntegrityError,
+        StorageUnavailable,
+        StoredFileMissing,
+        DiarizationError,
+    )
+}
+
+
+def error_for(code: str | None, message: str) -> PipelineError:
+    """The error a failed job recorded, rebuilt from its code: the class's own HTTP status, or a
+    500 that keeps an unknown code (one written by a newer version, say)."""
+    cls = ERRORS_BY_CODE.get(code or PipelineError.code)
+    if cls is not None:
+        return cls(message)
+    exc = PipelineError(message)
+    exc.code = str(code)
+    return exc

@@ -1,8 +1,11 @@
 """Worker heartbeats in Redis: what the API knows about workers, on this host or others.
 
-Each worker process writes one short-lived record every few seconds; a record that stops
-being refreshed expires, so a dead worker disappears from /api/health and /api/gpu-status on
-its own.
+Each worker process writes its record every few seconds into one hash, and the time it did
+into one sorted set; readers take the members seen within the last ``TTL_SECONDS``
+(ZRANGEBYSCORE, never a SCAN of the keyspace), so a dead worker disappears from /api/health
+and /api/gpu-status on its own. Times are Redis's clock, so hosts whose clocks disagree still
+agree on who is alive; every beat prunes the dead members, and both keys expire when no
+worker beats at all.
 """
 
 from __future__ import annotations
@@ -29,16 +32,57 @@ INTERVAL_SECONDS = 5.0
 TTL_SECONDS = 15
 
 
-def worker_key(host: str, pid: int) -> str:
-    return f"{PREFIX}:{host}:{pid}"
+SEEN_KEY = PREFIX  # sorted set: "host:pid" scored by when it last beat
+RECORDS_KEY = f"{PREFIX}:records"  # hash: "host:pid" -> its record (JSON)
+
+# KEYS: seen, records. ARGV: member, record json, ttl
+_BEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+for _, member in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+end
+redis.call('EXPIRE', KEYS[1], ttl * 4)
+redis.call('EXPIRE', KEYS[2], ttl * 4)
+return #dead
+"""
+
+# KEYS: seen, records. ARGV: ttl
+_LIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf')
+if #members == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(members))
+"""
+
+
+def worker_member(host: str, pid: int) -> str:
+    return f"{host}:{pid}"
 
 
 def live_workers(client: redis.Redis) -> list[dict[str, Any]]:
-    keys = sorted(cast(list[str], list(client.scan_iter(match=f"{PREFIX}:*", count=500))))
-    if not keys:
-        return []
-    values = cast(list[str | None], client.mget(keys))
-    return [json.loads(v) for v in values if v]
+    values = cast(list[str | None], client.eval(_LIVE, 2, SEEN_KEY, RECORDS_KEY, TTL_SECONDS))
+    records = [json.loads(v) for v in values if v]
+    return sorted(records, key=lambda r: (str(r.get("host")), int(r.get("pid", 0))))
+
+
+def beating_on(client: redis.Redis, host: str) -> bool:
+    """Whether a worker process on ``host`` beat lately (the container health check's test)."""
+    return any(w.get("host") == host for w in live_workers(client))
+
+
+def forget_worker(client: redis.Redis, host: str, pid: int) -> None:
+    member = worker_member(host, pid)
+    pipe = client.pipeline(transaction=True)
+    pipe.zrem(SEEN_KEY, member)
+    pipe.hdel(RECORDS_KEY, member)
+    pipe.execute()
 
 
 class Heartbeat(Middleware):
@@ -50,37 +94,58 @@ class Heartbeat(Middleware):
         self._stop = threading.Event()
         self._queues: list[str] = []
         self._jobs_done = 0
+        # Messages running now, by id: pipeline.split reads threads - busy as idle capacity.
+        self._running: set[str] = set()
+        self._threads = 1
+        self._wake = threading.Event()
         self._started = time.time()
         self._lock = threading.Lock()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         queues = getattr(worker, "consumer_whitelist", None)  # --queues; else all declared
         self._queues = sorted(queues or broker.get_declared_queues())
+        self._threads = int(getattr(worker, "worker_threads", 1) or 1)
         self._started = time.time()
         threading.Thread(target=self._run, name="heartbeat", daemon=True).start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
+        self._wake.set()
         try:
-            self._client().delete(worker_key(socket.gethostname(), os.getpid()))
+            forget_worker(self._client(), socket.gethostname(), os.getpid())
         except redis.RedisError:
             pass
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._running.add(message.message_id)
+        self._wake.set()  # published at once, not within INTERVAL_SECONDS
 
     def after_process_message(self, broker: dramatiq.Broker, message: Any, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         with self._lock:
             self._jobs_done += 1
+            self._running.discard(message.message_id)
+        self._wake.set()
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        with self._lock:
+            self._running.discard(message.message_id)
+        self._wake.set()
 
     def record(self) -> dict[str, Any]:
         gpus = read_metrics()
         with self._lock:
             done = self._jobs_done
+            busy = len(self._running)
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": [q for q in self._queues if not q.endswith((".DQ", ".XQ"))],
             "gpus": [g.to_dict() for g in gpus],
             "jobs_done": done,
+            "threads": self._threads,
+            "busy": busy,
             "started_at": self._started,
             "seen_at": time.time(),
             **self._describe(),
@@ -88,8 +153,8 @@ class Heartbeat(Middleware):
 
     def beat(self) -> None:
         record = self.record()
-        self._client().set(worker_key(record["host"], record["pid"]), json.dumps(record),
-                           ex=TTL_SECONDS)
+        self._client().eval(_BEAT, 2, SEEN_KEY, RECORDS_KEY,
+                            worker_member(record["host"], record["pid"]), json.dumps(record), TTL_SECONDS)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -97,4 +162,5 @@ class Heartbeat(Middleware):
                 self.beat()
             except Exception as exc:  # noqa: BLE001 - a missed beat must not kill the worker
                 log.warning("heartbeat failed: %s", exc)
-            self._stop.wait(INTERVAL_SECONDS)
+            self._wake.wait(INTERVAL_SECONDS)
+            self._wake.clear()

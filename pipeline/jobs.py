@@ -23,16 +23,31 @@ from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
 
 PREFIX = "wp"
-FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
 class State(StrEnum):
+    """A job's states, in the order a job moves through them. The transition script's ranks are
+    generated from this order and ``FINAL_STATES``: a new state is one line here (and one in
+    ``FINAL_STATES`` if nothing leaves it)."""
+
     QUEUED = "queued"
     EXTRACTING = "extracting"
     TRANSCRIBING = "transcribing"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+# Nothing leaves these. They share the last rank: none is further along than another.
+FINAL_STATES = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+_MOVING = [state for state in State if state not in FINAL_STATES]
+FINAL_RANK = len(_MOVING)
+# How far along each state is; a job only ever moves to a higher rank.
+RANK = {state: _MOVING.index(state) if state in _MOVING else FINAL_RANK for state in State}
 
 
 class Moved(Enum):
@@ -55,18 +70,27 @@ def events_channel(task_id: str) -> str:
 
 METRICS_KEY = f"{PREFIX}:metrics:jobs"
 STAGE_SECONDS_KEY = f"{PREFIX}:metrics:state_seconds"
+QUEUED_KEY = f"{PREFIX}:queued"
+# Non-final jobs scored by when they last moved, for the reconciler (pipeline.reconciler); and
+# finished jobs' webhook deliveries scored by when they are due (pipeline.outbox).
+ACTIVE_KEY = f"{PREFIX}:active"
+WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
+# Listing indexes drop members older than a result's TTL plus this: a job ends well within it.
+INDEX_GRACE_SECONDS = 24 * 3600
 STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
-# KEYS: job hash, queued zset, history list, result key, segments list, metrics, state seconds
+# KEYS: job hash, queued zset, history list, result key, segments list, metrics, state seconds,
+#       active index, webhooks due
 # ARGV: new state, now, ttl for final jobs, event json, result json ('' for none), task id,
 #       then field/value pairs
 _TRANSITION = """
-local rank = {queued=0, extracting=1, transcribing=2, completed=3, failed=3, cancelled=3}
+local rank = {RANKS}
+local final = FINAL_RANK
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
 local new = ARGV[1]
 if current == new then return 2 end
-if rank[current] == 3 or rank[new] <= rank[current] then return 0 end
+if rank[current] == final or rank[new] <= rank[current] then return 0 end
 local now = ARGV[2]
 -- Metrics, counted here so that every process's transitions add up in one place: jobs that
 -- reached each state, jobs in each state now, and a histogram of the time spent in the state
@@ -75,7 +99,7 @@ local entered = tonumber(redis.call('HGET', KEYS[1], 'updated_at') or now)
 local spent = math.max(0, tonumber(now) - entered)
 redis.call('HINCRBY', KEYS[6], 'reached:' .. new, 1)
 redis.call('HINCRBY', KEYS[6], 'current:' .. current, -1)
-if rank[new] < 3 then redis.call('HINCRBY', KEYS[6], 'current:' .. new, 1) end
+if rank[new] < final then redis.call('HINCRBY', KEYS[6], 'current:' .. new, 1) end
 local buckets = {BUCKETS}
 for _, bound in ipairs(buckets) do
   if spent <= bound then redis.call('HINCRBY', KEYS[7], current .. ':le:' .. bound, 1) end
@@ -86,10 +110,10 @@ redis.call('HSET', KEYS[1], 'status', new, 'updated_at', now)
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 if current == 'queued' then
   redis.call('ZREM', KEYS[2], ARGV[6])
-  if rank[new] < 3 then redis.call('HSETNX', KEYS[1], 'started_at', now) end
+  if rank[new] < final then redis.call('HSETNX', KEYS[1], 'started_at', now) end
 end
 redis.call('RPUSH', KEYS[3], cjson.encode({status=new, at=tonumber(now)}))
-if rank[new] == 3 then
+if rank[new] == final then
   redis.call('HSET', KEYS[1], 'finished_at', now)
   if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
   local ttl = tonumber(ARGV[3])
@@ -97,9 +121,23 @@ if rank[new] == 3 then
     if i ~= 2 and redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
+if rank[new] == final then
+  redis.call('ZREM', KEYS[8], ARGV[6])
+  -- The webhook goes in the outbox with the state that triggers it: no message to lose.
+  if redis.call('HGET', KEYS[1], 'webhook_state') == 'pending' then
+    redis.call('ZADD', KEYS[9], 'NX', now, ARGV[6])
+  end
+else
+  redis.call('ZADD', KEYS[8], now, ARGV[6])
+end
 redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[4])
 return 1
-""".replace("BUCKETS", ", ".join(f"{b:g}" for b in STATE_SECONDS_BUCKETS))
+"""
+_TRANSITION = (
+    _TRANSITION.replace("RANKS", ", ".join(f"['{state}']={rank}" for state, rank in RANK.items()))
+    .replace("FINAL_RANK", str(FINAL_RANK))
+    .replace("BUCKETS", ", ".join(f"{b:g}" for b in STATE_SECONDS_BUCKETS))
+)
 
 # KEYS: job hash, segments list. ARGV: progress, segment json, event json
 _PROGRESS = """
@@ -117,7 +155,7 @@ return 1
 @dataclass
 class Job:
     task_id: str
-    status: str
+    status: State
     stage: str
     progress: float
     created_at: float
@@ -147,7 +185,7 @@ class Job:
 
     @property
     def is_final(self) -> bool:
-        return self.status in FINAL_STATES
+        return self.status.is_final
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Job:
@@ -156,7 +194,7 @@ class Job:
 
         return cls(
             task_id=data["task_id"],
-            status=data["status"],
+            status=State(data["status"]),
             stage=data.get("stage", ""),
             progress=float(data.get("progress") or 0.0),
             created_at=float(data["created_at"]),
@@ -243,8 +281,13 @@ class JobStore:
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(job_key(task_id), mapping=_mapping(record))
-        pipe.zadd(f"{PREFIX}:queued", {task_id: now})
-        pipe.zadd(_owner_index(fields.get("owner", "")), {task_id: now})
+        # Pruned by time here, and expiring when idle, so that no index grows for ever.
+        horizon = now - self.result_ttl - INDEX_GRACE_SECONDS
+        for index in (QUEUED_KEY, _owner_index(fields.get("owner", ""))):
+            pipe.zadd(index, {task_id: now})
+            pipe.zremrangebyscore(index, "-inf", horizon)
+            pipe.expire(index, self.result_ttl + INDEX_GRACE_SECONDS)
+        pipe.zadd(ACTIVE_KEY, {task_id: now})
         pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
         pipe.hincrby(METRICS_KEY, "reached:queued", 1)
         pipe.hincrby(METRICS_KEY, "current:queued", 1)
@@ -256,7 +299,7 @@ class JobStore:
     ) -> Moved:
         """Move the job to ``state`` if that is forward; set ``fields`` only when it moves."""
         now = time.time()
-        if state.value in FINAL_STATES:
+        if state.is_final:
             fields.setdefault("stage", "done")
             if state is State.COMPLETED:
                 fields.setdefault("progress", 1.0)
@@ -268,7 +311,7 @@ class JobStore:
         key = job_key(task_id)
         rc = self._transition(
             keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments",
-                  METRICS_KEY, STAGE_SECONDS_KEY],
+                  METRICS_KEY, STAGE_SECONDS_KEY, ACTIVE_KEY, WEBHOOKS_DUE_KEY],
             args=[
                 state.value,
                 repr(now),
@@ -282,6 +325,20 @@ class JobStore:
         if rc == -1:
             raise JobNotFound(f"No job with id {task_id}.")
         return Moved(rc)
+
+    def complete(self, task_id: str, transcript: Transcript, *, cached: bool) -> Moved:
+        """End the job with its transcript, the one way a job is completed with a result."""
+        return self.transition(
+            task_id,
+            State.COMPLETED,
+            result=transcript,
+            cached=cached,
+            language=transcript.language,
+            language_probability=transcript.language_probability,
+            duration=transcript.duration,
+            # An answer from the cache ran on no device of this job's.
+            device=None if cached else transcript.device,
+        )
 
     def set_fields(self, task_id: str, **fields: Any) -> None:
         """Set descriptive fields (not the state) on a job that still exists."""
@@ -307,6 +364,10 @@ class JobStore:
         event = json.dumps({"type": "segment", "task_id": task_id, "progress": progress, "segment": seg})
         return bool(self._progress(keys=[key, f"{key}:segments"],
                                    args=[repr(progress), json.dumps(seg), event]))
+
+    def reset_segments(self, task_id: str) -> None:
+        # A redelivered transcription starts over; half a list from the dead attempt would repeat.
+        self.redis.delete(f"{job_key(task_id)}:segments")
 
     def cancel(self, task_id: str) -> Moved:
         """Flag the job for its worker and end it as ``cancelled`` (refused for a final job)."""
@@ -339,7 +400,6 @@ class JobStore:
             raise JobNotFound(f"No job with id {task_id}.")
         return int(count)
 
-    # -- leases: one worker runs a job's stage at a time -------------------------------------
     # -- chunks of a long recording ---------------------------------------------------------
     def save_chunk(self, task_id: str, index: int, transcript: Transcript) -> int:
         """Store one chunk's transcript (the first delivery's wins); return how many are stored."""
@@ -359,6 +419,7 @@ class JobStore:
         raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:chunks"))
         return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
 
+    # -- leases: one worker runs a job's stage at a time -------------------------------------
     def take_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
         """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
         redelivers when a channel closes under a running job) finds the lease taken and stays
@@ -370,10 +431,6 @@ class JobStore:
 
     def drop_lease(self, task_id: str, token: str, part: str = "") -> None:
         self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "drop", 0])
-
-    def reset_segments(self, task_id: str) -> None:
-        # A redelivered transcription starts over; half a list from the dead attempt would repeat.
-        self.redis.delete(f"{job_key(task_id)}:segments")
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, task_id: str) -> Job:

@@ -55,9 +55,10 @@ class RecycleAfter(Middleware):
 
 
 def configure_worker_metrics(port: int) -> None:
-    """Point Dramatiq's Prometheus exporter at ``port``. It reads its port and folder into
-    module globals when ``dramatiq.middleware`` is first imported, before any setting of ours,
-    and looks them up again when it serves; so they are set here, in every process."""
+    """Point Dramatiq's Prometheus middleware at ``port`` and its folder of per-process
+    counters. It reads both into module globals when ``dramatiq.middleware`` is first
+    imported, before any setting of ours, and looks them up again when it counts; so they are
+    set here, in every process."""
     from dramatiq.middleware import prometheus
 
     prometheus.HTTP_PORT = port
@@ -67,14 +68,27 @@ def configure_worker_metrics(port: int) -> None:
     os.makedirs(prometheus.DB_PATH, exist_ok=True)
 
 
-def serve_worker_metrics() -> Any:
-    """Runs in the process Dramatiq forks for the exporter, which never imports our broker."""
+def serve_worker_metrics() -> int:
+    """The exporter: runs in the process Dramatiq forks for it (which never imports our
+    broker) and serves, with prometheus_client's own HTTP server, the counters that every
+    worker process of this Dramatiq writes to the shared folder. Dramatiq stops the fork with
+    SIGTERM, which ends the wait below."""
     from dramatiq.middleware import prometheus
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
 
     from pipeline.settings import Settings
 
     configure_worker_metrics(Settings.from_env().worker_metrics_port)
-    return prometheus._run_exposition_server()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=prometheus.DB_PATH)
+    server, thread = start_http_server(prometheus.HTTP_PORT, prometheus.HTTP_HOST, registry=registry)
+    log.info("worker metrics on %s:%d", prometheus.HTTP_HOST, prometheus.HTTP_PORT)
+    try:
+        thread.join()
+    finally:
+        server.shutdown()
+    return 0
 
 
 def worker_metrics(port: int) -> Middleware:
@@ -83,6 +97,8 @@ def worker_metrics(port: int) -> Middleware:
     configure_worker_metrics(port)
 
     class WorkerMetrics(Prometheus):
+        """Dramatiq's counters, exported by ``serve_worker_metrics`` instead of its own server."""
+
         @property
         def forks(self) -> list[Callable[[], Any]]:
             return [serve_worker_metrics]

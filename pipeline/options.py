@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.errors import InvalidOption
-from pipeline.settings import ENGINES, Settings
+from pipeline.settings import Settings
 
 TASKS = ("transcribe", "translate")
 # The languages Whisper's tokenizer knows (ISO 639-1, plus haw and yue which have no such code).
@@ -18,18 +19,6 @@ LANGUAGES = frozenset(
     "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
     "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
     "mg as tt haw ln ha ba jw su yue".split()
-)
-# Which request fields are options at all; anything else in a form is reported, not ignored.
-OPTION_FIELDS = (
-    "engine",
-    "model",
-    "language",
-    "task",
-    "word_timestamps",
-    "vad_filter",
-    "initial_prompt",
-    "temperature",
-    "beam_size",
 )
 
 
@@ -44,6 +33,8 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
+    # None: BATCH_SIZE decides (pipeline.engines.batched); 1: sequential; more: batched decoding.
+    batch_size: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -65,9 +56,9 @@ class TranscribeOptions:
         values: dict[str, Any] = {}
         if "engine" in form:
             engine = _text(form, "engine")
-            if engine not in ENGINES:
+            if engine not in ENGINE_NAMES:
                 raise InvalidOption(
-                    f"engine must be one of {', '.join(ENGINES)}, not {engine!r}", field="engine"
+                    f"engine must be one of {', '.join(ENGINE_NAMES)}, not {engine!r}", field="engine"
                 )
             values["engine"] = engine
         if "model" in form:
@@ -102,6 +93,10 @@ class TranscribeOptions:
             values["temperature"] = _float(form, "temperature", 0.0, 1.0)
         if "beam_size" in form:
             values["beam_size"] = int(_float(form, "beam_size", 1, 20, integer=True))
+        if "batch_size" in form:
+            batch = form["batch_size"]
+            values["batch_size"] = (None if isinstance(batch, str) and batch.strip().lower() in ("", "auto")
+                                    else int(_float(form, "batch_size", 1, 64, integer=True)))
         parsed = replace(opts, **values)
         if parsed.model.endswith(".en") and parsed.language not in (None, "en"):
             raise InvalidOption(

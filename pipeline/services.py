@@ -1,17 +1,24 @@
 """Make sure Redis and RabbitMQ answer before the service or the tests start.
 
-``python -m pipeline.services`` checks REDIS_URL and RABBITMQ_URL; a server that is down on
-this machine and installed here is started; otherwise it stops with one clear message.
+``python -m pipeline.services`` (``make services``, and so ``make run`` and ``make test``)
+checks REDIS_URL and RABBITMQ_URL. A server that should run on this machine and does not
+answer is started; one that is not even installed is first installed from Debian's packages
+(``apt-get install redis-server`` / ``rabbitmq-server``), as the Makefile does for Chromium.
+What is left (a remote server that is down, a machine without apt-get) stops it with one
+clear message per server.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,7 +27,6 @@ from pipeline.settings import Settings
 log = logging.getLogger("pipeline.services")
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
-COMPOSE_HINT = "docker compose up -d redis rabbitmq"
 
 
 def answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -33,11 +39,12 @@ def answers(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def _wait(host: str, port: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while True:
         if answers(host, port):
             return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.5)
-    return False
 
 
 def _start_redis(port: int) -> None:
@@ -55,6 +62,34 @@ def _start_rabbitmq(port: int) -> None:
     subprocess.run(["rabbitmq-server", "-detached"], check=True)
 
 
+@dataclass(frozen=True)
+class Server:
+    name: str
+    variable: str
+    default_port: int
+    program: str
+    debian_package: str
+    start: Callable[[int], None]
+
+
+REDIS = Server("Redis", "REDIS_URL", 6379, "redis-server", "redis-server", _start_redis)
+RABBITMQ = Server("RabbitMQ", "RABBITMQ_URL", 5672, "rabbitmq-server", "rabbitmq-server", _start_rabbitmq)
+
+
+def install_commands(packages: Sequence[str], *, root: bool, which: Callable[[str], str | None]) -> list[list[str]]:
+    """The commands that install Debian ``packages`` here; empty when this machine cannot
+    (no apt-get, or neither root nor sudo)."""
+    if which("apt-get") is None:
+        return []
+    prefix: list[str] = []
+    if not root:
+        if which("sudo") is None:
+            return []
+        prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    return [[*prefix, "apt-get", "update", "-qq"],
+            [*prefix, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]]
+
+
 def _amqp_ready(url: str) -> bool:
     # The port opens a little before RabbitMQ accepts logins.
     import pika
@@ -62,37 +97,75 @@ def _amqp_ready(url: str) -> bool:
     try:
         pika.BlockingConnection(pika.URLParameters(url)).close()
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any failure means "not (yet) accepting logins"
         return False
 
 
-def ensure(settings: Settings) -> list[str]:
+def _start(server: Server, port: int) -> None:
+    server.start(port)
+
+
+def _run_install(commands: list[list[str]]) -> bool:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in commands:
+        log.info("running %s", " ".join(command))
+        if subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What ``ensure`` asks of this machine; the tests pass their own to follow a decision
+    without installing or starting anything."""
+
+    answers: Callable[[str, int], bool] = answers
+    which: Callable[[str], str | None] = shutil.which
+    root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    install: Callable[[list[list[str]]], bool] = _run_install
+    start: Callable[[Server, int], None] = _start
+    wait: Callable[[str, int, float], bool] = _wait
+    amqp_ready: Callable[[str], bool] = _amqp_ready
+
+
+def _ensure_one(server: Server, url: str, machine: Machine) -> str | None:
+    """Start (installing first if need be) one server; the problem left, or None."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "localhost", parsed.port or server.default_port
+    if machine.answers(host, port):
+        return None
+    if host not in LOCAL_HOSTS:
+        return f"{server.name} at {host}:{port} ({server.variable}) does not answer."
+    if machine.which(server.program) is None:
+        commands = install_commands([server.debian_package], root=machine.root, which=machine.which)
+        if not commands:
+            return (f"{server.name} does not answer on {host}:{port} and is not installed here; install "
+                    f"Debian's {server.debian_package} package (or point {server.variable} at a running server).")
+        log.info("installing Debian's %s package", server.debian_package)
+        if not machine.install(commands) or machine.which(server.program) is None:
+            return f"{server.name} is not installed here and `apt-get install {server.debian_package}` failed."
+        # The package's own scripts may have started it already.
+        if machine.wait(host, port, 5):
+            return None
+    log.info("starting %s on port %d", server.name, port)
+    machine.start(server, port)
+    if not machine.wait(host, port, 90):
+        return f"{server.name} was started but does not answer on {host}:{port}."
+    return None
+
+
+def ensure(settings: Settings, machine: Machine | None = None) -> list[str]:
     """Return the problems left after trying to start what is down (empty: all answer)."""
-    problems = []
-    checks = [
-        ("Redis", "REDIS_URL", settings.redis_url, 6379, "redis-server", _start_redis),
-        ("RabbitMQ", "RABBITMQ_URL", settings.rabbitmq_url, 5672, "rabbitmq-server", _start_rabbitmq),
-    ]
-    for name, var, url, default_port, server, start in checks:
-        parsed = urlparse(url)
-        host, port = parsed.hostname or "localhost", parsed.port or default_port
-        if answers(host, port):
-            continue
-        if host not in LOCAL_HOSTS:
-            problems.append(f"{name} at {host}:{port} ({var}) does not answer.")
-            continue
-        if shutil.which(server) is None:
-            problems.append(f"{name} does not answer on {host}:{port} and is not installed here.")
-            continue
-        log.info("starting %s on port %d", name, port)
-        start(port)
-        if not _wait(host, port, 90):
-            problems.append(f"{name} was started but does not answer on {host}:{port}.")
-    rabbit = urlparse(settings.rabbitmq_url)
-    if not any("RabbitMQ" in p for p in problems):
+    machine = machine or Machine()
+    problems = [problem for server, url in ((REDIS, settings.redis_url), (RABBITMQ, settings.rabbitmq_url))
+                if (problem := _ensure_one(server, url, machine)) is not None]
+    if not any(p.startswith(RABBITMQ.name) for p in problems):
+        # pika narrates every connection at INFO and DEBUG; a probe has nothing to tell.
+        logging.getLogger("pika").setLevel(logging.WARNING)
         deadline = time.monotonic() + 60
-        while not _amqp_ready(settings.rabbitmq_url):
+        while not machine.amqp_ready(settings.rabbitmq_url):
             if time.monotonic() > deadline:
+                rabbit = urlparse(settings.rabbitmq_url)
                 problems.append(f"RabbitMQ on {rabbit.hostname}:{rabbit.port or 5672} refuses logins.")
                 break
             time.sleep(1)
@@ -101,13 +174,10 @@ def ensure(settings: Settings) -> list[str]:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = Settings.from_env()
-    problems = ensure(settings)
+    problems = ensure(Settings.from_env())
     if problems:
         for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        print(f"Start them with `{COMPOSE_HINT}` (or point REDIS_URL and RABBITMQ_URL at "
-              "running servers), then try again.", file=sys.stderr)
+            log.error("error: %s", problem)
         return 1
     log.info("Redis and RabbitMQ answer.")
     return 0

@@ -8,11 +8,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.errors import SettingsError
 
 T = TypeVar("T")
 
-ENGINES = ("faster-whisper", "openai-whisper")
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -26,7 +26,7 @@ class Settings:
     default_engine: str = "faster-whisper"
     default_model: str = "tiny.en"
     compute_type: str = ""  # empty: float16 on a GPU, int8 on the CPU
-    cpu_threads: int = 0  # 0: the engine's own default
+    cpu_threads: int = 0  # 0 or auto: pipeline.layout sizes it from the cores
     model_cache_size: int = 2
     model_idle_timeout: int = 600
     enable_cache: bool = True
@@ -42,15 +42,29 @@ class Settings:
     max_duration_seconds: int = 4 * 3600
     long_audio_seconds: int = 600  # longer recordings are split into chunks (0: never split)
     chunk_seconds: int = 300  # about how long each chunk is
+    # Throughput (pipeline.layout, pipeline.split, pipeline.engines.batched). 0 or auto: decided
+    # from the machine. BATCH_SIZE=1 is the sequential decoder, >1 faster-whisper's batched one.
+    transcriber_processes: int = 0
+    batch_size: int = 0
+    split_min_seconds: int = 45  # longer recordings are split across idle transcribers (0: never)
+    split_min_chunk_seconds: int = 20  # no piece of such a split is shorter
     sync_timeout_seconds: int = 300
     result_ttl_seconds: int = 7 * 24 * 3600
     webhook_secret: str = ""
-    webhook_max_attempts: int = 5
     webhook_allow_private: bool = False
     api_keys: tuple[str, ...] = ()
     rate_limit: str = ""
     worker_metrics_port: int = 0  # >0: a worker serves Dramatiq's Prometheus metrics on this port
     log_format: str = "json"  # json (one object a line) or text
+    # -- never lost, never stuck (issue 12): reconciler, webhook outbox, housekeeping ----------
+    reconcile_after_seconds: int = 180  # a non-final job idle this long, with no lease, is re-sent
+    reconcile_period_seconds: int = 30  # how often one worker process looks for such jobs
+    webhook_max_attempts: int = 8
+    # Seconds before each attempt (Standard Webhooks: at once, 5 s, 5 min, 30 min, 2 h, 5 h,
+    # 10 h, 10 h); attempts past the list wait as long as its last entry.
+    webhook_schedule_seconds: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_retry_after_max_seconds: int = 3600  # a receiver's Retry-After is honoured up to this
+    webhook_sweep_seconds: int = 5  # how often due webhook deliveries are looked for
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -73,9 +87,9 @@ class Settings:
     def validate(self) -> None:
         if self.device not in DEVICES:
             raise SettingsError(f"DEVICE must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.default_engine not in ENGINES:
+        if self.default_engine not in ENGINE_NAMES:
             raise SettingsError(
-                f"DEFAULT_ENGINE must be one of {', '.join(ENGINES)}, not {self.default_engine!r}"
+                f"DEFAULT_ENGINE must be one of {', '.join(ENGINE_NAMES)}, not {self.default_engine!r}"
             )
         if self.log_format not in ("json", "text"):
             raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
@@ -88,6 +102,11 @@ class Settings:
             if not url.startswith(schemes):
                 raise SettingsError(f"{name} must start with {' or '.join(schemes)}: {url!r}")
 
+        if not self.webhook_schedule_seconds:
+            raise SettingsError("WEBHOOK_SCHEDULE_SECONDS must list at least one delay, such as 0,5,300")
+        if min(self.reconcile_after_seconds, self.reconcile_period_seconds, self.webhook_sweep_seconds) < 1:
+            raise SettingsError("RECONCILE_AFTER_SECONDS, RECONCILE_PERIOD_SECONDS and WEBHOOK_SWEEP_SECONDS "
+                                "must be at least 1")
         if self.rate_limit:
             from limits import parse_many
 
@@ -139,14 +158,26 @@ def _as_keys(name: str, raw: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in raw.split(",") if k.strip())
 
 
+def _as_seconds_list(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be whole seconds separated by commas, not {raw!r}") from None
+    if any(v < 0 for v in values):
+        raise SettingsError(f"{name} must not hold a negative delay: {raw!r}")
+    return values
+
+
 _INT = _number(int, "a whole number")
 _POSITIVE_INT = _number(int, "a whole number", minimum=1)
+# 'auto' (any case) is stored as 0; other values as _INT parses them.
+_AUTO_INT = _number(lambda raw: 0 if raw.lower() == "auto" else int(raw), "auto or a whole number")
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "upload_dir": _as_path,
     "cache_dir": _as_path,
     "model_dir": _as_path,
     "gpu_memory_threshold": _number(float, "a number"),
-    "cpu_threads": _INT,
+    "cpu_threads": _AUTO_INT,
     "model_cache_size": _POSITIVE_INT,
     "model_idle_timeout": _INT,
     "enable_cache": _as_bool,
@@ -160,10 +191,19 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_duration_seconds": _POSITIVE_INT,
     "long_audio_seconds": _INT,
     "chunk_seconds": _POSITIVE_INT,
+    "transcriber_processes": _AUTO_INT,
+    "batch_size": _AUTO_INT,
+    "split_min_seconds": _INT,
+    "split_min_chunk_seconds": _POSITIVE_INT,
     "sync_timeout_seconds": _POSITIVE_INT,
     "result_ttl_seconds": _POSITIVE_INT,
     "webhook_max_attempts": _POSITIVE_INT,
     "webhook_allow_private": _as_bool,
     "api_keys": _as_keys,
     "worker_metrics_port": _INT,
+    "reconcile_after_seconds": _POSITIVE_INT,
+    "reconcile_period_seconds": _POSITIVE_INT,
+    "webhook_schedule_seconds": _as_seconds_list,
+    "webhook_retry_after_max_seconds": _INT,
+    "webhook_sweep_seconds": _POSITIVE_INT,
 }

@@ -108,10 +108,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     start, end = job.chunks[index]
     stored = len(ctx.jobs.chunks(task_id))
     if ctx.jobs.chunk(task_id, index) is None:
-        try:
-            audio = np.load(job.audio_path, mmap_mode="r")
-        except (OSError, ValueError) as exc:
-            raise MediaDecodeError("The decoded audio for this job is missing; upload the file again.") from exc
+        audio = _decoded_audio(job)
         duration = max(len(audio) / SAMPLE_RATE, 1e-6)
         offset = start / SAMPLE_RATE
         last_end = [0.0]
@@ -135,9 +132,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     parts = ctx.jobs.chunks(task_id)
     merged = chunks.merge([(job.chunks[i][0], t) for i, t in parts.items()],
                           duration=job.chunks[-1][1] / SAMPLE_RATE)
-    if ctx.jobs.transition(task_id, State.COMPLETED, result=merged, cached=False, language=merged.language,
-                           language_probability=merged.language_probability,
-                           duration=merged.duration) is not Moved.MOVED:
+    if ctx.jobs.complete(task_id, merged, cached=False) is not Moved.MOVED:
         return None
     ctx.cache.put(job.sha256, job.options, merged)
     count_audio_seconds(ctx.redis, merged.duration)
@@ -162,12 +157,18 @@ def _wait_for_twin(ctx: Context, job: Job) -> Transcript | None:
         time.sleep(0.25)
 
 
-def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
-    task_id = job.task_id
+def _decoded_audio(job: Job) -> np.ndarray:
+    """The audio ``extract`` decoded, mapped rather than read: a chunk needs only its part."""
     try:
-        audio = np.load(job.audio_path, mmap_mode="r")
+        audio: np.ndarray = np.load(job.audio_path, mmap_mode="r")
     except (OSError, ValueError) as exc:
         raise MediaDecodeError("The decoded audio for this job is missing; upload the file again.") from exc
+    return audio
+
+
+def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
+    task_id = job.task_id
+    audio = _decoded_audio(job)
     duration = max(len(audio) / SAMPLE_RATE, 1e-6)
 
     def on_segment(segment: Segment) -> None:
@@ -198,16 +199,7 @@ def _stop_if_cancelled(ctx: Context, task_id: str) -> None:
 
 
 def _complete(ctx: Context, job: Job, transcript: Transcript, *, cached_hit: bool) -> Next | None:
-    moved = ctx.jobs.transition(
-        job.task_id,
-        State.COMPLETED,
-        result=transcript,
-        cached=cached_hit,
-        language=transcript.language,
-        language_probability=transcript.language_probability,
-        duration=transcript.duration,
-        device=transcript.device if not cached_hit else None,
-    )
+    moved = ctx.jobs.complete(job.task_id, transcript, cached=cached_hit)
     remove_job_files(ctx.settings.upload_dir, job.task_id)
     return Next.NOTIFY if moved is Moved.MOVED else None
 
@@ -232,7 +224,7 @@ def notify(ctx: Context, task_id: str, http: requests.Session | None = None) -> 
     if not job.webhook_url or not job.is_final or job.webhook_state in ("delivered", "failed"):
         return None
     summary = None
-    if job.status == "completed":
+    if job.status is State.COMPLETED:
         result = ctx.jobs.result(task_id)
         if result is not None:
             summary = {
@@ -245,7 +237,7 @@ def notify(ctx: Context, task_id: str, http: requests.Session | None = None) -> 
     data = {
         "task_id": task_id,
         "status": job.status,
-        "result_url": job.result_url if job.status == "completed" else None,
+        "result_url": job.result_url if job.status is State.COMPLETED else None,
         "cached": job.cached,
         "error": job.error,
         "transcript": summary,

@@ -1,4 +1,6 @@
-"""Webhook delivery: Standard Webhooks signatures, SSRF guards, and the retry policy.
+"""Webhook delivery: Standard Webhooks signatures, SSRF guards, and the retry policy (the
+schedule, and a receiver's ``Retry-After``). When to try is the outbox's business
+(``pipeline.outbox``); this module makes one attempt and says what the answer means.
 
 Addresses are checked twice: when the job is submitted (a clear 400) and again when
 delivering, by requests-hardened, which connects to the very address it checked, so that a
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +32,8 @@ TIMEOUT_SECONDS = 10
 MAX_BACKOFF_SECONDS = 300
 # Transient answers worth another try; any other 4xx means the receiver rejected the event.
 RETRY_STATUSES = frozenset({408, 429})
+# Answers whose Retry-After says when the receiver wants to hear from us again.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Delivery:
     status: int | None
     retryable: bool
     detail: str
+    retry_after: float | None = None  # seconds the receiver asked us to wait (429/503)
 
 
 def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> str:
@@ -117,7 +124,72 @@ def deliver(http: requests.Session, url: str, body: str, headers: dict[str, str]
     if 200 <= status < 300:
         return Delivery(True, status, False, "delivered")
     retryable = status >= 500 or status in RETRY_STATUSES
-    return Delivery(False, status, retryable, f"HTTP {status}")
+    retry_after = (parse_retry_after(response.headers.get("Retry-After"))
+                   if status in RETRY_AFTER_STATUSES else None)
+    return Delivery(False, status, retryable, f"HTTP {status}", retry_after)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110).
+    None when absent or unreadable; a date in the past is 0."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def retry_delay(attempts: int, schedule: Sequence[int], retry_after: float | None = None,
+                retry_after_max: float = 3600) -> float:
+    """Seconds from now before the attempt after ``attempts`` made ones.
+
+    ``schedule[n]`` is the wait before attempt n + 1 (``schedule[0]``, the first attempt's, is
+    normally 0); past the end of the list the last entry repeats. A receiver's ``Retry-After``
+    is honoured when it asks for longer, up to ``retry_after_max``, so that a hostile or
+    mistaken header cannot park a delivery for days."""
+    scheduled = float(schedule[min(attempts, len(schedule) - 1)]) if schedule else 0.0
+    if retry_after is None:
+        return scheduled
+    return max(scheduled, min(retry_after, float(retry_after_max)))
+
+
+def job_event(job: Any, result: Any, secret: str) -> tuple[str, dict[str, str]]:
+    """The body and headers of a finished job's event (``job``: a ``pipeline.jobs.Job``,
+    ``result``: its ``Transcript`` or None). The message id is stable across attempts and
+    redeliveries, so receivers can drop duplicates."""
+    summary = None
+    if job.status == "completed" and result is not None:
+        summary = {
+            "text": result.text[:500],
+            "truncated": len(result.text) > 500,
+            "language": result.language,
+            "duration": result.duration,
+            "segments": len(result.segments),
+        }
+    status = str(job.status)
+    data = {
+        "task_id": job.task_id,
+        "status": status,
+        "result_url": job.result_url if status == "completed" else None,
+        "cached": job.cached,
+        "error": job.error,
+        "transcript": summary,
+    }
+    msg_id = message_id(job.task_id, status)
+    body = event_body(f"transcription.{status}", data)
+    headers = signed_headers(secret, msg_id, body)
+    auth_name = job.extra.get("webhook_auth_header_name")
+    auth_value = job.extra.get("webhook_auth_header_value")
+    if auth_name and auth_value:
+        headers[auth_name] = auth_value
+    return body, headers
 
 
 def backoff_seconds(attempt: int) -> int:

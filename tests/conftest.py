@@ -1,5 +1,6 @@
 """Fixtures: a real Redis and RabbitMQ, isolated from a developer's running service, and the
-real API and worker processes for the integration tests."""
+real API and worker processes for the integration tests (started by tests/support/stack.py, as
+the chaos tests and the benchmark start theirs)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,11 @@ import base64
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pika
 import pytest
 import redis
 import requests
@@ -23,69 +20,57 @@ import requests
 from pipeline.context import Context, build_context
 from pipeline.settings import Settings
 from tests.helpers import ROOT, SHARED_AUDIO
+from tests.support.stack import (
+    Service,
+    drop_settings_from,
+    free_port,
+    rabbitmq_vhost,
+    read_procfile,
+    redis_database,
+    redis_url,
+    service_env,
+)
 
-# Tests use their own Redis database and RabbitMQ virtual host, so that a `make run` on the
-# same machine neither sees nor steals their jobs.
-CLAIM_KEY = "whisper-pipeline-test-session"
+__all__ = ["ROOT", "Stack", "own_vhost"]
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
+_free_port = free_port  # the name some test modules import
 
 
-def _claim_redis_db(registry: redis.Redis) -> int:
-    """A Redis database no other test session on this machine is using (they flush theirs).
-    Claims are kept in database 0, which the tests never flush."""
-    for db in range(15, 0, -1):
-        if registry.set(f"{CLAIM_KEY}:{db}", os.getpid(), nx=True, ex=6 * 3600):
-            return db
-    raise RuntimeError("every Redis database 1-15 is claimed by a test session")
+def pytest_configure(config: pytest.Config) -> None:
+    # The developer's own settings (an API_KEYS, a STORAGE_URL, a DEFAULT_MODEL in the shell)
+    # must not change what the tests see: in-process code and every process a test starts
+    # read only the settings the tests give them.
+    drop_settings_from(os.environ)
 
 
 @pytest.fixture(scope="session")
 def redis_dbs() -> Iterator[tuple[str, str]]:
     """(stack URL, unit URL): two databases of this session's own, released at its end.
     TEST_REDIS_URL and TEST_UNIT_REDIS_URL override them."""
-    registry = redis.Redis(db=0)
-    claimed = []
-    urls = []
-    for variable in ("TEST_REDIS_URL", "TEST_UNIT_REDIS_URL"):
-        if variable in os.environ:
-            urls.append(os.environ[variable])
-        else:
-            db = _claim_redis_db(registry)
-            claimed.append(db)
-            urls.append(f"redis://localhost:6379/{db}")
-    yield urls[0], urls[1]
-    for db in claimed:
-        client = redis.Redis(db=db)
-        client.flushdb()
-        client.close()
-        registry.delete(f"{CLAIM_KEY}:{db}")
-    registry.close()
-BIN = Path(sys.executable).parent
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
+    with contextlib.ExitStack() as claims:
+        urls = [os.environ[variable] if variable in os.environ
+                else redis_url(claims.enter_context(redis_database(purpose)))
+                for variable, purpose in (("TEST_REDIS_URL", "tests"), ("TEST_UNIT_REDIS_URL", "unit-tests"))]
+        yield urls[0], urls[1]
 
 
 @contextlib.contextmanager
 def own_vhost(name: str) -> Iterator[str]:
-    """A RabbitMQ virtual host made for the caller and removed afterwards."""
+    """A RabbitMQ virtual host made for the caller and removed afterwards (TEST_RABBITMQ_URL,
+    or the default one where rabbitmqctl is missing, instead)."""
     if "TEST_RABBITMQ_URL" in os.environ or shutil.which("rabbitmqctl") is None:
         yield os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
         return
-    vhost = f"{name}-{os.getpid()}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
-    try:
-        url = f"amqp://guest:guest@localhost:5672/{vhost}"
-        pika.BlockingConnection(pika.URLParameters(url)).close()
+    with rabbitmq_vhost(name.removeprefix("whisper-pipeline-")) as url:
         yield url
-    finally:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
 
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """A virtual host of this test session's own, so that neither a `make run` nor another
     test session on the machine shares its queues (TEST_RABBITMQ_URL overrides)."""
-    with own_vhost("whisper-pipeline-test") as url:
+    with own_vhost("tests") as url:
         yield url
 
 
@@ -154,12 +139,6 @@ def jfk() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Stack:
     url: str
@@ -189,64 +168,31 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) -> Iterator[Stack]:
-    """The real service: gunicorn serving the API, and Dramatiq workers on every queue."""
+    """The real service: the Procfile's gunicorn and Dramatiq workers, on every queue, scaled
+    down to the test machine's two cores."""
     settings = stack_settings
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     client.flushdb()
-    port = _free_port()
-    env = {**os.environ, **test_env, "PYTHONUNBUFFERED": "1"}
-    logs = data_dir / "logs"
-    logs.mkdir()
-    commands = {
-        "web": [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                "--threads", "8", "--worker-class", "gthread", "api:create_app()"],
-        "worker": [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors", "--processes", "1",
-                   "--threads", "2", "--queues", "extract", "notify"],
-        # As in the Procfile: a transcriber holds no second message while it works on one.
-        "transcriber": ["env", "dramatiq_queue_prefetch=1", str(BIN / "dramatiq"), "pipeline.broker",
-                        "pipeline.actors", "--processes", "1", "--threads", "1", "--queues", "transcribe"],
-    }
-    procs = {}
-    for name, command in commands.items():
-        log = (logs / f"{name}.log").open("wb")
-        procs[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+    port = free_port()
+    specs = read_procfile(port)
+    specs["web"] = specs["web"].with_options(workers=1)
+    specs["worker"] = specs["worker"].with_options(threads=2)
+    service = Service(specs, service_env(test_env), data_dir / "logs")
     url = f"http://127.0.0.1:{port}"
-
-    def stop() -> None:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(url + "/api/health", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
-            stop()  # no worker outlives a stack that did not start
-            for name in procs:
-                sys.stderr.write((logs / f"{name}.log").read_text())
-            raise RuntimeError("the service did not start")
-        time.sleep(0.2)
     try:
-        yield Stack(url=url, settings=settings, redis=client, logs=logs,
-                    worker_pids={p.pid for name, p in procs.items() if name != "web"})
+        service.start_all()
+        service.wait_ready(url, timeout=120)
+        yield Stack(url=url, settings=settings, redis=client, logs=service.logs,
+                    worker_pids={service.pid(name) for name in specs if specs[name].queues})
     finally:
-        stop()
+        service.stop_all()  # also when it did not start: no worker outlives the session
         client.close()
 
 
 @pytest.fixture
 def live(stack: Stack) -> Stack:
     """The running stack with an empty transcript cache, so that each test really transcribes."""
-    keys = stack.redis.keys("wp:cache:*")
+    keys: list[str] = stack.redis.keys("wp:cache:*")  # type: ignore[assignment]
     if keys:
         stack.redis.delete(*keys)
     return stack

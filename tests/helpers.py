@@ -73,10 +73,10 @@ def make_video(path: Path, audio: Path | None, seconds: float = 2.0, container: 
             step = 1024
             for start in range(0, len(samples), step):
                 chunk = samples[start : start + step].reshape(1, -1)
-                frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
-                frame.sample_rate = 16000
-                frame.pts = start
-                for packet in sound.encode(frame):
+                sound_frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+                sound_frame.sample_rate = 16000
+                sound_frame.pts = start
+                for packet in sound.encode(sound_frame):
                     out.mux(packet)
             for packet in sound.encode(None):
                 out.mux(packet)

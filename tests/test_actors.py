@@ -159,16 +159,72 @@ def test_a_second_delivery_stays_out_while_the_job_runs(ctx: Context, monkeypatc
     stub.flush_all()
     task_id = new_job(ctx)
     assert ctx.jobs.take_lease(task_id, "the-running-delivery", 30)
-    ran: list[int] = []
-    actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id)
-    assert ran == []
-    # It looks again later, as a delayed message of its own.
-    assert stub.queues["transcribe.DQ"].qsize() == 1
+    # The transcribe actor itself: it stays out, and looks again later as a delayed message
+    # of its own.
+    actors.transcribe_audio.fn(task_id)
+    assert ctx.jobs.get(task_id).status is State.EXTRACTING
+    delayed = stub.queues["transcribe.DQ"]
+    assert delayed.qsize() == 1
+    message = dramatiq.Message.decode(delayed.get())
+    assert message.actor_name == "transcribe_audio" and message.args == (task_id,)
+    assert message.options["eta"] > time.time() * 1000
     # Once the holder is gone, the stage runs (and the lease is given back afterwards).
     ctx.jobs.drop_lease(task_id, "the-running-delivery")
-    actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id)
+    ran: list[int] = []
+    actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id,
+                     lease=actors.JOB_LEASE, retry=lambda delay: pytest.fail("the lease was free"))
     assert ran == [1]
     assert ctx.jobs.take_lease(task_id, "next", 30)
+
+
+def test_extract_and_transcribe_share_the_job_lease_and_chunks_have_their_own(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actors, "worker_context", lambda: ctx)
+    stub = dramatiq.get_broker()
+    assert isinstance(stub, StubBroker)
+    stub.flush_all()
+    task_id = new_job(ctx)
+    assert ctx.jobs.take_lease(task_id, "a-transcription", 30)
+    actors.extract_audio.fn(task_id)
+    assert stub.queues["extract.DQ"].qsize() == 1
+    # Chunk 0 is held elsewhere; chunk 1 is free to run beside it.
+    assert ctx.jobs.take_lease(task_id, "chunk-zero", 30, ":chunk0")
+    actors.transcribe_chunk.fn(task_id, 0)
+    message = dramatiq.Message.decode(stub.queues["transcribe.DQ"].get())
+    assert message.actor_name == "transcribe_chunk" and message.args == (task_id, 0)
+    ran: list[str] = []
+    actors.run_stage(lambda c, t: ran.append(t) or None, "chunk1", task_id, lease=":chunk1",
+                     retry=lambda delay: pytest.fail("chunk 1's lease was free"))
+    assert ran == [task_id]
+
+
+def test_every_answer_of_a_stage_sends_its_follow_up(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(actors, "worker_context", lambda: ctx)
+    stub = dramatiq.get_broker()
+    assert isinstance(stub, StubBroker)
+    assert set(actors.FOLLOW_UP) == set(Next)
+    task_id = new_job(ctx)
+    ctx.jobs.set_fields(task_id, chunks="[[0, 100], [100, 200], [200, 300]]",
+                        webhook_url="http://127.0.0.1:9/hook")
+    sent: dict[Next, list[tuple[str, tuple[object, ...]]]] = {}
+    for following in Next:
+        stub.flush_all()
+        actors.run_stage(lambda c, t, f=following: f, "transcribe", task_id, lease=actors.JOB_LEASE,
+                         retry=lambda delay: pytest.fail("the lease was free"))
+        messages = [dramatiq.Message.decode(m) for q in stub.queues.values() for m in list(q.queue)]
+        sent[following] = sorted((m.actor_name, tuple(m.args)) for m in messages)
+    assert sent == {
+        Next.TRANSCRIBE: [("transcribe_audio", (task_id,))],
+        Next.CHUNKS: [("transcribe_chunk", (task_id, i)) for i in range(3)],
+        Next.NOTIFY: [("notify_webhook", (task_id,))],
+    }
+    # Without a webhook there is no one to notify.
+    ctx.jobs.set_fields(task_id, webhook_url="")
+    stub.flush_all()
+    actors.run_stage(lambda c, t: Next.NOTIFY, "transcribe", task_id, lease=actors.JOB_LEASE,
+                     retry=lambda delay: pytest.fail("the lease was free"))
+    assert all(q.qsize() == 0 for q in stub.queues.values())
 
 
 def test_lease_is_renewed_and_dropped_only_by_its_holder(ctx: Context) -> None:

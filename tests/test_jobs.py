@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -250,7 +250,7 @@ def test_backwards_is_refused_and_changes_nothing(
     assert snapshot(redis_client, task_id) == before
 
 
-@pytest.mark.parametrize("final", [State.COMPLETED, State.FAILED, State.CANCELLED])
+@pytest.mark.parametrize("final", sorted(FINAL_STATES))
 @pytest.mark.parametrize("target", list(State))
 def test_nothing_leaves_a_final_state(
     store: JobStore, redis_client: redis.Redis, final: State, target: State
@@ -266,6 +266,50 @@ def test_nothing_leaves_a_final_state(
     assert after["history"] == before["history"]
     assert after["result"] == before["result"]
     assert store.get(task_id).status == final.value
+
+
+def test_final_states_come_last_in_the_order_of_state() -> None:
+    order = list(State)
+    assert FINAL_STATES == {State.COMPLETED, State.FAILED, State.CANCELLED}
+    assert set(order[-len(FINAL_STATES):]) == FINAL_STATES
+    assert [s.is_final for s in order] == [s in FINAL_STATES for s in order]
+
+
+@pytest.mark.parametrize("reached", list(State))
+def test_the_transition_script_ranks_states_in_the_order_of_state(store: JobStore, reached: State) -> None:
+    """The Lua rank table is generated from ``State``: from every state, each other state is
+    forward exactly when it comes later in the enum, and nothing moves a final job."""
+    order = list(State)
+    for target in State:
+        task_id = new_job(store)
+        if reached is not State.QUEUED:
+            assert store.transition(task_id, reached) is Moved.MOVED
+        if target is reached:
+            expected = Moved.ALREADY
+        elif reached in FINAL_STATES or order.index(target) < order.index(reached):
+            expected = Moved.REFUSED
+        else:
+            expected = Moved.MOVED
+        assert store.transition(task_id, target) is expected, (reached, target)
+        assert store.get(task_id).status is (target if expected is Moved.MOVED else reached)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_the_transition_script_ends_exactly_the_final_states(
+    store: JobStore, redis_client: redis.Redis, state: State
+) -> None:
+    """What the script does on reaching a final state (finish time, expiry, the job counted
+    out of the current gauge) happens for every final state of ``State`` and no other."""
+    before = int(redis_client.hget("wp:metrics:jobs", f"current:{state}") or 0)
+    task_id = new_job(store)
+    if state is not State.QUEUED:
+        store.transition(task_id, state)
+    job = store.get(task_id)
+    assert job.is_final is (state in FINAL_STATES)
+    assert (job.finished_at is not None) is job.is_final
+    assert (redis_client.ttl(job_key(task_id)) > 0) is job.is_final
+    after = int(redis_client.hget("wp:metrics:jobs", f"current:{state}") or 0)
+    assert after - before == (0 if job.is_final else 1)
 
 
 def test_a_cancellation_racing_a_completion_has_one_winner(store: JobStore) -> None:
@@ -352,6 +396,25 @@ def test_result_is_saved_with_completion(store: JobStore, redis_client: redis.Re
     assert json.loads(redis_client.get(f"{job_key(task_id)}:result") or "") == result.to_dict()
 
 
+def test_complete_saves_the_transcript_and_what_it_tells(store: JobStore) -> None:
+    task_id = new_job(store)
+    store.transition(task_id, State.TRANSCRIBING, device="cuda")
+    result = transcript("Ran here.")
+    assert store.complete(task_id, result, cached=False) is Moved.MOVED
+    job = store.get(task_id)
+    assert job.status is State.COMPLETED and job.stage == "done" and job.progress == 1.0
+    assert store.result(task_id) == result and job.cached is False
+    assert (job.language, job.language_probability, job.duration, job.device) == ("en", 0.99, 2.0, "cpu")
+    assert store.complete(task_id, transcript("again"), cached=False) is Moved.ALREADY
+    assert store.result(task_id) == result
+
+    hit = new_job(store)
+    assert store.complete(hit, transcript("From the cache."), cached=True) is Moved.MOVED
+    job = store.get(hit)
+    assert job.cached is True and job.device is None and job.started_at is None
+    assert store.result(hit) == transcript("From the cache.")
+
+
 def test_result_is_not_written_when_the_transition_is_refused(store: JobStore) -> None:
     task_id = new_job(store)
     store.transition(task_id, State.CANCELLED)
@@ -416,22 +479,35 @@ def test_set_fields_types_round_trip(store: JobStore) -> None:
 
 
 # -- waiting ---------------------------------------------------------------------------------
-def test_wait_final_returns_promptly_when_another_thread_completes(store: JobStore) -> None:
+def listening(client: redis.Redis, task_id: str) -> None:
+    """Block until someone listens on the job's events: a waiter is then waiting."""
+    channel = events_channel(task_id)
+    deadline = time.monotonic() + 5
+    while cast(list[tuple[str, int]], client.pubsub_numsub(channel))[0][1] < 1:
+        assert time.monotonic() < deadline, "nobody subscribed"
+        time.sleep(0.01)
+
+
+def test_wait_final_returns_promptly_when_another_thread_completes(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
     task_id = new_job(store)
     store.transition(task_id, State.TRANSCRIBING)
+    completed_at: list[float] = []
 
     def finish() -> None:
-        time.sleep(0.3)
+        listening(redis_client, task_id)
+        completed_at.append(time.monotonic())
         store.transition(task_id, State.COMPLETED, result=transcript())
 
     thread = threading.Thread(target=finish)
-    started = time.monotonic()
     thread.start()
     job = store.wait_final(task_id, timeout=10)
-    elapsed = time.monotonic() - started
+    returned_at = time.monotonic()
     thread.join()
     assert job.status == "completed"
-    assert 0.25 <= elapsed < 0.9
+    # Woken by the event, well before its once-a-second look at the record.
+    assert returned_at - completed_at[0] < 0.7
 
 
 def test_wait_final_returns_a_final_job_at_once(store: JobStore) -> None:
@@ -452,13 +528,15 @@ def test_wait_final_gives_back_a_non_final_job_after_the_timeout(store: JobStore
     assert 0.45 <= elapsed < 1.5
 
 
-def test_wait_final_is_not_woken_into_returning_by_progress(store: JobStore) -> None:
+def test_wait_final_is_not_woken_into_returning_by_progress(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
     task_id = new_job(store)
     store.transition(task_id, State.TRANSCRIBING)
 
     def progress() -> None:
+        listening(redis_client, task_id)
         for i in range(3):
-            time.sleep(0.1)
             store.add_segment(task_id, Segment(id=i, start=i, end=i + 1, text="x"), 0.1 * (i + 1))
 
     thread = threading.Thread(target=progress)

@@ -17,8 +17,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import MediaDecodeError, MediaTooLong, NoAudioStream, UnsupportedMedia
-from pipeline.media import SAMPLE_RATE, decode_audio, probe
+from pipeline.errors import (
+    MediaDecodeError,
+    MediaTooLong,
+    NoAudioStream,
+    StoredFileMissing,
+    UnsupportedMedia,
+)
+from pipeline.media import (
+    SAMPLE_RATE,
+    copy_samples,
+    decode_audio,
+    decode_to_file,
+    open_npy,
+    partial_path,
+    probe,
+    read_samples,
+)
 from tests.helpers import SPEECH_EN, make_video, silent_wav_header
 
 
@@ -336,3 +351,72 @@ def test_truncated_flac_still_decodes_to_a_shorter_array(tmp_path: Path, jfk: Pa
     pcm = decode_audio(cut)
     _check_pcm(pcm)
     assert 3.0 < len(pcm) / SAMPLE_RATE < 10.0
+
+
+# -- decoding into a file ---------------------------------------------------------------------
+def test_decode_to_file_writes_the_same_samples_as_decode_audio(tmp_path: Path, jfk: Path) -> None:
+    for source in (SPEECH_EN, jfk):
+        target = tmp_path / f"{source.stem}.npy"
+        count = decode_to_file(source, target)
+        stored = np.load(target, mmap_mode="r")
+        assert stored.dtype == np.float32 and stored.shape == (count,)
+        np.testing.assert_array_equal(stored, decode_audio(source))
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(source.stem)) == [target.name]
+
+
+def test_decode_to_file_refusals_leave_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "audio.npy"
+    with pytest.raises(MediaTooLong):
+        decode_to_file(SPEECH_EN, target, max_duration=3)
+    notes = tmp_path / "notes.upload"
+    notes.write_text("not a recording\n" * 50)
+    with pytest.raises(UnsupportedMedia):
+        decode_to_file(notes, target)
+    with pytest.raises(MediaDecodeError):
+        decode_to_file(silent_wav_header(tmp_path / "silent.wav"), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.upload", "silent.wav"]
+
+
+def test_decode_to_file_replaces_a_stale_partial_and_target(tmp_path: Path) -> None:
+    # What a worker killed half-way, or a first delivery, left behind.
+    target = tmp_path / "task.f32.npy"
+    partial_path(target).write_bytes(b"half")
+    target.write_bytes(b"old")
+    assert partial_path(target).name == "task.f32.partial.npy"
+    count = decode_to_file(SPEECH_EN, target)
+    assert np.load(target).shape == (count,)
+    assert not partial_path(target).exists()
+
+
+def test_a_missing_file_is_missing_not_unsupported(tmp_path: Path) -> None:
+    gone = tmp_path / "task.upload"
+    for call in (probe, decode_audio, lambda p: decode_to_file(p, tmp_path / "a.npy")):
+        with pytest.raises(StoredFileMissing) as info:
+            call(gone)
+        assert not isinstance(info.value, UnsupportedMedia)
+        assert info.value.retryable is False and "missing" in info.value.message
+
+
+def test_read_and_copy_samples_by_range(tmp_path: Path, jfk: Path) -> None:
+    target = tmp_path / "audio.npy"
+    decode_to_file(jfk, target)
+    whole = np.load(target)
+    stored = open_npy(target)
+    assert (stored.length, stored.offset) == (len(whole), 128)
+    np.testing.assert_array_equal(read_samples(stored, 1000, 50_000), whole[1000:50_000])
+    # Ranges past either end are cut to the file, as slices are.
+    np.testing.assert_array_equal(read_samples(stored, len(whole) - 10, len(whole) + 500), whole[-10:])
+    assert read_samples(stored, len(whole) + 5, len(whole) + 9).size == 0
+    chunk = tmp_path / "chunk.npy"
+    assert copy_samples(stored, 16_000, 96_000, chunk, block=7_000) == 80_000
+    np.testing.assert_array_equal(np.load(chunk), whole[16_000:96_000])
+
+
+def test_open_npy_refuses_what_is_not_mono_float32(tmp_path: Path) -> None:
+    stereo = tmp_path / "stereo.npy"
+    np.save(stereo, np.zeros((10, 2), dtype=np.float32))
+    pcm16 = tmp_path / "pcm16.npy"
+    np.save(pcm16, np.zeros(10, dtype=np.int16))
+    for path in (stereo, pcm16):
+        with pytest.raises(ValueError):
+            open_npy(path)

@@ -3,15 +3,16 @@ model (loaded once per session), real files in the session's upload folder."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import http.server
 import json
+import logging
 import random
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,23 @@ def test_transcribe_without_the_decoded_audio_raises(ctx: Context) -> None:
     assert ctx.cache.claimed(job.sha256, job.options) is False
 
 
-def _transcribe_in_thread(ctx: Context, task_id: str) -> tuple[threading.Thread, list[Any]]:
+class _TwinWaits(logging.Handler):
+    """Sets ``event`` when the stage says that ``task_id`` waits for a twin: the one sign, from
+    outside, that the thread has reached the wait."""
+
+    def __init__(self, task_id: str, event: threading.Event) -> None:
+        super().__init__(logging.INFO)
+        self.task_id, self.event = task_id, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.task_id in message and "waits for a twin" in message:
+            self.event.set()
+
+
+@contextlib.contextmanager
+def _transcribe_in_thread(ctx: Context, task_id: str) -> Iterator[tuple[threading.Thread, list[Any]]]:
+    """Run the transcribe stage in a thread; entered once the thread waits for the twin."""
     outcome: list[Any] = []
 
     def run() -> None:
@@ -230,9 +247,20 @@ def _transcribe_in_thread(ctx: Context, task_id: str) -> tuple[threading.Thread,
         except BaseException as exc:  # noqa: BLE001 - handed back to the test
             outcome.append(exc)
 
+    waiting = threading.Event()
+    handler = _TwinWaits(task_id, waiting)
+    logger = logging.getLogger(stages.__name__)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
     thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    try:
+        thread.start()
+        assert waiting.wait(30), f"the stage never waited for its twin: {outcome}"
+        yield thread, outcome
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_twin_waits_for_the_claim_holder_and_takes_its_result(ctx: Context) -> None:
@@ -240,12 +268,11 @@ def test_twin_waits_for_the_claim_holder_and_takes_its_result(ctx: Context) -> N
     assert stages.extract(ctx, task_id) is Next.TRANSCRIBE
     job = ctx.jobs.get(task_id)
     assert ctx.cache.claim(job.sha256, job.options, "twin-job")
-    thread, outcome = _transcribe_in_thread(ctx, task_id)
-    time.sleep(0.4)
-    assert thread.is_alive()
-    assert ctx.jobs.get(task_id).status == "transcribing"
-    ctx.cache.put(job.sha256, job.options, hand_transcript())
-    thread.join(10)
+    with _transcribe_in_thread(ctx, task_id) as (thread, outcome):
+        assert thread.is_alive()
+        assert ctx.jobs.get(task_id).status == "transcribing"
+        ctx.cache.put(job.sha256, job.options, hand_transcript())
+        thread.join(10)
     assert outcome == [Next.NOTIFY]
     done = ctx.jobs.get(task_id)
     assert done.status == "completed" and done.cached is True
@@ -258,10 +285,9 @@ def test_twin_transcribes_itself_when_the_holder_lets_go(ctx: Context) -> None:
     assert stages.extract(ctx, task_id) is Next.TRANSCRIBE
     job = ctx.jobs.get(task_id)
     assert ctx.cache.claim(job.sha256, job.options, "twin-job")
-    thread, outcome = _transcribe_in_thread(ctx, task_id)
-    time.sleep(0.3)
-    ctx.cache.release(job.sha256, job.options, "twin-job")  # the twin failed
-    thread.join(60)
+    with _transcribe_in_thread(ctx, task_id) as (thread, outcome):
+        ctx.cache.release(job.sha256, job.options, "twin-job")  # the twin failed
+        thread.join(60)
     assert outcome == [Next.NOTIFY]
     assert ctx.jobs.get(task_id).cached is False
     result = ctx.jobs.result(task_id)
@@ -273,10 +299,9 @@ def test_twin_waiting_stops_on_cancel(ctx: Context) -> None:
     assert stages.extract(ctx, task_id) is Next.TRANSCRIBE
     job = ctx.jobs.get(task_id)
     assert ctx.cache.claim(job.sha256, job.options, "twin-job")
-    thread, outcome = _transcribe_in_thread(ctx, task_id)
-    time.sleep(0.3)
-    assert ctx.jobs.cancel(task_id) is Moved.MOVED
-    thread.join(5)
+    with _transcribe_in_thread(ctx, task_id) as (thread, outcome):
+        assert ctx.jobs.cancel(task_id) is Moved.MOVED
+        thread.join(5)
     assert len(outcome) == 1 and isinstance(outcome[0], JobCancelled)
     assert ctx.jobs.get(task_id).status == "cancelled"
     assert ctx.cache.claimed(job.sha256, job.options)  # the holder's claim stands

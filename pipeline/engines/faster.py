@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.engines import EngineKey, SegmentCallback
+from pipeline.engines import batched
+from pipeline.engines.base import EngineKey, SegmentCallback, build_transcript, require_language
 from pipeline.errors import ModelNotFound, TranscriptionError
-from pipeline.media import SAMPLE_RATE
-from pipeline.models import resolve_ctranslate2
+from pipeline.layout import engine_threads
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript, Word
@@ -16,16 +16,16 @@ from pipeline.transcript import Segment, Transcript, Word
 class FasterWhisperEngine:
     name = "faster-whisper"
 
-    def __init__(self, key: EngineKey, settings: Settings) -> None:
+    def __init__(self, key: EngineKey, source: str, settings: Settings) -> None:
         from faster_whisper import WhisperModel
 
         self.model_name = key.model
         self.device = key.device
-        source = resolve_ctranslate2(key.model, settings.model_dir)
+        self.batch_setting = settings.batch_size
         try:
             self.model = WhisperModel(
                 source, device=key.device, compute_type=key.compute_type,
-                cpu_threads=settings.cpu_threads,
+                cpu_threads=engine_threads(settings.cpu_threads, key.device, settings.transcriber_processes),
             )
         except (OSError, ValueError) as exc:
             # Offline, an unknown name fails inside the hub client; say what the user can do.
@@ -39,20 +39,10 @@ class FasterWhisperEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, on_segment: SegmentCallback
     ) -> Transcript:
-        if options.language and self.model_name.endswith(".en") and options.language != "en":
-            raise ModelNotFound(f"{self.model_name} only knows English; use a multilingual model "
-                                f"such as base for language={options.language!r}.")
+        require_language(self.model_name, self.model.model.is_multilingual, options.language)
         try:
-            segments_iter, info = self.model.transcribe(
-                audio,
-                language=options.language,
-                task=options.task,
-                beam_size=options.beam_size,
-                temperature=options.temperature,
-                word_timestamps=options.word_timestamps,
-                vad_filter=options.vad_filter,
-                initial_prompt=options.initial_prompt,
-            )
+            batch_size = batched.batch_size_for(options.batch_size, self.batch_setting, self.device)
+            segments_iter, info = batched.transcribe(self.model, audio, options, batch_size)
         except ValueError as exc:
             raise TranscriptionError(str(exc)) from exc
         segments: list[Segment] = []
@@ -80,14 +70,5 @@ class FasterWhisperEngine:
             )
             segments.append(segment)
             on_segment(segment)
-        return Transcript(
-            text="".join(s.text for s in segments).strip(),
-            language=info.language,
-            language_probability=round(float(info.language_probability), 4),
-            duration=round(len(audio) / SAMPLE_RATE, 3),
-            segments=tuple(segments),
-            task=options.task,
-            engine=self.name,
-            model=self.model_name,
-            device=self.device,
-        )
+        return build_transcript(self, audio, options, segments, language=info.language,
+                                language_probability=round(float(info.language_probability), 4))

@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.engines import EngineKey, SegmentCallback
+from pipeline.engines.base import EngineKey, SegmentCallback, build_transcript, require_language
 from pipeline.errors import ModelNotFound, TranscriptionError
 from pipeline.media import SAMPLE_RATE
-from pipeline.models import resolve_openai
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript, Word
@@ -72,13 +71,12 @@ def _install_bar() -> None:
 class OpenAIWhisperEngine:
     name = "openai-whisper"
 
-    def __init__(self, key: EngineKey, settings: Settings) -> None:
+    def __init__(self, key: EngineKey, source: str, settings: Settings) -> None:
         from pipeline.weights import load_openai_model
 
         self.model_name = key.model
         self.device = key.device
         self.fp16 = key.compute_type == "float16"
-        source = resolve_openai(key.model, settings.model_dir)
         try:
             if source.endswith(".pt"):
                 self.model = load_openai_model(Path(source), device=key.device)
@@ -105,9 +103,7 @@ class OpenAIWhisperEngine:
     ) -> Transcript:
         import whisper
 
-        if options.language and not self.model.is_multilingual and options.language != "en":
-            raise ModelNotFound(f"{self.model_name} only knows English; use a multilingual model "
-                                f"such as base for language={options.language!r}.")
+        require_language(self.model_name, self.model.is_multilingual, options.language)
         source = np.ascontiguousarray(audio, dtype=np.float32)
         restore: Callable[[float, bool], float] = lambda t, is_end: t  # noqa: E731
         if options.vad_filter:
@@ -146,17 +142,8 @@ class OpenAIWhisperEngine:
         probability = None
         if options.language is None and self.model.is_multilingual:
             probability = _language_probability(self.model, source, language)
-        return Transcript(
-            text="".join(s.text for s in segments).strip(),
-            language=language,
-            language_probability=probability,
-            duration=round(len(audio) / SAMPLE_RATE, 3),
-            segments=tuple(segments),
-            task=options.task,
-            engine=self.name,
-            model=self.model_name,
-            device=self.device,
-        )
+        return build_transcript(self, audio, options, segments, language=language,
+                                language_probability=probability)
 
 
 def _segment(raw: dict[str, Any], index: int, restore: Callable[[float, bool], float]) -> Segment:

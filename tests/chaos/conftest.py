@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import itertools
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import wave
 from collections.abc import Callable, Iterable, Iterator
@@ -38,16 +35,17 @@ import requests
 
 from pipeline.settings import Settings
 from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import ROOT, SPEECH_EN
+from tests.helpers import SPEECH_EN
+from tests.support.stack import Service, alive, children_of, free_port, read_procfile, service_env
+
+__all__ = ["alive", "children_of", "free_port"]
 
 ENABLED = os.environ.get("CHAOS") == "1"
 SKIP_REASON = ("chaos tests kill and restart servers and take minutes: run them with `make chaos` "
                "(which sets CHAOS=1)")
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 FINAL = ("completed", "failed", "cancelled")
 RANK = {"queued": 0, "extracting": 1, "transcribing": 2, "completed": 3, "failed": 3, "cancelled": 3}
-ALL_QUEUES = {"extract", "notify", "transcribe"}
 
 # Numbers worth reporting (boot times, outage answers, test durations), shown at the end of the run.
 TIMINGS: dict[str, Any] = {}
@@ -89,12 +87,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 # -- small helpers --------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -107,30 +99,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(interval)
-
-
-def _process_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, session id) of a live process, None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[1]), int(fields[3])
-
-
-def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-
-
-def children_of(pid: int) -> list[int]:
-    return sorted(p for p in _all_pids() if (stat := _process_stat(p)) and stat[0] == pid)
-
-
-def alive(pid: int) -> bool:
-    return _process_stat(pid) is not None
 
 
 _speech_pcm: np.ndarray | None = None
@@ -321,93 +289,6 @@ class PrivateRabbit:
         return depths
 
 
-# -- the service ----------------------------------------------------------------------------------
-
-class Service:
-    """gunicorn and the two Dramatiq workers, as in tests/conftest.py's ``stack``, each a
-    subprocess in a session of its own, so that it can be stopped, killed and started again."""
-
-    def __init__(self, env: dict[str, str], logs: Path, port: int) -> None:
-        self.env, self.logs, self.port = env, logs, port
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.sessions: set[int] = set()  # every process group we started, for the final sweep
-        self.restarts: dict[str, int] = {}
-
-    def command(self, name: str) -> tuple[list[str], dict[str, str]]:
-        if name == "web":
-            return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "1",
-                    "--threads", "8", "--worker-class", "gthread", "api:create_app()"], self.env
-        if name == "worker":
-            return [str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors", "--processes", "1",
-                    "--threads", "2", "--queues", "extract", "notify"], self.env
-        # As in the Procfile: a transcriber holds no second message while it works on one.
-        return ([str(BIN / "dramatiq"), "pipeline.broker", "pipeline.actors", "--processes", "1",
-                 "--threads", "1", "--queues", "transcribe"], {**self.env, "dramatiq_queue_prefetch": "1"})
-
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        assert not self.running(name), f"{name} is already running"
-        command, env = self.command(name)
-        with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        self.procs[name] = proc
-        self.sessions.add(proc.pid)
-        self.restarts[name] = self.restarts.get(name, -1) + 1
-        return proc
-
-    def running(self, name: str) -> bool:
-        proc = self.procs.get(name)
-        return proc is not None and proc.poll() is None
-
-    def pid(self, name: str) -> int:
-        return self.procs[name].pid
-
-    def stop(self, name: str, timeout: float = 30, *, signalled: bool = False) -> None:
-        """SIGTERM (Dramatiq and gunicorn stop gracefully on it), SIGKILL after ``timeout``."""
-        proc = self.procs.get(name)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            if not signalled:  # a second SIGTERM makes Dramatiq kill its workers at once
-                proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        self._sweep(proc.pid)
-
-    def ensure(self) -> list[str]:
-        """Start what is not running (as a supervisor's restart policy would); return the names."""
-        started = []
-        for name in ("web", "worker", "transcriber"):
-            if not self.running(name):
-                if name in self.procs:
-                    self._sweep(self.procs[name].pid)
-                self.start(name)
-                started.append(name)
-        return started
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for name in list(self.procs):
-            self.stop(name, timeout=20, signalled=True)
-        for session in self.sessions:
-            self._sweep(session)
-
-    @staticmethod
-    def _sweep(session: int) -> None:
-        """Kill whatever is left in a session we started (a worker process whose main died)."""
-        for pid in _all_pids():
-            stat = _process_stat(pid)
-            if stat is not None and stat[1] == session and pid != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
 # -- the chaos stack ------------------------------------------------------------------------------
 
 class Chaos:
@@ -418,11 +299,7 @@ class Chaos:
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         data = workdir / "data"
-        # The developer's own settings (a DEFAULT_MODEL, an API_KEYS, ...) stay out: only ours.
-        inherited = {k: v for k, v in os.environ.items()
-                     if k.lower() not in {f.name for f in dataclasses.fields(Settings)}}
-        self.env = {
-            **inherited,
+        settings = {
             "REDIS_URL": self.redis_server.url,
             "RABBITMQ_URL": self.rabbit.url,
             "UPLOAD_DIR": str(data / "uploads"),
@@ -438,11 +315,15 @@ class Chaos:
             "LOG_FORMAT": "json",
             # Room for every transcript of the session: the load test counts engine runs by it.
             "CACHE_SIZE": "1000",
-            "PYTHONUNBUFFERED": "1",
         }
-        self.settings = Settings.from_env(self.env)
-        self.service = Service(self.env, self.logs, free_port())
-        self.url = f"http://127.0.0.1:{self.service.port}"
+        self.settings = Settings.from_env(settings)
+        port = free_port()
+        specs = read_procfile(port)
+        specs["web"] = specs["web"].with_options(workers=1)
+        specs["worker"] = specs["worker"].with_options(threads=2)
+        # The developer's own settings (a DEFAULT_MODEL, an API_KEYS, ...) stay out: only ours.
+        self.service = Service(specs, service_env(settings), self.logs)
+        self.url = f"http://127.0.0.1:{port}"
         self.redis = redis.Redis(port=self.redis_server.port, decode_responses=True,
                                  socket_connect_timeout=2, socket_timeout=10)
         self.http = requests.Session()
@@ -485,24 +366,10 @@ class Chaos:
         return self.http.get(self.url + "/api/health", timeout=15)
 
     def wait_ready(self, timeout: float) -> None:
-        def ready() -> bool:
-            for name, proc in self.service.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({proc.returncode}); logs in {self.logs}:\n"
-                                       + self.log_tail(name))
-            response = self.health()
-            body = response.json()
-            return response.status_code == 200 and ALL_QUEUES <= set(body["queues_served"])
-
-        deadline = time.monotonic() + timeout
-        while not _quiet(ready):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the chaos service is not ready after {timeout} s; logs in {self.logs}")
-            time.sleep(0.3)
+        self.service.wait_ready(self.url, timeout, http=self.http)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.logs / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return self.service.log_tail(name, lines)
 
     # API
     def get(self, path: str, **kwargs: Any) -> requests.Response:
@@ -559,13 +426,6 @@ class Chaos:
                 if isinstance(record, dict) and (task_id is None or record.get("task_id") == task_id):
                     records.append(record)
         return records
-
-
-def _quiet(check: Callable[[], bool]) -> bool:
-    try:
-        return check()
-    except (requests.RequestException, ValueError, KeyError):
-        return False
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,4 @@
-"""A small Python client for the whisper-pipeline HTTP API.
-
->>> client = Client("http://localhost:8511")
->>> task_id = client.submit(Path("meeting.m4a"), {"language": "en"})["task_id"]
->>> for event in client.events(task_id):
-...     print(event.name, event.data)
->>> srt_bytes = client.result(task_id, "srt")
-
-Every failure is one exception, :class:`ApiError`, carrying the HTTP status (``None`` when
-no answer came at all) and the service's error ``code`` and ``message``. The command-line
-tool (:mod:`api.cli`) is a thin layer over this class.
-"""
+"""The whisper-pipeline HTTP API over ``requests``."""
 
 from __future__ import annotations
 
@@ -17,169 +6,23 @@ import json
 import logging
 import os
 import re
-import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import requests
-from urllib3.fields import RequestField
+
+from client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, ApiError
+from client.events import Event, parse_sse
+from client.multipart import MultipartBody, UploadProgress
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://localhost:8511"
+# The service's result formats and final job states, restated here so that the client needs
+# nothing of the server's code.
 FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
-
-# Called with (bytes sent so far, total bytes) while an upload streams.
-UploadProgress = Callable[[int, int], None]
-
-# The codes of ApiError that mean no HTTP answer came back.
-UNREACHABLE = "unreachable"
-TIMEOUT = "timeout"
-BAD_RESPONSE = "bad_response"
-
-
-class ApiError(Exception):
-    """A request that did not succeed: the service's answer, or why none came.
-
-    ``status`` is the HTTP status, or ``None`` when the service could not be reached
-    (``code`` is then ``unreachable``) or did not answer in time (``code`` ``timeout``).
-    """
-
-    def __init__(self, status: int | None, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        where = f"HTTP {self.status}, " if self.status is not None else ""
-        field = f", field {self.field}" if self.field else ""
-        return f"{self.message} ({where}{self.code}{field})"
-
-    @classmethod
-    def from_response(cls, response: requests.Response) -> ApiError:
-        """The service's JSON error body, or a plain description when the body is not one."""
-        code, message, field = f"http_{response.status_code}", "", None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            error = body["error"]
-            code = str(error.get("code") or code)
-            message = str(error.get("message") or "")
-            field = str(error["field"]) if error.get("field") else None
-        if not message:
-            text = response.text.strip()
-            message = text[:200] if text and not text.startswith("<") else (response.reason or "request failed")
-        return cls(response.status_code, code, message, field)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One Server-Sent Event: its name (``status``, ``segment``, ``end``, ...) and JSON data."""
-
-    name: str
-    data: dict[str, Any]
-
-
-class _MultipartBody:
-    """A multipart/form-data body that streams the file from disk in chunks.
-
-    requests sends any object with ``read`` and ``__len__`` with a Content-Length header,
-    reading it block by block, so the file is never held in memory and every block read
-    reports progress.
-    """
-
-    def __init__(self, fields: Mapping[str, str], file_field: str, path: Path,
-                 progress: UploadProgress | None = None) -> None:
-        self.boundary = uuid.uuid4().hex
-        self.content_type = f"multipart/form-data; boundary={self.boundary}"
-        head = b""
-        for name, value in fields.items():
-            part = RequestField(name=name, data=value)
-            part.make_multipart()
-            head += f"--{self.boundary}\r\n{part.render_headers()}".encode() + value.encode() + b"\r\n"
-        file_part = RequestField(name=file_field, data=b"", filename=path.name)
-        file_part.make_multipart(content_type="application/octet-stream")
-        head += f"--{self.boundary}\r\n{file_part.render_headers()}".encode()
-        self._head = head
-        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
-        self._file_size = path.stat().st_size
-        self._file: IO[bytes] = path.open("rb")
-        self._stage = 0  # 0: head, 1: file, 2: tail, 3: done
-        self._sent = 0
-        self._progress = progress
-        self.total = len(self._head) + self._file_size + len(self._tail)
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(64 * 1024):
-            yield chunk
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self.total
-        out = b""
-        while len(out) < size and self._stage < 3:
-            want = size - len(out)
-            if self._stage == 0:
-                out += self._head[:want]
-                self._head = self._head[want:]
-                if not self._head:
-                    self._stage = 1
-            elif self._stage == 1:
-                chunk = self._file.read(want)
-                out += chunk
-                if len(chunk) < want:
-                    self._stage = 2
-            else:
-                out += self._tail[:want]
-                self._tail = self._tail[want:]
-                if not self._tail:
-                    self._stage = 3
-        self._sent += len(out)
-        if self._progress is not None and out:
-            self._progress(self._sent, self.total)
-        return out
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def parse_sse(chunks: Iterator[bytes]) -> Iterator[tuple[str, str]]:
-    """Split a Server-Sent Events byte stream into (event name, data) pairs; comments (such as
-    keep-alives) are skipped."""
-    buffer = b""
-    name = ""
-    data: list[str] = []
-    for chunk in chunks:
-        buffer += chunk
-        while True:
-            newline = buffer.find(b"\n")
-            if newline < 0:
-                break
-            line = buffer[:newline].rstrip(b"\r").decode("utf-8", "replace")
-            buffer = buffer[newline + 1:]
-            if not line:
-                if data:
-                    yield name or "message", "\n".join(data)
-                name, data = "", []
-            elif line.startswith(":"):
-                continue
-            else:
-                key, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if key == "event":
-                    name = value
-                elif key == "data":
-                    data.append(value)
 
 
 class Client:
@@ -249,7 +92,7 @@ class Client:
         """
         path = Path(path)
         fields = {name: _form_value(value) for name, value in (options or {}).items() if value is not None}
-        body = _MultipartBody(fields, "file", path, progress)  # OSError when it cannot be read
+        body = MultipartBody(fields, "file", path, progress)  # OSError when it cannot be read
         try:
             # The upload itself may take long: only the connection uses the short timeout.
             return self._json("POST", "/api/transcribe/async", data=body,

@@ -32,13 +32,14 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from api.client import DEFAULT_URL, FINAL_STATES, FORMATS, TIMEOUT, ApiError, Client, Event
+from client.errors import TIMEOUT, ApiError
+from client.http import DEFAULT_URL, FORMATS, Client
+from client.progress import Progress
+from client.wait import JobEnded, WaitTimeout, number, wait_for_job
 
 log = logging.getLogger("whisper-pipeline")
 
@@ -65,20 +66,7 @@ exit codes:
 environment: WHISPER_PIPELINE_URL, WHISPER_PIPELINE_API_KEY
 """
 
-POLL_INTERVAL = 1.0
 JOB_STATES = ("queued", "extracting", "transcribing", "completed", "failed", "cancelled")
-
-
-class WaitTimeout(Exception):
-    """--wait-timeout passed before the job reached a final state."""
-
-
-class JobEnded(Exception):
-    """The job ended failed or cancelled; ``summary`` is its last status document."""
-
-    def __init__(self, summary: dict[str, Any]) -> None:
-        super().__init__(summary.get("status"))
-        self.summary = summary
 
 
 def exit_code(error: ApiError) -> int:
@@ -104,190 +92,6 @@ def describe(error: ApiError) -> str:
         lead = f"the service refused the request (HTTP {error.status})"
     field = f" [field: {error.field}]" if error.field else ""
     return f"{lead}: {error.message}{field}"
-
-
-# -- progress -------------------------------------------------------------------------------
-
-
-class Progress(AbstractContextManager["Progress"]):
-    """Upload and job progress on stderr: tqdm bars on a terminal, else a line per change."""
-
-    def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = enabled and stream.isatty()
-        self._tqdm_class: Any = None
-        if self.tty:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # tqdm comes with openai-whisper; without it, plain lines
-                self.tty = False
-            else:
-                self._tqdm_class = tqdm
-        self._upload: Any = None
-        self._job: Any = None
-        self._last_status: str | None = None
-        self._task_id = ""
-
-    def _tqdm(self, **kwargs: Any) -> Any:
-        try:
-            columns = os.get_terminal_size(self.stream.fileno()).columns
-        except (OSError, ValueError):
-            columns = 0
-        # A terminal that reports no size (some ptys, serial consoles) would get an empty bar.
-        sizing: dict[str, Any] = {"dynamic_ncols": True} if columns else {"ncols": 80}
-        return self._tqdm_class(file=self.stream, **sizing, **kwargs)
-
-    def set_task(self, task_id: str) -> None:
-        self._task_id = task_id
-
-    def upload(self, sent: int, total: int) -> None:
-        if not self.tty:
-            return
-        if self._upload is None:
-            self._upload = self._tqdm(total=total, desc="uploading", unit="B", unit_scale=True,
-                                      unit_divisor=1024, leave=False)
-        self._upload.update(sent - self._upload.n)
-
-    def uploaded(self, task_id: str, cached: bool) -> None:
-        self.set_task(task_id)
-        if self._upload is not None:
-            self._upload.close()
-            self._upload = None
-        if self.enabled:
-            self.line(f"submitted {task_id}" + (" (answered from the cache)" if cached else ""))
-
-    def line(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self._job is not None:
-            self._job.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
-
-    @property
-    def status(self) -> str | None:
-        return self._last_status
-
-    def job(self, status: str, progress: float | None = None) -> None:
-        if not self.enabled:
-            return
-        if status != self._last_status and not self.tty:
-            self.line(f"{self._task_id}: {status}")
-        self._last_status = status
-        if not self.tty:
-            return
-        if self._job is None:
-            # The job's bar stays on the screen when it ends, showing the final state and time.
-            self._job = self._tqdm(total=100, desc=status, leave=True,
-                                   bar_format="{desc:<13} {percentage:3.0f}%|{bar}| [{elapsed}]")
-        self._job.set_description_str(status, refresh=False)
-        if progress is not None:
-            self._job.update(max(0.0, min(100.0, progress * 100)) - self._job.n)
-        self._job.refresh()
-
-    def __exit__(self, *exc: object) -> None:
-        for bar in (self._upload, self._job):
-            if bar is not None:
-                bar.close()
-        self._upload = self._job = None
-
-
-# -- waiting --------------------------------------------------------------------------------
-
-
-def wait_for_job(client: Client, task_id: str, progress: Progress, timeout: float | None) -> dict[str, Any]:
-    """Follow a job until it is final: on its event stream, or by polling its status once the
-    stream breaks. Answers the final summary; raises JobEnded when it failed or was cancelled,
-    WaitTimeout when ``timeout`` seconds pass first."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    summary = _follow_events(client, task_id, progress, deadline)
-    if summary is None:
-        summary = _poll(client, task_id, progress, deadline)
-    if summary.get("status") != "completed":
-        raise JobEnded(summary)
-    return summary
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise WaitTimeout
-    return left
-
-
-def _follow_events(client: Client, task_id: str, progress: Progress,
-                   deadline: float | None) -> dict[str, Any] | None:
-    """The final summary from the event stream, or None when the stream broke first."""
-    while True:
-        remaining = _remaining(deadline)
-        # Above the service's 15 s keep-alive, and no longer than the time left to wait.
-        read_timeout = 40.0 if remaining is None else max(0.5, min(40.0, remaining + 0.2))
-        end: dict[str, Any] | None = None
-        try:
-            stream = client.events(task_id, read_timeout=read_timeout)
-            try:
-                for event in stream:
-                    end = _on_event(event, progress)
-                    if end is not None:
-                        break
-                    _remaining(deadline)
-            finally:
-                stream.close()  # the connection, also when the wait times out
-        except ApiError as exc:
-            _remaining(deadline)
-            if exc.status == 404:
-                raise
-            log.debug("event stream for %s broke (%s); polling instead", task_id, exc)
-            return None
-        if end is None:
-            log.debug("event stream for %s ended without an end event; polling instead", task_id)
-            return None
-        if end.get("status") in FINAL_STATES:
-            return end
-        # The service closes long streams after a while: subscribe again.
-
-
-def _on_event(event: Event, progress: Progress) -> dict[str, Any] | None:
-    data = event.data
-    if event.name == "status":
-        progress.job(str(data.get("status")), _number(data.get("progress")))
-    elif event.name == "segment":
-        progress.job(progress.status or "transcribing", _number(data.get("progress")))
-    elif event.name == "end":
-        if data.get("status") in FINAL_STATES:
-            progress.job(str(data["status"]), _number(data.get("progress")))
-        return data
-    return None
-
-
-def _poll(client: Client, task_id: str, progress: Progress, deadline: float | None) -> dict[str, Any]:
-    failures = 0
-    while True:
-        _remaining(deadline)
-        try:
-            body = client.status(task_id)
-            failures = 0
-        except ApiError as exc:
-            if exc.status is not None and exc.status < 500:
-                raise
-            failures += 1
-            if failures >= 10:
-                raise
-            log.debug("status of %s unavailable (%s); trying again", task_id, exc)
-        else:
-            status = str(body.get("status"))
-            progress.job(status, _number(body.get("progress")))
-            if status in FINAL_STATES:
-                return body
-        remaining = _remaining(deadline)
-        time.sleep(POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining))
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -391,7 +195,7 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
         rows.append((
             str(job.get("task_id", "")),
             str(job.get("status", "")),
-            f"{100 * (_number(job.get('progress')) or 0):.0f}%",
+            f"{100 * (number(job.get('progress')) or 0):.0f}%",
             str(job.get("created_at") or ""),
             str(job.get("filename") or ""),
         ))

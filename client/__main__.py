@@ -1,0 +1,7 @@
+"""``python -m client``: the same as the ``whisper-pipeline`` command."""
+
+import sys
+
+from client.cli import main
+
+sys.exit(main())

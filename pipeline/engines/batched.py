@@ -1,0 +1,69 @@
+"""faster-whisper's batched decoder (``BatchedInferencePipeline``) beside its sequential one.
+
+The batched pipeline cuts the recording at pauses (Silero VAD) into pieces of up to 30 s and
+decodes ``batch_size`` of them at once: a GPU then works on many windows per call instead of
+one. It always uses VAD (it cannot place pieces without it, so ``vad_filter`` has no say) and
+never conditions a window on the previous one's text, which also keeps a misheard window from
+dragging the next ones into a repetition loop.
+
+Which one runs: the request's ``batch_size`` option, else the ``BATCH_SIZE`` setting, else
+(``auto``) ``AUTO_CUDA_BATCH`` on CUDA and the sequential decoder on the CPU, where two engine
+threads gain little from batching (measured by ``make gpu-check`` in docs/benchmarks.md). A
+batch size of 1 is the sequential decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.options import TranscribeOptions
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from faster_whisper.transcribe import Segment as RawSegment
+    from faster_whisper.transcribe import TranscriptionInfo
+
+AUTO_CUDA_BATCH = 16  # the batch gpu-check measured best for tiny.en and base on one GPU
+AUTO_CPU_BATCH = 1  # sequential
+MAX_BATCH_SIZE = 64
+
+
+def batch_size_for(requested: int | None, setting: int, device: str) -> int:
+    """The batch size a transcription runs with; 1 means the sequential decoder.
+
+    ``requested`` is the request option (None: not given), ``setting`` is ``BATCH_SIZE``
+    (0: auto)."""
+    if requested:
+        return requested
+    if setting:
+        return setting
+    return AUTO_CUDA_BATCH if device == "cuda" else AUTO_CPU_BATCH
+
+
+def transcribe(
+    model: WhisperModel, audio: np.ndarray, options: TranscribeOptions, batch_size: int
+) -> tuple[Iterable[RawSegment], TranscriptionInfo]:
+    """Start decoding ``audio`` with ``model``: sequentially for ``batch_size`` 1, else batched.
+
+    Returns faster-whisper's lazy segment iterator and its info, whichever path ran."""
+    common: dict[str, Any] = {
+        "language": options.language,
+        "task": options.task,
+        "beam_size": options.beam_size,
+        "temperature": options.temperature,
+        "word_timestamps": options.word_timestamps,
+        "initial_prompt": options.initial_prompt,
+    }
+    if batch_size <= 1:
+        return model.transcribe(audio, vad_filter=options.vad_filter, **common)  # type: ignore[no-any-return]
+    from faster_whisper import BatchedInferencePipeline
+
+    # A new pipeline per call: it keeps per-transcription state and only wraps the shared model.
+    # Timestamps on (faster-whisper's batched default is off): without them a piece comes back as
+    # one 30 s segment, and tiny.en was seen to end such a piece early, dropping most of its words.
+    batched = BatchedInferencePipeline(model)
+    return batched.transcribe(audio, batch_size=batch_size, vad_filter=True,  # type: ignore[no-any-return]
+                              without_timestamps=False, **common)

@@ -1,0 +1,78 @@
+"""When one recording is cut into chunks that several transcribers work on at once.
+
+Two reasons to split: a recording over ``LONG_AUDIO_SECONDS`` always is (in ``CHUNK_SECONDS``
+pieces, so that a very long file never ties one worker up for an hour), and, since one engine
+thread per process is the layout that moves the most audio (``pipeline.layout``), a shorter
+one over ``SPLIT_MIN_SECONDS`` is cut into as many pieces as there are idle transcribers, so
+that a lone job still gets every core. Pieces are never shorter than
+``SPLIT_MIN_CHUNK_SECONDS``: each cut costs Whisper its context and the piece a model call.
+
+Idle transcribers are read from the workers' heartbeats in Redis (``pipeline.heartbeat``):
+each transcribe worker process publishes its threads and the messages it is running now,
+and publishes again as soon as that changes.
+
+``chunk_seconds`` is the decision, a plain function; the extract stage hands its answer to
+``pipeline.chunks.plan_chunks``, which places the cuts in pauses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from pipeline.heartbeat import live_workers
+from pipeline.queues import TRANSCRIBE_QUEUE
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def idle_transcribers(workers: Iterable[Mapping[str, Any]]) -> int:
+    """Free slots among live transcribe workers: threads minus the messages each is running.
+
+    A record without the ``busy`` figure (a worker of an older version) counts as fully busy:
+    splitting for capacity that may not be there would only queue the pieces."""
+    idle = 0
+    for record in workers:
+        if TRANSCRIBE_QUEUE not in (record.get("queues") or []):
+            continue
+        busy = record.get("busy")
+        if not isinstance(busy, int):
+            continue
+        threads = record.get("threads")
+        idle += max(0, (threads if isinstance(threads, int) and threads > 0 else 1) - busy)
+    return idle
+
+
+def read_idle_transcribers(client: redis.Redis) -> int:
+    """Idle transcribe slots now; 0 when the heartbeats cannot be read (then nothing is split
+    for capacity, which is always safe)."""
+    try:
+        return idle_transcribers(live_workers(client))
+    except (redis.RedisError, ValueError) as exc:
+        log.warning("idle transcribers unknown (%s); not splitting for capacity", exc)
+        return 0
+
+
+def chunk_seconds(duration: float, idle: int, settings: Settings) -> float | None:
+    """The target chunk length for a recording of ``duration`` seconds with ``idle`` transcribers
+    free, or None to transcribe it in one piece.
+
+    ``idle`` counts every free transcriber, the one that would take the whole recording too:
+    two idle means two pieces.
+    """
+    pieces_for_capacity = 0
+    if settings.split_min_seconds > 0 and duration > settings.split_min_seconds and idle >= 2:
+        pieces_for_capacity = min(idle, int(duration // settings.split_min_chunk_seconds))
+    long_audio = settings.long_audio_seconds
+    if long_audio and duration > long_audio:
+        # A long recording is split anyway; idle capacity only makes its pieces smaller.
+        if pieces_for_capacity * settings.chunk_seconds > duration:
+            return max(duration / pieces_for_capacity, float(settings.split_min_chunk_seconds))
+        return float(settings.chunk_seconds)
+    if pieces_for_capacity >= 2:
+        return duration / pieces_for_capacity
+    return None

@@ -1,0 +1,60 @@
+"""Where jobs, results and cached transcripts live: Redis, wired from the settings.
+
+Both processes need this and only the worker needs the engines, so it stands apart from
+``pipeline.context``: the web process builds its stores here and never imports a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from pipeline.cache import ResultCache
+from pipeline.jobs import JobStore
+from pipeline.settings import Settings
+
+
+@dataclass
+class Stores:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    cache: ResultCache
+
+
+def connect_redis(settings: Settings, *, socket_timeout: float = 30) -> redis.Redis:
+    """The API passes a short ``socket_timeout``: a Redis that hangs must turn into a quick 503,
+    not a request thread held for half a minute."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=socket_timeout,
+        health_check_interval=30,
+    )
+
+
+def make_jobs(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(client, result_ttl=settings.result_ttl_seconds)
+
+
+def make_cache(settings: Settings, client: redis.Redis) -> ResultCache:
+    return ResultCache(
+        client,
+        enabled=settings.enable_cache,
+        size=settings.cache_size,
+        ttl=settings.cache_ttl_seconds,
+        disk_dir=settings.cache_dir if settings.enable_disk_cache else None,
+    )
+
+
+def open_stores(settings: Settings, *, socket_timeout: float = 30) -> Stores:
+    """Connects lazily: redis-py opens its first connection on the first command."""
+    client = connect_redis(settings, socket_timeout=socket_timeout)
+    return Stores(
+        settings=settings,
+        redis=client,
+        jobs=make_jobs(settings, client),
+        cache=make_cache(settings, client),
+    )

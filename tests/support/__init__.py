@@ -1,0 +1,1 @@
+"""Shared test support: real servers and helpers that several test modules start."""

@@ -1,0 +1,89 @@
+"""pipeline/engines/batched.py: which decoder runs, and that both transcribe through the engine."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pipeline.engines import ModelCache, batched
+from pipeline.errors import InvalidOption, SettingsError
+from pipeline.media import decode_audio
+from pipeline.options import TranscribeOptions
+from pipeline.settings import Settings
+from tests.helpers import JFK_TEXT, SHARED_AUDIO, wer
+
+
+@pytest.mark.parametrize(("requested", "setting", "device", "expected"), [
+    (None, 0, "cuda", batched.AUTO_CUDA_BATCH),
+    (None, 0, "cpu", 1),
+    (None, 8, "cpu", 8),
+    (None, 1, "cuda", 1),
+    (4, 0, "cpu", 4),
+    (1, 32, "cuda", 1),
+])
+def test_batch_size_request_then_setting_then_device(requested: int | None, setting: int, device: str,
+                                                     expected: int) -> None:
+    assert batched.batch_size_for(requested, setting, device) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("8", 8), ("1", 1), (16, 16), ("auto", None), ("", None),
+                                               ("64", 64)])
+def test_batch_size_option_parses(raw: object, expected: int | None) -> None:
+    assert TranscribeOptions.parse({"batch_size": raw}, Settings()).batch_size == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "65", "2.5", "many", True, "-1"])
+def test_bad_batch_size_option_names_the_field(raw: object) -> None:
+    with pytest.raises(InvalidOption) as caught:
+        TranscribeOptions.parse({"batch_size": raw}, Settings())
+    assert caught.value.field == "batch_size"
+
+
+def test_batch_size_setting() -> None:
+    assert Settings().batch_size == 0
+    assert Settings.from_env({"BATCH_SIZE": "auto"}).batch_size == 0
+    assert Settings.from_env({"BATCH_SIZE": "16"}).batch_size == 16
+    with pytest.raises(SettingsError, match="BATCH_SIZE"):
+        Settings.from_env({"BATCH_SIZE": "sixteen"})
+
+
+def test_batch_size_is_part_of_the_cache_fingerprint() -> None:
+    assert TranscribeOptions(batch_size=8).fingerprint() != TranscribeOptions().fingerprint()
+    assert TranscribeOptions.from_json(TranscribeOptions(batch_size=8).to_json()).batch_size == 8
+
+
+@pytest.fixture(scope="module")
+def models(settings: Settings) -> ModelCache:
+    return ModelCache(replace(settings, device="cpu", cpu_threads=2, batch_size=0))
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "multilingual.mp3").is_file(), reason="../shared/audio is absent")
+def test_both_decoders_transcribe_and_agree(models: ModelCache) -> None:
+    english = decode_audio(SHARED_AUDIO / "multilingual.mp3")[: 16000 * 29]
+    jfk = decode_audio(SHARED_AUDIO / "jfk.flac")
+    import numpy as np
+
+    audio = np.concatenate([jfk, np.zeros(8000, np.float32), english]).astype(np.float32)
+    sequential_opts = TranscribeOptions(batch_size=1)
+    engine = models.get(models.key_for(sequential_opts, "cpu"))
+    seen: list[float] = []
+    sequential = engine.transcribe(audio, sequential_opts, lambda s: seen.append(s.end))
+    batched_run = engine.transcribe(audio, replace(sequential_opts, batch_size=4), lambda s: seen.append(s.end))
+    assert wer(JFK_TEXT, " ".join(sequential.text.split()[:22])) < 0.1
+    assert wer(sequential.text, batched_run.text) < 0.1
+    assert batched_run.segments and batched_run.segments[-1].end <= len(audio) / 16000 + 0.5
+    assert len(seen) == len(sequential.segments) + len(batched_run.segments)
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "jfk.flac").is_file(), reason="../shared/audio is absent")
+def test_which_decoder_ran(models: ModelCache) -> None:
+    """The batched decoder always places its pieces with VAD; the sequential one only when asked."""
+    audio = decode_audio(SHARED_AUDIO / "jfk.flac")
+    engine = models.get(models.key_for(TranscribeOptions(), "cpu"))
+    model = engine.model  # type: ignore[attr-defined]
+    _, info = batched.transcribe(model, audio, TranscribeOptions(), 1)
+    assert info.vad_options is None
+    segments, info = batched.transcribe(model, audio, TranscribeOptions(), 8)
+    assert info.vad_options is not None
+    assert wer(JFK_TEXT, " ".join(s.text for s in segments)) < 0.1

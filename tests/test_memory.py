@@ -1,0 +1,168 @@
+"""Memory stays flat with a recording's length: a 1-hour recording is decoded and its chunks
+planned in a process whose resident memory grows by less than 100 MB (decoding it into one
+array, as the service once did, takes about 700 MB)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import chunks, media
+from pipeline.media import SAMPLE_RATE, decode_audio
+from tests.helpers import ROOT, SPEECH_EN, long_speech
+
+MB = 1 << 20
+
+# Run in a child: imports and the VAD model are loaded by a warm-up on a short file first, then
+# the peak resident size is reset (Linux's clear_refs) and read again after the work. Where the
+# reset is refused, the warm-up's peak stays in, which can only overstate the growth.
+MEASURE = textwrap.dedent('''
+    import json, sys
+    from pathlib import Path
+
+    def status(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(field)
+
+    def reset_peak():
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return True
+        except OSError:
+            return False
+
+    def report(**values):
+        print("RESULT " + json.dumps(values), flush=True)
+''')
+
+
+def run_measured(body: str, *args: str, timeout: float = 600) -> dict[str, object]:
+    """Run ``body`` (Python, after MEASURE's helpers) in a child process, with ``args`` in
+    ``sys.argv[1:]``; return what it passed to ``report``."""
+    done = subprocess.run([sys.executable, "-c", MEASURE + textwrap.dedent(body), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, done.stdout[-2000:] + done.stderr[-2000:]
+    return dict(json.loads(lines[-1][len("RESULT "):]))
+
+
+def write_recording(path: Path, seconds: int, *, rate: int = 44_100, speech_every: int = 60) -> Path:
+    """A stereo FLAC of ``seconds``: silence, with the speech fixture once every
+    ``speech_every`` seconds (10 s into each period). Silence compresses to almost nothing, like
+    the 2.6 MB file of 4 hours that once drove a worker to 3.5 GB."""
+    pcm = decode_audio(SPEECH_EN)
+    # Nearest-sample resampling is crude but enough for a VAD to hear speech.
+    picks = (np.arange(int(len(pcm) * rate / SAMPLE_RATE)) * SAMPLE_RATE / rate).astype(np.int64)
+    speech = (pcm[picks] * 32767).astype(np.int16)
+    period = np.zeros(speech_every * rate, dtype=np.int16)
+    period[10 * rate : 10 * rate + len(speech)] = speech
+    stereo = np.repeat(period, 2)  # interleaved left/right
+    step = 4096
+    with av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=rate)
+        stream.layout = "stereo"
+        pts = 0
+        for _ in range(seconds // speech_every):
+            for start in range(0, len(period), step):
+                block = stereo[2 * start : 2 * (start + step)].reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(block, format="s16", layout="stereo")
+                frame.sample_rate = rate
+                frame.pts = pts
+                pts += block.shape[1] // 2
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hour_flac(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_recording(tmp_path_factory.mktemp("hour") / "hour.flac", 3600)
+
+
+@pytest.mark.timeout(900)
+def test_one_hour_decodes_and_plans_in_flat_memory(hour_flac: Path, tmp_path: Path) -> None:
+    target = tmp_path / "audio.npy"
+    result = run_measured('''
+        import numpy as np
+        from pipeline import chunks, media
+        from tests.helpers import SPEECH_EN
+
+        source, target, warm = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+        media.decode_to_file(SPEECH_EN, warm)
+        chunks.plan_chunks(warm, 2)  # loads the VAD model
+        baseline = status("VmRSS")
+        was_reset = reset_peak()
+        samples = media.decode_to_file(source, target, max_duration=4 * 3600)
+        decoded_peak = status("VmHWM")
+        plan = chunks.plan_chunks(target, 300)
+        peak = status("VmHWM")
+        # The probe itself: reading the whole file into memory must show up.
+        whole = np.load(target)
+        report(baseline=baseline, decoded_peak=decoded_peak, peak=peak, samples=samples,
+               plan=plan, reset=was_reset, whole_peak=status("VmHWM"), whole_bytes=whole.nbytes)
+    ''', str(hour_flac), str(target), str(tmp_path / "warm.npy"))
+
+    baseline, peak = int(result["baseline"]), int(result["peak"])  # type: ignore[call-overload]
+    growth = peak - baseline
+    assert growth < 100 * MB, f"decoding and planning 1 hour grew the process by {growth / MB:.0f} MB"
+    # The measurement sees memory that is really taken: loading the array whole shows its size.
+    whole_growth = int(result["whole_peak"]) - baseline  # type: ignore[call-overload]
+    assert whole_growth > 0.9 * int(result["whole_bytes"])  # type: ignore[call-overload]
+
+    samples = int(result["samples"])  # type: ignore[call-overload]
+    assert samples == pytest.approx(3600 * SAMPLE_RATE, abs=SAMPLE_RATE // 10)
+    stored = media.open_npy(target)
+    assert stored.length == samples
+    assert np.load(target, mmap_mode="r").shape == (samples,)
+
+    plan = [tuple(span) for span in result["plan"]]  # type: ignore[attr-defined]
+    assert len(plan) == 12
+    assert plan[0][0] == 0 and plan[-1][1] == samples
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
+    for _, cut in plan[:-1]:
+        # Every cut falls in a pause (between sayings, or a breath within one), never in a word.
+        around = media.read_samples(stored, cut - 400, cut + 400)  # 25 ms either side
+        assert float(np.abs(around).max()) < 0.05, f"cut at {cut / SAMPLE_RATE:.2f} s is not in a pause"
+    # The speech survived the trip: the first saying is where it was put, not silence.
+    first = media.read_samples(stored, 10 * SAMPLE_RATE, 16 * SAMPLE_RATE)
+    assert float(np.sqrt(np.mean(first**2))) > 0.01
+
+
+def test_plan_from_the_file_matches_the_plan_from_the_array(tmp_path: Path) -> None:
+    wav = long_speech(tmp_path / "long.wav", 25)  # about 160 s: two VAD windows
+    audio = decode_audio(wav)
+    target = tmp_path / "long.npy"
+    assert media.decode_to_file(wav, target) == len(audio)
+    from_file = chunks.plan_chunks(target, 45)
+    assert from_file == chunks.plan_chunks(audio, 45)
+    assert len(from_file) >= 3
+
+
+def test_windowed_vad_finds_the_pauses_of_one_pass(tmp_path: Path) -> None:
+    audio = decode_audio(long_speech(tmp_path / "long.wav", 25))
+
+    def read(start: int, end: int) -> np.ndarray:
+        return audio[start:end]
+
+    whole = chunks.speech_spans(read, len(audio), window_seconds=len(audio) / SAMPLE_RATE + 1)
+    windowed = chunks.speech_spans(read, len(audio), window_seconds=20)
+    # The fixture is said 25 times with half a second between: each saying is one span...
+    assert len(whole) == len(windowed) >= 25
+    # ...and windows that restart the VAD move a boundary by at most one VAD frame.
+    for (a, b), (c, d) in zip(whole, windowed, strict=True):
+        assert abs(a - c) <= 512 and abs(b - d) <= 512
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(windowed))
