@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.errors import register_error_handlers
+from api.fanout import EventHub
+from api.limits import ClientLimits
 from api.state import ApiState, init_state
 from api.uploads import UploadRequest
 from pipeline.logs import configure_logging, current_task
@@ -23,7 +26,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
     # Imported here, flaskr-style: the blueprints import the ``api`` package themselves.
     from api import cache, health, metrics, openai_compat, page, transcribe
-    from api.auth import init_auth
+    from api.auth import init_auth, log_access
     from api.docs import init_docs
     from api.submission import init_uploads
 
@@ -35,9 +38,16 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 2**20
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
+    if settings.proxy_hops:
+        # Behind PROXY_HOPS proxies the client's address (which the per-client limits count
+        # by) and the scheme of the URLs answered come from their X-Forwarded-* headers.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
     stores = open_stores(settings, socket_timeout=5)
-    init_state(app, ApiState(settings=settings, redis=stores.redis, jobs=stores.jobs,
-                             cache=stores.cache, broker=build_broker(settings)))
+    init_state(app, ApiState(settings=settings, redis=stores.redis, jobs=stores.jobs, cache=stores.cache,
+                             broker=build_broker(settings, shared_connection=True),
+                             hub=EventHub(stores.redis), limits=ClientLimits(stores.redis, settings)))
 
     docs = init_docs(app)
     docs.register_blueprint(transcribe.bp)
@@ -52,6 +62,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
     configure_logging(settings.log_format)
+    log_access(settings)
     _init_job_logging(app)
     return app
 

@@ -1,24 +1,40 @@
-"""API keys and per-key rate limits.
+"""Who is asking: API keys, admin keys, and the one rate limit per client.
 
-With API_KEYS set, every /api and /v1 route but health and the docs needs
-``Authorization: Bearer <key>``; each key owns the jobs it submits and sees no other's.
-RATE_LIMIT (for example ``60/minute;1000/day``) is counted per key, or per client address
-without keys, in Redis, so every API process and host shares one count.
+With API_KEYS or ADMIN_API_KEYS set, every /api and /v1 route but health and the docs needs
+``Authorization: Bearer <key>``; each key owns the jobs it submits and sees no other's. Admin
+keys (ADMIN_API_KEYS) may also clear the cache, read its statistics and /api/gpu-status, and
+see every client's jobs. With no key set at all the service is open, as it always was, and
+every caller may do everything.
+
+A client, for the limits here and in ``api.limits``, is a key (by its digest), or the caller's
+address when no keys are set. RATE_LIMIT (for example ``60/minute;1000/day``) is one budget per
+client across every guarded route, counted in Redis so that every API process and host shares
+it; a request whose key is wrong is counted against its address, so guessing keys is throttled.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import math
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
 
-from flask import Flask, g, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+from flask import Flask, Request, g, request
+from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
-from pipeline.errors import Unauthorized
+from pipeline.errors import Forbidden, TooManyRequests, Unauthorized
 from pipeline.settings import Settings
 
+log = logging.getLogger(__name__)
+
 OPEN_PATHS = ("/api/health", "/api/docs", "/api/redoc", "/api/openapi.json", "/api/docs-assets")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(path: str) -> bool:
@@ -30,30 +46,96 @@ def owner_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def bearer(req: Request) -> str | None:
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def same_secret(given: str | None, secret: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), secret.encode())
+
+
+def client() -> str:
+    """The client asking, as the limits count it."""
+    return str(g.get("client") or f"addr:{request.remote_addr or 'unknown'}")
+
+
+def is_admin() -> bool:
+    return bool(g.get("is_admin"))
+
+
+def require_admin(what: str) -> None:
+    if not is_admin():
+        raise Forbidden(f"Only an admin key (ADMIN_API_KEYS) may {what}.")
+
+
+def admin_only(what: str) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded_view(*args: Any, **kwargs: Any) -> Any:
+            require_admin(what)
+            return view(*args, **kwargs)
+
+        return guarded_view  # type: ignore[return-value]
+
+    return decorate
+
+
+class RateLimit:
+    """RATE_LIMIT, once per client whatever the route (fixed windows, as flask-limiter counts)."""
+
+    def __init__(self, spec: str, redis_url: str) -> None:
+        self.spec = spec
+        self.items: list[RateLimitItem] = parse_many(spec)
+        self.limiter = FixedWindowRateLimiter(storage_from_string(redis_url))
+
+    def hit(self, who: str) -> None:
+        for item in self.items:
+            if not self.limiter.hit(item, "wp-ratelimit", who):
+                reset = self.limiter.get_window_stats(item, "wp-ratelimit", who).reset_time
+                raise TooManyRequests(
+                    f"Too many requests: this client may make {item} (RATE_LIMIT={self.spec}), "
+                    f"across every route.", limit="RATE_LIMIT", retry_after=math.ceil(reset - time.time()))
+
+
 def init_auth(app: Flask, settings: Settings) -> None:
-    keys = tuple(k.encode() for k in settings.api_keys)
+    # Each key once, admin winning where a key is listed in both.
+    keys = {key: False for key in settings.api_keys} | {key: True for key in settings.admin_api_keys}
+    rate = RateLimit(settings.rate_limit, settings.redis_url) if settings.rate_limit else None
+
+    def find(token: str | None) -> str | None:
+        # Compared with every key in constant time, so timing tells nothing about near misses.
+        matches = [key for key in keys if same_secret(token or "", key)]
+        return matches[0] if token and matches else None
 
     @app.before_request
     def authenticate() -> None:
         g.owner = ""
-        if not keys or not guarded(request.path):
+        g.client = f"addr:{request.remote_addr or 'unknown'}"
+        g.is_admin = not keys
+        if not guarded(request.path):
             return
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        given = token.strip().encode()
-        # Compare with every key in constant time, so timing tells nothing about near misses.
-        matches = [hmac.compare_digest(given, key) for key in keys]
-        if scheme.lower() != "bearer" or not any(matches):
-            raise Unauthorized("Send a valid API key as 'Authorization: Bearer <key>'.")
-        g.owner = owner_of(token.strip())
+        if keys:
+            token = bearer(request)
+            key = find(token)
+            if key is None:
+                if rate is not None:
+                    rate.hit(g.client)
+                raise Unauthorized("Send a valid API key as 'Authorization: Bearer <key>'.")
+            g.owner = owner_of(key)
+            g.client = f"key:{g.owner}"
+            g.is_admin = keys[key]
+        if rate is not None:
+            rate.hit(g.client)
 
-    if settings.rate_limit:
-        limiter = Limiter(
-            key_func=lambda: g.get("owner") or get_remote_address(),
-            app=app,
-            storage_uri=settings.redis_url,
-            default_limits=[settings.rate_limit],
-            default_limits_exempt_when=lambda: not guarded(request.path),
-            headers_enabled=True,
-            key_prefix="wp:ratelimit",
-        )
-        app.extensions["whisper_pipeline_limiter"] = limiter
+
+def log_access(settings: Settings) -> None:
+    """One line at start-up that says who may use the API."""
+    keys = set(settings.api_keys) | set(settings.admin_api_keys)
+    if keys:
+        log.info("API keys required: %d keys, %d of them admin keys (ADMIN_API_KEYS); /metrics %s",
+                 len(keys), len(set(settings.admin_api_keys)),
+                 "needs METRICS_TOKEN" if settings.metrics_token else "is open")
+    else:
+        log.warning("No API_KEYS or ADMIN_API_KEYS set: the API is open, and anyone who reaches it may "
+                    "submit jobs, see every job and clear the cache")

@@ -7,6 +7,7 @@ from typing import Any
 import pika
 
 from api import schemas
+from api.auth import require_admin
 from api.blueprint import Blueprint
 from api.state import state
 from pipeline.heartbeat import live_workers
@@ -59,8 +60,12 @@ def health() -> tuple[dict[str, Any], int]:
 
 @bp.get("/gpu-status")
 @bp.response(200, schemas.GpuStatus)
+@bp.alt_response(403, schema=schemas.Error, description="a key that is not one of ADMIN_API_KEYS")
 def gpu_status() -> dict[str, Any]:
-    """Every live worker's device and GPU metrics, from heartbeats (none without a GPU)."""
+    """Every live worker's device and GPU metrics, from heartbeats (none without a GPU).
+
+    Host names and model paths: admin keys only, where keys are set."""
+    require_admin("read the workers' status (host names, model paths)")
     workers = live_workers(state().redis)
     return {
         "workers": [

@@ -4,7 +4,7 @@ it) can use this service by changing only its base URL.
 What is chosen here, where OpenAI's API has no equivalent:
 - ``model``: ``whisper-1`` (what clients send by default) means this service's default model
   for transcriptions and the multilingual ``base`` for translations (an English-only model
-  cannot translate); any other name is one of this service's model names.
+  cannot translate); any other name must be one of this service's MODELS, as on every route.
 - ``language`` in verbose_json is the language code (``en``), not OpenAI's English name.
 - The request waits for the pipeline like ``POST /api/transcribe`` (SYNC_TIMEOUT_SECONDS).
 """
@@ -20,6 +20,7 @@ from flask_smorest.fields import Upload
 
 from api import schemas
 from api.blueprint import Blueprint
+from api.following import wait_final
 from api.state import state
 from api.submission import streams_upload, submit
 from api.transcribe import failure
@@ -53,12 +54,13 @@ def _answer(form: dict[str, Any], task: str) -> Response:
     granularities = form.pop("timestamp_granularities", None) or []
     model = form.pop("model")
     if model == "whisper-1":
-        model = st.settings.default_model if task == "transcribe" else "base"
+        default = st.settings.default_model
+        model = default if task == "transcribe" or not default.endswith(".en") else "base"
     ours: dict[str, Any] = {"model": model, "task": task, **form}
     if "word" in granularities:
         ours["word_timestamps"] = True
     submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
-    job = st.jobs.wait_final(submitted.task_id, st.settings.sync_timeout_seconds)
+    job = wait_final(st.hub, st.jobs, submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "failed":
         raise failure(job)
     if job.status != "completed":

@@ -126,6 +126,8 @@ class ListQuery(Strict):
     status = ma.fields.String(validate=ma.validate.OneOf(STATES))
     limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(1, 100))
     cursor = ma.fields.String(metadata={"description": "next_cursor of the previous page"})
+    all = ma.fields.Boolean(load_default=False, metadata={
+        "description": "every client's jobs, not only the caller's (admin keys only)"})
 
 
 class FormatQuery(Strict):

@@ -9,6 +9,8 @@ import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from flask import Flask, current_app
 
+from api.fanout import EventHub
+from api.limits import ClientLimits
 from pipeline.cache import ResultCache
 from pipeline.jobs import JobStore
 from pipeline.settings import Settings
@@ -23,6 +25,8 @@ class ApiState:
     jobs: JobStore
     cache: ResultCache
     broker: RabbitmqBroker
+    hub: EventHub  # the process's one Redis subscriber, for event streams and waits
+    limits: ClientLimits
     extras: dict[str, Any] = field(default_factory=dict)  # built on first use (metrics registry)
 
 

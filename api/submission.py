@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -12,10 +15,18 @@ from urllib.parse import urlsplit
 import requests
 from flask import Flask, Request, g, request, url_for
 
+from api.auth import client
 from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
 from pipeline import media, queues, webhooks
-from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, MediaTooLong, UploadTooLarge
+from pipeline.errors import (
+    BadRequest,
+    DependencyUnavailable,
+    FetchTimeout,
+    InvalidOption,
+    MediaTooLong,
+    UploadTooLarge,
+)
 from pipeline.jobs import Job, State, new_task_id
 from pipeline.options import TranscribeOptions
 from pipeline.uploads import HashingWriter, remove_job_files, upload_path
@@ -40,16 +51,31 @@ def init_uploads(app: Flask) -> None:
     @app.before_request
     def choose_upload_target() -> None:
         view = app.view_functions.get(request.endpoint or "")
-        if view is not None and getattr(view, "streams_upload", False):
-            g.upload_task_id = new_task_id()
-            request.environ[UPLOAD_TARGET] = upload_path(state().settings.upload_dir, g.upload_task_id)
+        if view is None or not getattr(view, "streams_upload", False):
+            return
+        st = state()
+        who = client()
+        task_id = new_task_id()
+        # Before a byte of the body is read: a refused client's upload never reaches the disk.
+        st.limits.check_audio_left(who)
+        if st.limits.reserve_job(who, task_id):
+            g.job_reserved = who
+        g.upload_task_id = task_id
+        request.environ[UPLOAD_TARGET] = upload_path(st.settings.upload_dir, task_id)
 
     @app.teardown_request
     def drop_unused_upload(exc: BaseException | None) -> None:
-        # An upload that did not become a job (refused, invalid, failed) leaves nothing behind.
+        # An upload that did not become a job (refused, invalid, failed) leaves nothing behind,
+        # and takes nothing from its client's limits.
         task_id = g.get("upload_task_id")
-        if task_id and not g.get("upload_kept"):
-            remove_job_files(state().settings.upload_dir, task_id)
+        if not task_id or g.get("upload_kept"):
+            return
+        st = state()
+        remove_job_files(st.settings.upload_dir, task_id)
+        if (who := g.get("job_reserved")) is not None:
+            st.limits.release_job(who, task_id)
+        if (charge := g.get("audio_charge")) is not None:
+            st.limits.refund_audio(charge)
 
 
 def submit(req: Request, st: ApiState, form: dict[str, Any], *,
@@ -104,6 +130,8 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     if info.duration is not None and info.duration > limit:
         raise MediaTooLong(f"The recording is {info.duration:.0f} s long; this service accepts at "
                            f"most {limit} s (MAX_DURATION_SECONDS).", field="file")
+    if info.duration is not None:
+        g.audio_charge = st.limits.charge_audio(client(), info.duration)
     job = st.jobs.create(task_id, options, **fields)
     g.upload_kept = True
     try:
@@ -145,13 +173,23 @@ def _webhook_fields(form: dict[str, Any], st: ApiState) -> dict[str, str]:
 def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
     """Download a recording given by address into the upload's place, behind the same guards as
     webhooks: no internal addresses (checked at every redirect, connecting to the address that
-    was checked), MAX_UPLOAD_MB, and time limits."""
+    was checked), MAX_UPLOAD_MB, and FETCH_TIMEOUT_SECONDS for the whole download.
+
+    A per-read timeout alone would let a server that sends a byte a minute hold the request for
+    ever. Under gunicorn's gevent worker the deadline interrupts whatever is waiting (the
+    address lookup, the connection, a read); elsewhere it is checked between reads, each read
+    allowed no more than what is left."""
     webhooks.check_url(url, allow_private=st.settings.webhook_allow_private, field="url")
     limit = st.settings.max_upload_mb * 2**20
+    allowed = st.settings.fetch_timeout_seconds
+    deadline = time.monotonic() + allowed
+    too_slow = FetchTimeout(f"The file at url did not arrive within {allowed} s (FETCH_TIMEOUT_SECONDS).",
+                            field="url")
     writer = HashingWriter(target)
     http = webhooks.session(allow_private=st.settings.webhook_allow_private, follow_redirects=True)
     try:
-        with http.get(url, stream=True, timeout=(10, 60)) as response:
+        with cooperative_deadline(allowed, too_slow), \
+                http.get(url, stream=True, timeout=(min(10, allowed), min(60, allowed))) as response:
             if response.status_code != 200:
                 raise BadRequest(f"Fetching url answered HTTP {response.status_code}.", field="url")
             declared = int(response.headers.get("Content-Length") or 0)
@@ -163,9 +201,29 @@ def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
                 if writer.size > limit:
                     raise UploadTooLarge(f"The file at url is larger than this service accepts "
                                          f"({st.settings.max_upload_mb} MB).", field="url")
+                if time.monotonic() > deadline:
+                    raise too_slow
     except requests.RequestException as exc:
+        if time.monotonic() > deadline:
+            raise too_slow from exc
         raise BadRequest(f"The file at url could not be fetched ({exc.__class__.__name__}).",
                          field="url") from exc
     finally:
         writer.close()
     return writer
+
+
+@contextlib.contextmanager
+def cooperative_deadline(seconds: float, error: Exception) -> Iterator[None]:
+    """Raise ``error`` in this greenlet after ``seconds``, wherever it waits; nothing where
+    sockets are not gevent's (a thread cannot be interrupted that way)."""
+    if "gevent" not in sys.modules:
+        yield
+        return
+    from gevent import Timeout, monkey
+
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    with Timeout(seconds, error):
+        yield

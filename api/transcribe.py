@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
@@ -12,7 +13,10 @@ from urllib.parse import quote
 from flask import Response, g, request, stream_with_context
 
 from api import schemas, views
+from api.auth import client, is_admin, owner_of, require_admin
 from api.blueprint import Blueprint
+from api.following import job_events, wait_final
+from api.limits import STREAM_RENEW_SECONDS
 from api.state import state
 from api.submission import streams_upload, submit
 from pipeline import queues
@@ -33,9 +37,6 @@ from pipeline.uploads import remove_job_files
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe",
                description="Submit recordings, follow jobs, download transcripts.")
 
-# A stream ends on its own after this long; clients reconnect and get the state first.
-EVENT_STREAM_SECONDS = 3600
-
 # The transcript answers in several content types, which flask-smorest's response() cannot say.
 TRANSCRIPT_RESPONSE = {"responses": {"200": {
     "description": "the transcript in the requested format (json by default)",
@@ -54,8 +55,8 @@ def owner() -> str:
 
 
 def owned(job: Job) -> Job:
-    # Another key's job answers exactly like one that does not exist.
-    if job.owner != owner():
+    # Another key's job answers exactly like one that does not exist; an admin sees every job.
+    if job.owner != owner() and not is_admin():
         raise JobNotFound(f"No job with id {job.task_id}.")
     return job
 
@@ -126,7 +127,7 @@ def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
     st = state()
     fmt = request.args.get("format") or form.get("response_format") or "json"
     submitted = submit(request, st, form)
-    job = st.jobs.wait_final(submitted.task_id, st.settings.sync_timeout_seconds)
+    job = wait_final(st.hub, st.jobs, submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "completed":
         return answer_result(job, fmt)
     if job.status == "failed":
@@ -185,17 +186,34 @@ def cancel(task_id: str) -> dict[str, Any]:
 @bp.get("/async")
 @bp.arguments(schemas.ListQuery, location="query")
 @bp.response(200, schemas.JobList)
+@bp.alt_response(403, schema=schemas.Error, description="all=true without an admin key")
 def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
-    """The caller's jobs, newest first, ``limit`` at a time; pass ``next_cursor`` for more."""
+    """The caller's jobs, newest first, ``limit`` at a time; pass ``next_cursor`` for more.
+
+    ``all=true`` (admin keys only): every client's jobs."""
     cursor = query.get("cursor")
     if cursor is not None:
         try:
             float(cursor)
         except ValueError:
             raise InvalidOption("cursor must be a value from next_cursor", field="cursor") from None
-    jobs, next_cursor = state().jobs.list(owner=owner(), status=query.get("status"),
-                                          limit=query["limit"], cursor=cursor)
-    return {"jobs": [views.summary(job) for job in jobs], "next_cursor": next_cursor}
+    st = state()
+    owners = [owner()]
+    if query.get("all"):
+        require_admin("list every client's jobs")
+        # Each key's jobs are indexed apart (and, from when the service was open, the keyless
+        # ones): the pages of every index, merged newest first.
+        keys = {*st.settings.api_keys, *st.settings.admin_api_keys}
+        owners = ["", *sorted(owner_of(key) for key in keys)]
+    pages = [st.jobs.list(owner=o, status=query.get("status"), limit=query["limit"], cursor=cursor)
+             for o in owners]
+    merged = sorted((job for jobs, _ in pages for job in jobs), key=lambda j: j.created_at, reverse=True)
+    shown = merged[:query["limit"]]
+    more = len(merged) > len(shown) or any(next_cursor for _, next_cursor in pages)
+    next_cursor = repr(shown[-1].created_at) if more and shown else None
+    if len(owners) == 1:
+        next_cursor = pages[0][1]  # the store's own cursor, unchanged for one index
+    return {"jobs": [views.summary(job) for job in shown], "next_cursor": next_cursor}
 
 
 @bp.get("/async/<task_id>/events")
@@ -207,21 +225,41 @@ def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
         "properties": {"event": {"type": "string", "enum": ["status", "segment", "end"]},
                        "data": {"type": "string", "description": "JSON"}}}}}}})
 @bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(429, schema=schemas.Error, description="MAX_OPEN_STREAMS_PER_CLIENT streams are open already")
 def events(task_id: str) -> Response:
-    """Follow a job live: its state first, then each change, progress and segment."""
+    """Follow a job live: its state first, then each change, progress and segment.
+
+    The stream ends with ``end`` when the job is final, or after STREAM_MAX_SECONDS (the
+    summary then shows a job still running: reconnect to go on). A client may hold
+    MAX_OPEN_STREAMS_PER_CLIENT streams at once; one more is a 429."""
     st = state()
     owned(st.jobs.get(task_id))  # 404 now, before the stream starts
+    who = client()
+    slot = st.limits.open_stream(who)
 
     def stream() -> Iterator[str]:
-        for event in st.jobs.events(task_id, timeout=EVENT_STREAM_SECONDS):
-            if event is None:
-                yield ": keep-alive\n\n"
-                continue
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-        job = st.jobs.get(task_id)
-        yield f"event: end\ndata: {json.dumps(views.summary(job))}\n\n"
+        renewed = time.monotonic()
+        try:
+            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.stream_max_seconds):
+                if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
+                    st.limits.renew_stream(who, slot)
+                    renewed = time.monotonic()
+                if event is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            job = st.jobs.get(task_id)
+            yield f"event: end\ndata: {json.dumps(views.summary(job))}\n\n"
+        finally:
+            if slot is not None:
+                st.limits.close_stream(who, slot)
 
-    response = Response(stream_with_context(stream()), content_type="text/event-stream")
+    try:
+        response = Response(stream_with_context(stream()), content_type="text/event-stream")
+    except BaseException:
+        if slot is not None:
+            st.limits.close_stream(who, slot)
+        raise
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # nginx must not hold the stream back
     return response

@@ -10,7 +10,9 @@ Sections (``--only`` picks some):
 - ``engines``: faster-whisper against openai-whisper on the same tiny.en weights;
 - ``uploads``: concurrent upload throughput and the API workers' resident memory;
 - ``parallel``: the 30-minute file (and the throughput jobs) with two transcriber processes
-  of one thread each instead of one of two threads.
+  of one thread each instead of one of two threads;
+- ``targets``: the seed's targets (1 min, 5 min, a 30-minute video), first run and cached, for
+  tiny.en and base (``bench.targets``).
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ from bench.report import (
     write_doc,
 )
 from bench.stack import ROOT, Stack
+from bench.targets import measure as measure_targets
+from bench.targets import render as render_targets
 
 T = TypeVar("T")
-SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel")
+SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets")
 RECORDINGS = ("jfk", "ml60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -244,6 +248,7 @@ class Results:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_warmup: dict[str, float] = field(default_factory=dict)
     probe: dict[str, float] = field(default_factory=dict)
+    targets: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -476,6 +481,20 @@ class Bench:
             self.throughput_service("service 2×1")
         self.end_section()
 
+    def targets(self) -> None:
+        self.section("targets")
+        follow = self.args.follow
+        rows = measure_targets(
+            self.lib,
+            lambda rec, fields: transcribed_run(self.stack, rec, fields, follow).seconds,
+            lambda rec, fields: run_job(self.stack, rec, fields, follow).seconds,
+            models=("tiny.en",) if self.args.quick else ("tiny.en", "base"), quick=self.args.quick)
+        self.results.targets = [row.to_dict() for row in rows]
+        for row in rows:
+            log(f"target {row.model} {row.recording}: first {secs(row.first)}, cached {secs(row.cached)} "
+                f"(seed's target {secs(row.target)})")
+        self.end_section()
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> Results:
         res = self.results
@@ -510,7 +529,7 @@ class Bench:
         self.warm_api()
         sections: dict[str, Callable[[], None]] = {
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
-            "uploads": self.uploads, "parallel": self.parallel_transcribers,
+            "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -573,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         saved = Results(**json.loads(args.from_json.read_text()))
-        page = render_markdown(saved, quick="quick-" in args.from_json.name)
+        page = render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -602,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (results_dir / f"{'quick' if args.quick else 'full'}-{stamp}.json").write_text(
         json.dumps(asdict(results), indent=2, default=str))
-    page = render_markdown(results, quick=args.quick)
+    page = render_markdown(results, quick=args.quick) + render_targets(results.targets)
     print(page)
     if not args.no_write:
         write_doc(args.output, page)

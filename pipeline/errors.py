@@ -203,6 +203,55 @@ class DiarizationError(PipelineError):
     retryable = False
 
 
+class Forbidden(PipelineError):
+    """A valid key that may not do this: the route needs one of ADMIN_API_KEYS."""
+
+    code = "forbidden"
+    http_status = 403
+    retryable = False
+
+
+class TooManyRequests(PipelineError):
+    """A per-client limit refused the request: RATE_LIMIT here, the others in the subclasses.
+
+    ``limit`` names the setting in the answer; ``retry_after`` (seconds) becomes Retry-After."""
+
+    code = "too_many_requests"
+    http_status = 429
+    retryable = False
+
+    def __init__(self, message: str, *, limit: str = "", retry_after: int = 60,
+                 field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.limit = limit
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}
+
+    def to_dict(self) -> dict[str, str]:
+        body = super().to_dict()
+        if self.limit:
+            body["limit"] = self.limit
+        return body
+
+
+class TooManyStreams(TooManyRequests):
+    code = "too_many_streams"
+
+
+class TooManyActiveJobs(TooManyRequests):
+    code = "too_many_active_jobs"
+
+
+class AudioQuotaExceeded(TooManyRequests):
+    code = "audio_quota_exceeded"
+
+
+class FetchTimeout(BadRequest):
+    """The file at ``url`` did not arrive within FETCH_TIMEOUT_SECONDS."""
+
+    code = "fetch_timeout"
+
+
 # A failed job stores only its error's code; the API turns it back into the class, and so its
 # HTTP status, through this table. Listed by hand, not found by walking subclasses, so that an
 # error defined in a module the web process never imports still answers with its own status.
@@ -237,6 +286,12 @@ ERRORS_BY_CODE: dict[str, type[PipelineError]] = {
         StorageUnavailable,
         StoredFileMissing,
         DiarizationError,
+        Forbidden,
+        TooManyRequests,
+        TooManyStreams,
+        TooManyActiveJobs,
+        AudioQuotaExceeded,
+        FetchTimeout,
     )
 }
 

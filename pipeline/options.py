@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.errors import InvalidOption
-from pipeline.settings import Settings
+from pipeline.settings import Settings, model_name_ok
 
 TASKS = ("transcribe", "translate")
 # The languages Whisper's tokenizer knows (ISO 639-1, plus haw and yue which have no such code).
@@ -65,6 +65,11 @@ class TranscribeOptions:
             model = _text(form, "model")
             if not model:
                 raise InvalidOption("model must not be empty; leave it out for the default.",
+                                    field="model")
+            allowed = settings.allowed_models
+            # A request never names a path, listed or not: it would make a worker read that file.
+            if model not in allowed or not model_name_ok(model):
+                raise InvalidOption(f"model must be one of {', '.join(allowed)} (MODELS), not {model[:100]!r}",
                                     field="model")
             values["model"] = model
         if "language" in form:

@@ -6,6 +6,10 @@ actors (and with them the engines).
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+from typing import Any
+
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import (
@@ -39,7 +43,30 @@ ACTOR_QUEUES = {
 }
 
 
-def build_broker(settings: Settings) -> RabbitmqBroker:
+class SharedConnectionBroker(RabbitmqBroker):
+    """The web process's broker: one connection and channel for the whole process, one publish
+    at a time.
+
+    Dramatiq keeps a connection per thread (``threading.local``). Under gunicorn's gevent
+    worker that local is per greenlet, that is per request: every upload would open a
+    connection of its own and leave it open. A publish with confirms takes about a
+    millisecond, so taking turns on one connection costs the API nothing it would notice.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = SimpleNamespace()  # type: ignore[assignment]
+        # Made here, not at import: under gevent the patched (cooperative) lock is wanted.
+        self._publishing = threading.RLock()
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        with self._publishing:
+            return super().enqueue(message, delay=delay)
+
+
+def build_broker(settings: Settings, *, shared_connection: bool = False) -> RabbitmqBroker:
+    """``shared_connection``: for the web process (see ``SharedConnectionBroker``); the workers
+    keep Dramatiq's connection per thread, which their consumers rely on."""
     middleware = [
         AgeLimit(),
         # Dramatiq's defaults are a 10-minute limit and 20 retries; ours come from the settings.
@@ -53,7 +80,8 @@ def build_broker(settings: Settings) -> RabbitmqBroker:
     if settings.max_tasks_per_child > 0:
         middleware.append(RecycleAfter(settings.max_tasks_per_child))
     # Publisher confirms: a job is answered 202 only once RabbitMQ has taken its message.
-    return RabbitmqBroker(url=settings.rabbitmq_url, middleware=middleware, confirm_delivery=True)
+    kind = SharedConnectionBroker if shared_connection else RabbitmqBroker
+    return kind(url=settings.rabbitmq_url, middleware=middleware, confirm_delivery=True)
 
 
 def send(broker: dramatiq.Broker, actor_name: str, task_id: str) -> dramatiq.Message[None]:

@@ -65,6 +65,17 @@ class Settings:
     webhook_schedule_seconds: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_retry_after_max_seconds: int = 3600  # a receiver's Retry-After is honoured up to this
     webhook_sweep_seconds: int = 5  # how often due webhook deliveries are looked for
+    # -- serving many clients (issue 10): limits, deadlines, roles, models ----------------------
+    # A client is an API key, or the caller's address when no keys are set; 0 turns a limit off.
+    admin_api_keys: tuple[str, ...] = ()  # may also clear the cache, see every job, gpu-status
+    metrics_token: str = ""  # set: /metrics needs "Authorization: Bearer <it>" (or an admin key)
+    max_open_streams_per_client: int = 100
+    max_active_jobs_per_client: int = 100  # queued + running
+    max_audio_seconds_per_day: int = 0  # probed duration at upload, per UTC day
+    stream_max_seconds: int = 3600  # an event stream ends after this; clients reconnect
+    fetch_timeout_seconds: int = 300  # the whole download of a `url`, not each read
+    proxy_hops: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are trusted
+    models: tuple[str, ...] = ()  # names a request may ask for; empty: tiny.en, base, DEFAULT_MODEL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -107,6 +118,9 @@ class Settings:
         if min(self.reconcile_after_seconds, self.reconcile_period_seconds, self.webhook_sweep_seconds) < 1:
             raise SettingsError("RECONCILE_AFTER_SECONDS, RECONCILE_PERIOD_SECONDS and WEBHOOK_SWEEP_SECONDS "
                                 "must be at least 1")
+        for model in self.models:
+            if not model_name_ok(model):
+                raise SettingsError(f"MODELS must list model names such as tiny.en or base, not paths: {model!r}")
         if self.rate_limit:
             from limits import parse_many
 
@@ -117,11 +131,22 @@ class Settings:
                     f"RATE_LIMIT must look like '60/minute' or '10/second;1000/day', not {self.rate_limit!r}"
                 ) from None
 
+    @property
+    def allowed_models(self) -> tuple[str, ...]:
+        """The model names a request may ask for; DEFAULT_MODEL is always one of them."""
+        listed = self.models or ("tiny.en", "base")
+        return tuple(dict.fromkeys((*listed, self.default_model)))
+
     def ensure_dirs(self) -> None:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.enable_disk_cache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def model_name_ok(name: str) -> bool:
+    """A model's name, never a path: a request naming a file would make a worker read it."""
+    return bool(name) and not name.startswith((".", "~")) and not any(c in name for c in "/\\:")
 
 
 def _as_str(name: str, raw: str) -> str:
@@ -206,4 +231,12 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_schedule_seconds": _as_seconds_list,
     "webhook_retry_after_max_seconds": _INT,
     "webhook_sweep_seconds": _POSITIVE_INT,
+    "admin_api_keys": _as_keys,
+    "max_open_streams_per_client": _INT,
+    "max_active_jobs_per_client": _INT,
+    "max_audio_seconds_per_day": _INT,
+    "stream_max_seconds": _POSITIVE_INT,
+    "fetch_timeout_seconds": _POSITIVE_INT,
+    "proxy_hops": _INT,
+    "models": _as_keys,
 }

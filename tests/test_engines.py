@@ -177,7 +177,7 @@ def test_unknown_model_name_is_a_clear_error_offline(ctx: Context, en: np.ndarra
 
 # -- the registry ----------------------------------------------------------------------------
 def test_every_registered_engine_and_resolver_loads(settings: Settings) -> None:
-    assert ENGINE_NAMES == ("faster-whisper", "openai-whisper")
+    assert {"faster-whisper", "openai-whisper"} <= set(ENGINE_NAMES)  # the two the service promises
     for spec in ENGINE_SPECS:
         assert engine_spec(spec.name) is spec
         assert spec.engine_class().name == spec.name
@@ -204,11 +204,11 @@ def test_engine_names_come_without_importing_an_engine() -> None:
         "from pipeline.settings import Settings\n"
         "TranscribeOptions.parse({'engine': 'openai-whisper'}, Settings())\n"
         "heavy = {'pipeline.engines', 'torch', 'faster_whisper', 'whisper', 'ctranslate2'}\n"
-        "print(sorted(heavy & set(sys.modules)), list(ENGINE_NAMES))\n"
+        "print(sorted(heavy & set(sys.modules)), len(ENGINE_NAMES))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "[] ['faster-whisper', 'openai-whisper']"
+    assert out.stdout.strip() == f"[] {len(ENGINE_NAMES)}"
 
 
 # -- the per-process model cache --------------------------------------------------------------

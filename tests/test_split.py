@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from typing import Any
 
@@ -81,7 +82,7 @@ def test_the_decision_feeds_plan_chunks_with_cuts_in_pauses() -> None:
         plan = plan_chunks(audio, target)
         assert len(plan) == pieces
         assert plan[0][0] == 0 and plan[-1][1] == len(audio)
-        assert all(a[1] == b[0] for a, b in zip(plan, plan[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
         # Cut in a pause: the audio around each cut is far quieter than the recording.
         loudness = float(abs(audio).mean())
         for _, cut in plan[:-1]:

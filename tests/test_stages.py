@@ -222,6 +222,16 @@ def test_transcribe_without_the_decoded_audio_raises(ctx: Context) -> None:
     assert ctx.cache.claimed(job.sha256, job.options) is False
 
 
+def test_a_chunk_without_the_decoded_audio_raises_the_same_error(ctx: Context) -> None:
+    task_id = submit(ctx)
+    ctx.jobs.transition(task_id, State.EXTRACTING)
+    ctx.jobs.set_fields(task_id, chunks=json.dumps([[0, 16_000], [16_000, 32_000]]),
+                        audio_path=str(audio_path(ctx.settings.upload_dir, task_id)))
+    with pytest.raises(MediaDecodeError, match="decoded audio for this job is missing"):
+        stages.transcribe_chunk(ctx, task_id, 1)
+    assert ctx.jobs.chunks(task_id) == {} and ctx.jobs.get(task_id).status is State.TRANSCRIBING
+
+
 class _TwinWaits(logging.Handler):
     """Sets ``event`` when the stage says that ``task_id`` waits for a twin: the one sign, from
     outside, that the thread has reached the wait."""

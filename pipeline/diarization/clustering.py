@@ -22,8 +22,8 @@ class ClusteringOptions:
     # different voices at 0.55-0.75; 0.5-0.55 separates every pair there.
     threshold: float = 0.55
     # Clusters with fewer windows than this are too small to be a speaker of their own: usually
-    # a window that straddles a change of speaker, or noise. Three windows are about 2.5 s.
-    min_windows: int = 3
+    # a window that straddles a change of speaker, or noise. Two windows are about 2 s of speech.
+    min_windows: int = 2
     refine_iterations: int = 3
 
 

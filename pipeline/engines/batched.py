@@ -58,12 +58,12 @@ def transcribe(
         "initial_prompt": options.initial_prompt,
     }
     if batch_size <= 1:
-        return model.transcribe(audio, vad_filter=options.vad_filter, **common)  # type: ignore[no-any-return]
+        return model.transcribe(audio, vad_filter=options.vad_filter, **common)
     from faster_whisper import BatchedInferencePipeline
 
     # A new pipeline per call: it keeps per-transcription state and only wraps the shared model.
     # Timestamps on (faster-whisper's batched default is off): without them a piece comes back as
     # one 30 s segment, and tiny.en was seen to end such a piece early, dropping most of its words.
     batched = BatchedInferencePipeline(model)
-    return batched.transcribe(audio, batch_size=batch_size, vad_filter=True,  # type: ignore[no-any-return]
+    return batched.transcribe(audio, batch_size=batch_size, vad_filter=True,
                               without_timestamps=False, **common)

@@ -109,8 +109,16 @@ def seaweedfs(data_dir: Path | None = None, *, timeout: float = 60.0) -> Iterato
          admin, admin_grpc) = free_ports(10)
         # Every listener on a chosen port and 127.0.0.1: by default weed binds every interface
         # and fixed ports that another server here may hold.
+        # Its sockets and logs default to /tmp; they go to a short folder of its own (a socket's
+        # path is limited to about 100 bytes), removed with it.
+        sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="weed-")))
+        for name in (f"seaweedfs-admin-grpc-{admin_grpc}.sock", f"seaweedfs-s3-grpc-{s3_grpc}.sock"):
+            # Two sockets that weed always puts in /tmp, named by our ports: ours to remove.
+            stack.callback(Path(tempfile.gettempdir(), name).unlink, missing_ok=True)
         command = [
-            weed_binary(), "mini", f"-dir={data_dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            weed_binary(), "-logtostderr", "mini", f"-dir={data_dir / 'data'}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1", f"-s3.localSocket={sockets / 's3.sock'}",
+            f"-filer.localSocket={sockets / 'filer.sock'}",
             f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
             f"-master.port={master}", f"-master.port.grpc={master_grpc}",
             f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",

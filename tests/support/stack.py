@@ -2,8 +2,8 @@
 one way.
 
 - The commands are the Procfile's: each process runs as in production, with the port and the
-  loopback address filled in and options a caller overrides (fewer gunicorn workers, more
-  transcriber processes) named.
+  loopback address filled in; a caller names each option it changes (fewer gunicorn workers,
+  more transcriber processes).
 - Each process's environment is the caller's, less every variable the settings object reads
   (a stray ``API_KEYS`` or ``STORAGE_URL`` in the shell must not change what is tested) and
   Dramatiq's own ``dramatiq_*`` knobs, plus exactly the settings the caller asks for.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import os
 import re
 import shlex
@@ -40,8 +39,6 @@ import redis
 import requests
 
 from pipeline.settings import Settings
-
-log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
