@@ -29,7 +29,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: services
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile -p $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pipeline.supervise -f Procfile -p $(PORT)
 
 lint: install
 	$(BIN)/ruff check api client pipeline tests bench

@@ -16,10 +16,12 @@ from api.fanout import EventHub
 from api.limits import ClientLimits
 from api.state import ApiState, init_state
 from api.uploads import UploadRequest
+from api.validation import init_validation
+from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging, current_task
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
-from pipeline.stores import open_stores
+from pipeline.stores import check_storage, open_stores
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -47,7 +49,12 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     stores = open_stores(settings, socket_timeout=5)
     init_state(app, ApiState(settings=settings, redis=stores.redis, jobs=stores.jobs, cache=stores.cache,
                              broker=build_broker(settings, shared_connection=True),
-                             hub=EventHub(stores.redis), limits=ClientLimits(stores.redis, settings)))
+                             hub=EventHub(stores.redis), limits=ClientLimits(stores.redis, settings),
+                             storage=stores.storage))
+    # A store that is down or refuses stops start-up here, not each upload later.
+    check_storage(stores.storage)
+    # A Redis that may evict keys would drop jobs in progress: refused, saying how to fix it.
+    check_redis_policy(stores.redis)
 
     docs = init_docs(app)
     docs.register_blueprint(transcribe.bp)
@@ -59,6 +66,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     # Authentication first: a request without a valid key must not even be read.
     init_auth(app, settings)
     init_uploads(app)
+    init_validation(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
     configure_logging(settings.log_format)

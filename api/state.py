@@ -14,6 +14,7 @@ from api.limits import ClientLimits
 from pipeline.cache import ResultCache
 from pipeline.jobs import JobStore
 from pipeline.settings import Settings
+from pipeline.storage import Storage
 
 EXTENSION = "whisper_pipeline"
 
@@ -27,6 +28,7 @@ class ApiState:
     broker: RabbitmqBroker
     hub: EventHub  # the process's one Redis subscriber, for event streams and waits
     limits: ClientLimits
+    storage: Storage  # where uploads go: a folder or a bucket (STORAGE_URL)
     extras: dict[str, Any] = field(default_factory=dict)  # built on first use (metrics registry)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,7 +29,7 @@ from pipeline.errors import (
 )
 from pipeline.jobs import Job, State, new_task_id
 from pipeline.options import TranscribeOptions
-from pipeline.uploads import HashingWriter, remove_job_files, upload_path
+from pipeline.uploads import UploadSink, remove_job_files
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ WEBHOOK_FIELDS = ("webhook_url", "webhook_auth_header_name", "webhook_auth_heade
 
 
 def streams_upload(view: F) -> F:
-    """Mark a view whose upload is written straight to UPLOAD_DIR under a fresh task id.
+    """Mark a view whose upload streams straight into storage under a fresh task id.
 
     The target must be known before anything reads the request body, which flask-smorest's
     argument parsing does before the view runs; so it is set in a ``before_request`` hook.
@@ -61,17 +61,24 @@ def init_uploads(app: Flask) -> None:
         if st.limits.reserve_job(who, task_id):
             g.job_reserved = who
         g.upload_task_id = task_id
-        request.environ[UPLOAD_TARGET] = upload_path(st.settings.upload_dir, task_id)
+        # Opened by the multipart parser when the file part begins (pipeline.uploads).
+        request.environ[UPLOAD_TARGET] = functools.partial(UploadSink, st.storage, task_id,
+                                                           st.settings.scratch_dir)
 
     @app.teardown_request
     def drop_unused_upload(exc: BaseException | None) -> None:
         # An upload that did not become a job (refused, invalid, failed) leaves nothing behind,
         # and takes nothing from its client's limits.
         task_id = g.get("upload_task_id")
+        sink = upload_writer(request) or g.get("fetched_upload")
+        if sink is not None:
+            sink.drop_copy()  # the probe's local copy, kept job or not
         if not task_id or g.get("upload_kept"):
             return
         st = state()
-        remove_job_files(st.settings.upload_dir, task_id)
+        if sink is not None and not sink.closed:
+            sink.abort()
+        remove_job_files(st.storage, task_id)
         if (who := g.get("job_reserved")) is not None:
             st.limits.release_job(who, task_id)
         if (charge := g.get("audio_charge")) is not None:
@@ -86,7 +93,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     (OpenAI's ``prompt`` is our ``initial_prompt``)."""
     task_id: str = g.upload_task_id
     if req.files.get("file") is None and form.get("url"):
-        writer = fetch(str(form["url"]), upload_path(st.settings.upload_dir, task_id), st)
+        writer = fetch(str(form["url"]), UploadSink(st.storage, task_id, st.settings.scratch_dir), st)
         filename = PurePosixPath(urlsplit(str(form["url"])).path).name
     else:
         uploaded = upload_writer(req)
@@ -105,7 +112,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     fields = {
         "sha256": writer.sha256,
         "filename": filename[:255],
-        "upload_path": str(writer.path),
+        "upload_path": f"{st.storage.url}/{writer.key}",
         **webhook,
         "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
         "size": writer.size,
@@ -125,7 +132,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
 
     # Reading the header here turns most non-media uploads into an immediate 415, and a
     # recording whose header already says it is too long into an immediate 422.
-    info = media.probe(writer.path)
+    info = media.probe(writer.local_path)
     limit = st.settings.max_duration_seconds
     if info.duration is not None and info.duration > limit:
         raise MediaTooLong(f"The recording is {info.duration:.0f} s long; this service accepts at "
@@ -140,7 +147,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         log.exception("could not queue job %s", task_id)
         st.jobs.transition(task_id, State.FAILED, error={
             "code": "dependency_unavailable", "message": "The job could not be queued."})
-        remove_job_files(st.settings.upload_dir, task_id)
+        remove_job_files(st.storage, task_id)
         raise DependencyUnavailable(
             f"The job could not be queued (it is recorded as failed: {task_id}); try again shortly.") from exc
     return job
@@ -160,18 +167,13 @@ def _webhook_fields(form: dict[str, Any], st: ApiState) -> dict[str, str]:
         if not (name and value):
             raise InvalidOption("Give both webhook_auth_header_name and webhook_auth_header_value.",
                                 field="webhook_auth_header_name")
-        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name) or name.lower().startswith("webhook-"):
-            raise InvalidOption("webhook_auth_header_name must be a plain header name such as "
-                                "Authorization.", field="webhook_auth_header_name")
-        if any(c in value for c in "\r\n"):
-            raise InvalidOption("webhook_auth_header_value must be one line.",
-                                field="webhook_auth_header_value")
+        webhooks.check_auth_header(name, value)
         fields |= {"webhook_auth_header_name": name, "webhook_auth_header_value": value}
     return fields
 
 
-def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
-    """Download a recording given by address into the upload's place, behind the same guards as
+def fetch(url: str, writer: UploadSink, st: ApiState) -> UploadSink:
+    """Download a recording given by address into ``writer`` (the upload's place), behind the same guards as
     webhooks: no internal addresses (checked at every redirect, connecting to the address that
     was checked), MAX_UPLOAD_MB, and FETCH_TIMEOUT_SECONDS for the whole download.
 
@@ -185,7 +187,7 @@ def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
     deadline = time.monotonic() + allowed
     too_slow = FetchTimeout(f"The file at url did not arrive within {allowed} s (FETCH_TIMEOUT_SECONDS).",
                             field="url")
-    writer = HashingWriter(target)
+    g.fetched_upload = writer  # for the teardown, whatever happens below
     http = webhooks.session(allow_private=st.settings.webhook_allow_private, follow_redirects=True)
     try:
         with cooperative_deadline(allowed, too_slow), \
@@ -208,8 +210,9 @@ def fetch(url: str, target: Path, st: ApiState) -> HashingWriter:
             raise too_slow from exc
         raise BadRequest(f"The file at url could not be fetched ({exc.__class__.__name__}).",
                          field="url") from exc
-    finally:
-        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     return writer
 
 

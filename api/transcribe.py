@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -19,9 +20,9 @@ from api.following import job_events, wait_final
 from api.limits import STREAM_RENEW_SECONDS
 from api.state import state
 from api.submission import streams_upload, submit
-from pipeline import queues
+from api.validation import check_cursor
+from pipeline import outbox, queues
 from pipeline.errors import (
-    InvalidOption,
     JobConflict,
     JobNotFound,
     PipelineError,
@@ -33,6 +34,8 @@ from pipeline.errors import (
 from pipeline.formats import FORMATS, render
 from pipeline.jobs import Job, Moved
 from pipeline.uploads import remove_job_files
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe",
                description="Submit recordings, follow jobs, download transcripts.")
@@ -177,10 +180,29 @@ def cancel(task_id: str) -> dict[str, Any]:
         job = st.jobs.get(task_id)
         raise JobConflict(f"The job is already {job.status}; there is nothing to cancel.")
     # The worker removes the job's files when it sees the flag; a queued job has no worker yet.
-    remove_job_files(st.settings.upload_dir, task_id)
+    remove_job_files(st.storage, task_id)
     if job.webhook_url:
         queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
     return {"task_id": task_id, "status": "cancelled"}
+
+
+@bp.post("/async/<task_id>/webhook")
+@bp.response(202, schemas.WebhookOut)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, schema=schemas.Error, description="the job is not final yet, or has no webhook_url")
+def redeliver_webhook(task_id: str) -> dict[str, Any]:
+    """Deliver a finished job's webhook again: pending with a fresh schedule, attempted at once.
+
+    Answers how delivery stands; follow it on the job's status (``webhook``)."""
+    st = state()
+    owned(st.jobs.get(task_id))
+    job = outbox.redeliver(st, task_id)
+    try:
+        queues.send(st.broker, queues.NOTIFY_ACTOR, task_id)
+    except Exception as exc:  # noqa: BLE001 - the outbox's sweeper delivers it anyway, a little later
+        log.warning("job %s: notify message not sent (%s); the sweeper delivers the webhook", task_id, exc)
+    return {"url": job.webhook_url, "state": job.webhook_state or "pending",
+            "attempts": job.webhook_attempts, "last_status": job.webhook_last_status}
 
 
 @bp.get("/async")
@@ -191,12 +213,7 @@ def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
     """The caller's jobs, newest first, ``limit`` at a time; pass ``next_cursor`` for more.
 
     ``all=true`` (admin keys only): every client's jobs."""
-    cursor = query.get("cursor")
-    if cursor is not None:
-        try:
-            float(cursor)
-        except ValueError:
-            raise InvalidOption("cursor must be a value from next_cursor", field="cursor") from None
+    cursor = check_cursor(query.get("cursor"))
     st = state()
     owners = [owner()]
     if query.get("all"):

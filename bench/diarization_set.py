@@ -5,8 +5,10 @@ Nothing here is committed audio. Each item is a recording plus its reference tur
 * ``stereo``: stereo_diarization.wav mixed down to mono. Its two speakers sit on the two
   channels, so each channel's energy says when its speaker talks (they overlap).
 * ``three``: pieces of jfk.flac, the English half of multilingual.mp3 and hotwords.mp3 put in
-  turns (three different recordings, so three voices); each piece's own energy gives its span.
-* ``two``: the same with jfk.flac and the two stereo channels' voices in turns.
+  turns back to back (three different recordings, so three voices); each piece's own energy
+  gives its span.
+* ``two``: jfk.flac and the two stereo channels' voices in turns, 0.4 s apart (the two stereo
+  voices are distinct people, so three speakers in all).
 * ``license``: the English half of multilingual.mp3 alone (one voice, 28 s).
 * ``jfk``: jfk.flac alone (one voice, crowd noise).
 
@@ -135,6 +137,10 @@ def _interleave(sources: dict[str, list[np.ndarray]]) -> list[tuple[str, np.ndar
     return order
 
 
+def _alone(audio: np.ndarray, speaker: str) -> tuple[Turn, ...]:
+    return tuple(Turn(round(s, 3), round(e, 3), speaker) for s, e in active_spans(audio))
+
+
 def real_set(audio_dir: Path = SHARED_AUDIO) -> list[Item]:
     jfk = decode_audio(audio_dir / "jfk.flac")
     license_en = decode_audio(audio_dir / "multilingual.mp3")[: int(LICENSE_END * SAMPLE_RATE)]
@@ -145,8 +151,9 @@ def real_set(audio_dir: Path = SHARED_AUDIO) -> list[Item]:
     stereo_ref = [Turn(round(s, 3), round(e, 3), "left") for s, e in active_spans(left)]
     stereo_ref += [Turn(round(s, 3), round(e, 3), "right") for s, e in active_spans(right)]
 
+    # Back to back, as people answer each other: only the pieces' own 0.1 s margins separate them.
     three_audio, three_ref = converse(
-        _interleave({"jfk": _split(jfk, 2), "license": _split(license_en, 3), "hotwords": [hotwords]})
+        _interleave({"jfk": _split(jfk, 2), "license": _split(license_en, 3), "hotwords": [hotwords]}), gap=0.0
     )
     two_audio, two_ref = converse(
         _interleave({"left": [left], "jfk": _split(jfk, 2), "right": [right]})
@@ -155,8 +162,8 @@ def real_set(audio_dir: Path = SHARED_AUDIO) -> list[Item]:
         Item("stereo", mix.astype(np.float32), tuple(sorted(stereo_ref, key=lambda t: t.start))),
         Item("three", three_audio, three_ref),
         Item("two", two_audio, two_ref),
-        Item("license", license_en, tuple(Turn(round(s, 3), round(e, 3), "license") for s, e in active_spans(license_en))),
-        Item("jfk", jfk, tuple(Turn(round(s, 3), round(e, 3), "jfk") for s, e in active_spans(jfk))),
+        Item("license", license_en, _alone(license_en, "license")),
+        Item("jfk", jfk, _alone(jfk, "jfk")),
     ]
 
 
@@ -272,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         threads = f", {torch.get_num_threads()} torch threads"
     out.append(f"model load {load:.1f} s on {args.device}{threads}; collar {args.collar} s")
-    print("\n".join(out))  # noqa: T201 - a command-line report
+    print("\n".join(out))
     return 0
 
 

@@ -141,7 +141,7 @@ def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry
         except JobNotFound:
             job = None
         if job is not None and job.is_final:
-            remove_job_files(ctx.settings.upload_dir, task_id)
+            remove_job_files(ctx.storage, task_id)
     if following is not None and job is not None:
         FOLLOW_UP[following](job)
 
@@ -179,16 +179,9 @@ def notify_webhook(task_id: str) -> None:
 
 
 def _notify(task_id: str) -> None:
-    ctx = worker_context()
-    try:
-        delay = stages.notify(ctx, task_id)
-    except JobNotFound:
-        log.warning("job %s not found; webhook skipped", task_id)
-        return
-    if delay is not None:
-        # Retried by a delayed message of our own, not Dramatiq's retry, so that the backoff
-        # and attempt count are the webhook policy's and shown on the job.
-        notify_webhook.send_with_options(args=(task_id,), delay=delay * 1000)
+    # One attempt, through the outbox; a retry is the sweeper's (every worker runs one), not a
+    # delayed message of ours: the due time lives in Redis, where no lost message strands it.
+    stages.notify(worker_context(), task_id)
 
 
 def _send_chunks(job: Job) -> None:

@@ -10,10 +10,14 @@ from typing import Any
 import dramatiq
 
 from pipeline.heartbeat import Heartbeat
+from pipeline.housekeeping import Housekeeping
+from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging
 from pipeline.middleware import worker_metrics
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
+from pipeline.storage import from_url
+from pipeline.stores import Stores, check_storage, connect_redis
 
 
 def _describe() -> dict[str, Any]:
@@ -35,10 +39,31 @@ def _redis() -> Any:
     return worker_context().redis
 
 
+def _stores() -> Stores:
+    from pipeline.context import worker_context
+
+    return worker_context()
+
+
+def _refuse_evicting_redis(settings: Settings) -> None:
+    """A Redis that may evict keys would drop jobs in progress without a word: refuse it
+    before a message is taken (a SettingsError stops the worker with the fix in its text)."""
+    client = connect_redis(settings, socket_timeout=5)
+    try:
+        check_redis_policy(client)
+    finally:
+        client.close()
+
+
 settings = Settings.from_env()
 configure_logging(settings.log_format)
+# Before any message: a store that is down or refuses stops the worker with the reason.
+check_storage(from_url(settings.storage_location))
+_refuse_evicting_redis(settings)
 broker = build_broker(settings)
 broker.add_middleware(Heartbeat(_describe, _redis))
+# Webhook deliveries that are due, stuck jobs, pruning: a thread in every worker process.
+broker.add_middleware(Housekeeping(_stores))
 if settings.worker_metrics_port:
     broker.add_middleware(worker_metrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)

@@ -24,6 +24,7 @@ def build_context(settings: Settings) -> Context:
         redis=stores.redis,
         jobs=stores.jobs,
         cache=stores.cache,
+        storage=stores.storage,
         # Models load lazily on first use, so building a context never loads one.
         models=ModelCache(settings),
     )

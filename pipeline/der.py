@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -69,14 +70,14 @@ def _as_tuples(turns: Iterable[Labelled]) -> list[tuple[float, float, str]]:
 def score(reference: Iterable[Labelled], hypothesis: Iterable[Labelled], *, collar: float = 0.25) -> DerScore:
     ref = _as_tuples(reference)
     hyp = _as_tuples(hypothesis)
-    bounds = sorted({t for s, e, _ in ref + hyp for t in (s, e)} | {t for span in _collar_spans(ref, collar) for t in span})
     collars = _collar_spans(ref, collar)
+    bounds = sorted({t for s, e, _ in ref + hyp for t in (s, e)} | {t for span in collars for t in span})
     ref_names = sorted({s for _, _, s in ref})
     hyp_names = sorted({s for _, _, s in hyp})
 
     # Elementary pieces between consecutive boundaries: inside one, nobody starts or stops.
     pieces: list[tuple[float, set[str], set[str]]] = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in pairwise(bounds):
         if b - a <= 1e-9:
             continue
         mid = (a + b) / 2

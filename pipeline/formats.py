@@ -8,10 +8,13 @@ format with an independent parser.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from pipeline.errors import InvalidOption
 from pipeline.transcript import Segment, Transcript
+
+_ARROW = re.compile(r"-[ -]*>")
 
 
 def _timestamp(seconds: float, separator: str, *, always_hours: bool = True) -> str:
@@ -26,6 +29,26 @@ def _timestamp(seconds: float, separator: str, *, always_hours: bool = True) -> 
 def _cues(transcript: Transcript) -> list[Segment]:
     # Subtitle players choke on empty cues; whitespace-only segments carry nothing to show.
     return [s for s in transcript.segments if s.text.strip()]
+
+
+def _cue_text(text: str) -> str:
+    """A cue's text as lines with something on each: a blank line ends a cue in SRT and VTT, so
+    one inside the text would cut the cue there and turn the rest into a malformed block."""
+    lines = (line.strip() for line in text.strip().splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _srt_text(text: str) -> str:
+    # SRT has no escapes, and lenient parsers take a line of digits followed by a line that
+    # starts with a time for the next cue even without the blank line, and read "->" or
+    # "- ->" as the arrow: a cue's text goes on one line, its arrows written "→".
+    return _ARROW.sub("\u2192", " ".join(text.split()))
+
+
+def _vtt_text(text: str) -> str:
+    # WebVTT cue text is markup: "<" opens a tag, "&" an entity, and "-->" may not appear.
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _cue_text(escaped)
 
 
 def to_json(t: Transcript) -> str:
@@ -77,7 +100,7 @@ def to_text(t: Transcript) -> str:
 
 def to_srt(t: Transcript) -> str:
     blocks = [
-        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{s.text.strip()}\n"
+        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_srt_text(s.text)}\n"
         for n, s in enumerate(_cues(t), start=1)
     ]
     return "\n".join(blocks)
@@ -85,7 +108,7 @@ def to_srt(t: Transcript) -> str:
 
 def to_vtt(t: Transcript) -> str:
     blocks = [
-        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{s.text.strip()}\n"
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_vtt_text(s.text)}\n"
         for s in _cues(t)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
@@ -95,7 +118,7 @@ def to_tsv(t: Transcript) -> str:
     # Integer milliseconds, as openai-whisper's TSV writer does, so tools that read one read ours.
     rows = ["start\tend\ttext"]
     rows += [
-        f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{s.text.strip().replace(chr(9), ' ')}"
+        f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
         for s in _cues(t)
     ]
     return "\n".join(rows) + "\n"

@@ -22,7 +22,7 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
-from pipeline import hygiene, outbox, reconciler
+from pipeline import hygiene, outbox, reconciler, uploads
 from pipeline.stores import Stores
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Runner:
                 log.info("reconciler: %s", reconciler.summary(report))
             queued = hygiene.prune_queued(client)
             files = self.stores.cache.prune_disk()
+            uploads.janitor(self.stores)  # stored files whose job is final or gone
             return Chores(report, queued, files)
         finally:
             try:

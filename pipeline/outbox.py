@@ -21,14 +21,14 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import redis
 import requests
 
 from pipeline import webhooks
 from pipeline.errors import JobConflict, JobNotFound
-from pipeline.jobs import WEBHOOKS_DUE_KEY, Job, job_key
+from pipeline.jobs import WEBHOOKS_DUE_KEY, Job, JobStore, job_key
 from pipeline.metrics import count_webhook
 from pipeline.stores import Stores
 
@@ -235,7 +235,17 @@ def sweep(stores: Stores, *, now: float | None = None, limit: int = SWEEP_BATCH,
         return [a for a in pool.map(one, due) if a is not None]
 
 
-def redeliver(stores: Stores, task_id: str, *, now: float | None = None) -> Job:
+class JobsAndRedis(Protocol):
+    """What a redelivery needs: the worker's ``Stores`` or the API's state."""
+
+    @property
+    def jobs(self) -> JobStore: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+
+def redeliver(stores: JobsAndRedis, task_id: str, *, now: float | None = None) -> Job:
     """The owner's request to deliver a finished job's webhook again: the delivery becomes
     pending with a fresh schedule, due at once (the route then sends a notify message to
     deliver it without waiting for the sweeper). A delivery that is pending already is only

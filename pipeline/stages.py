@@ -7,27 +7,32 @@ dead worker is redone from the start of the stage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
+import math
+import shutil
 import time
+import uuid
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import requests
 
-from pipeline import chunks, webhooks
+from pipeline import chunks, outbox
 from pipeline.chunks import plan_chunks
 from pipeline.context import Context
 from pipeline.engines import choose_device
 from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError, TranscriptionError
 from pipeline.gpu import is_out_of_memory, release_memory
 from pipeline.jobs import Job, Moved, State
-from pipeline.media import SAMPLE_RATE, decode_audio
-from pipeline.metrics import count_audio_seconds, count_webhook
+from pipeline.media import SAMPLE_RATE, copy_samples, decode_to_file, open_npy
+from pipeline.metrics import count_audio_seconds
+from pipeline.storage import audio_key, chunk_key, upload_key
 from pipeline.transcript import Segment, Transcript
-from pipeline.uploads import audio_path, remove_job_files
+from pipeline.uploads import remove_job_files
 
 log = logging.getLogger(__name__)
 
@@ -42,32 +47,69 @@ class Next(Enum):
 
 
 def extract(ctx: Context, task_id: str) -> Next | None:
-    """Decode the upload to 16 kHz mono float32 on disk, then look up the cache."""
+    """Decode the upload to 16 kHz mono float32, look up the cache, and store what the
+    transcribers read: the whole audio, or a long recording's chunks.
+
+    Memory stays flat whatever the length: the upload is fetched into this host's scratch
+    folder, decoded into a ``.npy`` file as it goes, the chunks planned and cut from that file
+    window by window, and each result put into storage; the scratch copies go at the end.
+    """
     job = ctx.jobs.get(task_id)
     if ctx.jobs.transition(task_id, State.EXTRACTING) is Moved.REFUSED:
         log.info("job %s is %s; extract skipped", task_id, job.status)
         return None
-    audio = decode_audio(Path(job.upload_path), max_duration=ctx.settings.max_duration_seconds)
-    _stop_if_cancelled(ctx, task_id)
-    target = audio_path(ctx.settings.upload_dir, task_id)
-    # Written under a temporary name and renamed, so a redelivered message never reads half a file.
-    partial = target.with_suffix(".partial.npy")
-    np.save(partial, audio)
-    os.replace(partial, target)
-    duration = round(len(audio) / SAMPLE_RATE, 3)
-    ctx.jobs.set_fields(task_id, audio_path=str(target), duration=duration, stage="cache-lookup")
-    cached = ctx.cache.get(job.sha256, job.options)
-    if cached is not None:
-        return _complete(ctx, job, cached, cached_hit=True)
-    long_audio = ctx.settings.long_audio_seconds
-    if long_audio and duration > long_audio:
-        plan = plan_chunks(audio, ctx.settings.chunk_seconds)
+    with _scratch(ctx, task_id) as scratch:
+        decoded = scratch / "audio.npy"
+        with ctx.storage.scratch_copy(upload_key(task_id), scratch) as upload:
+            samples = decode_to_file(upload, decoded, max_duration=ctx.settings.max_duration_seconds)
+        _stop_if_cancelled(ctx, task_id)
+        duration = round(samples / SAMPLE_RATE, 3)
+        ctx.jobs.set_fields(task_id, duration=duration, stage="cache-lookup")
+        cached = ctx.cache.get(job.sha256, job.options)
+        if cached is not None:
+            return _complete(ctx, job, cached, cached_hit=True)
+        long_audio = ctx.settings.long_audio_seconds
+        plan = [(0, samples)]
+        if long_audio and duration > long_audio:
+            plan = plan_chunks(decoded, ctx.settings.chunk_seconds)
         if len(plan) > 1:
             log.info("job %s: %.0f s of audio in %d chunks", task_id, duration, len(plan))
+            stored = open_npy(decoded)
+            for index, (start, end) in enumerate(plan):
+                part = scratch / f"chunk{index}.npy"
+                copy_samples(stored, start, end, part)
+                ctx.storage.move_file(chunk_key(task_id, index), part)
             ctx.jobs.set_fields(task_id, chunks=json.dumps(plan), stage="waiting-for-transcriber")
             return Next.CHUNKS
-    ctx.jobs.set_fields(task_id, stage="waiting-for-transcriber")
+        ctx.storage.move_file(audio_key(task_id), decoded)
+    ctx.jobs.set_fields(task_id, audio_path=f"{ctx.storage.url}/{audio_key(task_id)}",
+                        stage="waiting-for-transcriber")
     return Next.TRANSCRIBE
+
+
+@contextlib.contextmanager
+def _scratch(ctx: Context, task_id: str) -> Iterator[Path]:
+    """A folder of this stage's own in SCRATCH_DIR, removed with everything in it afterwards
+    (a redelivered message, or another chunk of the job, never shares it)."""
+    folder = ctx.settings.scratch_dir / f"{task_id}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _stored_audio(ctx: Context, key: str) -> Iterator[np.ndarray]:
+    """The decoded audio under ``key``, in a local file (a scratch copy where the store is a
+    bucket) mapped rather than read, for the duration of the block."""
+    with _scratch(ctx, key.split("/")[1]) as scratch, ctx.storage.scratch_copy(key, scratch) as path:
+        try:
+            audio: np.ndarray = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise MediaDecodeError("The decoded audio for this job cannot be read; upload the file "
+                                   "again.") from exc
+        yield audio
 
 
 def transcribe(ctx: Context, task_id: str) -> Next | None:
@@ -105,11 +147,10 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
         return None
     if not 0 <= index < len(job.chunks):
         raise TranscriptionError(f"Chunk {index} does not exist; the job has {len(job.chunks)}.")
-    start, end = job.chunks[index]
+    start = job.chunks[index][0]
     stored = len(ctx.jobs.chunks(task_id))
     if ctx.jobs.chunk(task_id, index) is None:
-        audio = _decoded_audio(job)
-        duration = max(len(audio) / SAMPLE_RATE, 1e-6)
+        duration = max(job.chunks[-1][1] / SAMPLE_RATE, 1e-6)
         offset = start / SAMPLE_RATE
         last_end = [0.0]
 
@@ -122,11 +163,12 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
             last_end[0] = segment.end
             ctx.jobs.add_segment(task_id, shown, min(0.99, decoded / duration))
 
-        part = np.asarray(audio[start:end])
         key = ctx.models.key_for(job.options, choice.device)
-        transcript = ctx.models.get(key).transcribe(part, job.options, on_segment)
+        with _stored_audio(ctx, chunk_key(task_id, index)) as part:
+            transcript = ctx.models.get(key).transcribe(np.asarray(part), job.options, on_segment)
         stored = ctx.jobs.save_chunk(task_id, index, transcript)
         release_memory()
+        log.info("job %s: chunk %d of %d transcribed", task_id, index, len(job.chunks))
     if stored < len(job.chunks):
         return None
     parts = ctx.jobs.chunks(task_id)
@@ -136,7 +178,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
         return None
     ctx.cache.put(job.sha256, job.options, merged)
     count_audio_seconds(ctx.redis, merged.duration)
-    remove_job_files(ctx.settings.upload_dir, task_id)
+    remove_job_files(ctx.storage, task_id)
     return Next.NOTIFY
 
 
@@ -157,25 +199,21 @@ def _wait_for_twin(ctx: Context, job: Job) -> Transcript | None:
         time.sleep(0.25)
 
 
-def _decoded_audio(job: Job) -> np.ndarray:
-    """The audio ``extract`` decoded, mapped rather than read: a chunk needs only its part."""
-    try:
-        audio: np.ndarray = np.load(job.audio_path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise MediaDecodeError("The decoded audio for this job is missing; upload the file again.") from exc
-    return audio
-
-
 def _run_engine(ctx: Context, job: Job, device: str) -> Transcript:
+    with _stored_audio(ctx, audio_key(job.task_id)) as audio:
+        return _transcribe_whole(ctx, job, device, audio)
+
+
+def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) -> Transcript:
     task_id = job.task_id
-    audio = _decoded_audio(job)
     duration = max(len(audio) / SAMPLE_RATE, 1e-6)
 
     def on_segment(segment: Segment) -> None:
         # Checked once per decoded segment: a cancelled job stops within one segment.
         _stop_if_cancelled(ctx, task_id)
         ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration))
-        ctx.cache.renew(job.sha256, job.options)
+        # Only while this job still holds it: a claim that lapsed is its successor's now.
+        ctx.cache.renew(job.sha256, job.options, owner=task_id)
 
     key = ctx.models.key_for(job.options, device)
     ctx.jobs.reset_segments(task_id)
@@ -200,7 +238,7 @@ def _stop_if_cancelled(ctx: Context, task_id: str) -> None:
 
 def _complete(ctx: Context, job: Job, transcript: Transcript, *, cached_hit: bool) -> Next | None:
     moved = ctx.jobs.complete(job.task_id, transcript, cached=cached_hit)
-    remove_job_files(ctx.settings.upload_dir, job.task_id)
+    remove_job_files(ctx.storage, job.task_id)
     return Next.NOTIFY if moved is Moved.MOVED else None
 
 
@@ -209,58 +247,19 @@ def fail(ctx: Context, task_id: str, error: PipelineError) -> Next | None:
     moved = ctx.jobs.transition(task_id, State.FAILED, error=error.to_dict())
     # Other chunks of a long recording may still be running: they stop at their next segment.
     ctx.jobs.request_stop(task_id)
-    remove_job_files(ctx.settings.upload_dir, task_id)
+    remove_job_files(ctx.storage, task_id)
     return Next.NOTIFY if moved is Moved.MOVED else None
 
 
 def notify(ctx: Context, task_id: str, http: requests.Session | None = None) -> int | None:
-    """Deliver the job's final event to its webhook, if it has one.
+    """Make the job's webhook attempt that is due now, if any (``pipeline.outbox``: claimed,
+    so a notify message and a sweeper never deliver one event at once).
 
-    Returns the seconds to wait before the next attempt when this one failed in a way worth
-    retrying, or None when there is nothing more to do. The job's state never changes here:
-    only its ``webhook_*`` fields do.
+    Returns the seconds until the next attempt when this one failed in a way worth retrying
+    (the outbox's sweeper makes it then), or None when there is nothing more to do now. The
+    job's state never changes here: only its ``webhook_*`` fields do.
     """
-    job = ctx.jobs.get(task_id)
-    if not job.webhook_url or not job.is_final or job.webhook_state in ("delivered", "failed"):
+    made = outbox.attempt(ctx, task_id, http=http)
+    if made is None or made.next_at is None:
         return None
-    summary = None
-    if job.status is State.COMPLETED:
-        result = ctx.jobs.result(task_id)
-        if result is not None:
-            summary = {
-                "text": result.text[:500],
-                "truncated": len(result.text) > 500,
-                "language": result.language,
-                "duration": result.duration,
-                "segments": len(result.segments),
-            }
-    data = {
-        "task_id": task_id,
-        "status": job.status,
-        "result_url": job.result_url if job.status is State.COMPLETED else None,
-        "cached": job.cached,
-        "error": job.error,
-        "transcript": summary,
-    }
-    msg_id = webhooks.message_id(task_id, job.status)
-    body = webhooks.event_body(f"transcription.{job.status}", data)
-    headers = webhooks.signed_headers(ctx.settings.webhook_secret, msg_id, body)
-    auth_name, auth_value = job.extra.get("webhook_auth_header_name"), job.extra.get(
-        "webhook_auth_header_value")
-    if auth_name and auth_value:
-        headers[auth_name] = auth_value
-    http = http or webhooks.session(allow_private=ctx.settings.webhook_allow_private)
-    delivery = webhooks.deliver(http, job.webhook_url, body, headers)
-    attempts = job.webhook_attempts + 1
-    retry = delivery.retryable and attempts < ctx.settings.webhook_max_attempts
-    state = "delivered" if delivery.delivered else ("pending" if retry else "failed")
-    count_webhook(ctx.redis, "retrying" if state == "pending" else state)
-    log.info("webhook for %s: attempt %d, %s -> %s", task_id, attempts, delivery.detail, state)
-    ctx.jobs.set_fields(
-        task_id,
-        webhook_attempts=attempts,
-        webhook_last_status=delivery.status,
-        webhook_state=state,
-        webhook_last_error="" if delivery.delivered else delivery.detail,
-    )
-    return webhooks.backoff_seconds(attempts) if retry else None
+    return max(0, math.ceil(made.next_at - time.time()))

@@ -204,6 +204,15 @@ class Storage(ABC):
 def from_url(url: str | Path) -> Storage:
     """The storage ``STORAGE_URL`` names: ``s3://bucket[/prefix]``, ``file:///folder`` or a
     folder path."""
+    parsed = parse_url(url)
+    if isinstance(parsed, Path):
+        return LocalStorage(parsed)
+    return S3Storage(*parsed)
+
+
+def parse_url(url: str | Path) -> Path | tuple[str, str]:
+    """A folder, or (bucket, prefix); a ``SettingsError`` naming STORAGE_URL when it is neither.
+    Builds no client, so the settings check it at start-up for nothing."""
     text = str(url).strip()
     if not text:
         raise SettingsError("STORAGE_URL is empty: give a folder or s3://bucket/prefix")
@@ -220,12 +229,12 @@ def from_url(url: str | Path) -> Storage:
                 _check_key(prefix)
             except ValueError as exc:
                 raise SettingsError(f"STORAGE_URL {text!r}: the prefix {exc}") from exc
-        return S3Storage(bucket, prefix)
+        return bucket, prefix
     if text.startswith("file://"):
         text = text[len("file://"):]
     elif "://" in text:
         raise SettingsError(f"STORAGE_URL {text!r}: use a folder or s3://bucket/prefix")
-    return LocalStorage(Path(text))
+    return Path(text)
 
 
 def _missing(key: str) -> StoredFileMissing:

@@ -1,4 +1,5 @@
-"""Where jobs, results and cached transcripts live: Redis, wired from the settings.
+"""Where jobs, results and cached transcripts live (Redis), and a job's files (``storage``:
+a folder or a bucket, ``pipeline.storage``), wired from the settings.
 
 Both processes need this and only the worker needs the engines, so it stands apart from
 ``pipeline.context``: the web process builds its stores here and never imports a model.
@@ -6,13 +7,19 @@ Both processes need this and only the worker needs the engines, so it stands apa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
 from pipeline.cache import ResultCache
+from pipeline.errors import StorageUnavailable
 from pipeline.jobs import JobStore
 from pipeline.settings import Settings
+from pipeline.storage import Storage, from_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -21,6 +28,23 @@ class Stores:
     redis: redis.Redis
     jobs: JobStore
     cache: ResultCache
+    # Built from STORAGE_URL when not given (tests that build Stores by hand leave it out).
+    storage: Storage = field(default=cast(Storage, None))
+
+    def __post_init__(self) -> None:
+        if self.storage is None:
+            self.storage = from_url(self.settings.storage_location)
+
+
+def check_storage(storage: Storage) -> None:
+    """The start-up check of the API and the workers: the store answers and takes writes (the
+    bucket made when absent), else a ``StorageUnavailable`` that names STORAGE_URL, the endpoint
+    and the bucket, so the process stops with it rather than failing every job later."""
+    try:
+        storage.check()
+    except StorageUnavailable as exc:
+        log.error("start-up: STORAGE_URL=%s: %s", storage.url, exc.message)
+        raise StorageUnavailable(f"STORAGE_URL={storage.url}: {exc.message}") from exc
 
 
 def connect_redis(settings: Settings, *, socket_timeout: float = 30) -> redis.Redis:
@@ -57,4 +81,5 @@ def open_stores(settings: Settings, *, socket_timeout: float = 30) -> Stores:
         redis=client,
         jobs=make_jobs(settings, client),
         cache=make_cache(settings, client),
+        storage=from_url(settings.storage_location),
     )

@@ -6,12 +6,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def _drop_empty_speaker(data: dict[str, Any]) -> dict[str, Any]:
+    # Transcripts without diarization serialise exactly as they did before speakers existed.
+    if data.get("speaker") is None:
+        data.pop("speaker", None)
+    return data
+
+
 @dataclass(frozen=True)
 class Word:
     start: float
     end: float
     word: str
     probability: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -26,13 +34,16 @@ class Segment:
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     words: tuple[Word, ...] | None = None
+    speaker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tokens"] = list(self.tokens)
         if self.words is None:
             del data["words"]
-        return data
+        else:
+            data["words"] = [_drop_empty_speaker(w) for w in data["words"]]
+        return _drop_empty_speaker(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Segment:
@@ -48,7 +59,23 @@ class Segment:
             compression_ratio=float(data.get("compression_ratio", 0.0)),
             no_speech_prob=float(data.get("no_speech_prob", 0.0)),
             words=None if words is None else tuple(Word(**w) for w in words),
+            speaker=data.get("speaker"),
         )
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One diarized speaker and how long they talk in the recording."""
+
+    id: str
+    talk_time: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "talk_time": self.talk_time}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Speaker:
+        return cls(id=str(data["id"]), talk_time=float(data["talk_time"]))
 
 
 @dataclass(frozen=True)
@@ -62,9 +89,11 @@ class Transcript:
     engine: str = ""
     model: str = ""
     device: str = ""
+    # Empty unless the job was diarized.
+    speakers: tuple[Speaker, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "text": self.text,
             "language": self.language,
             "language_probability": self.language_probability,
@@ -75,6 +104,9 @@ class Transcript:
             "device": self.device,
             "segments": [s.to_dict() for s in self.segments],
         }
+        if self.speakers:
+            data["speakers"] = [s.to_dict() for s in self.speakers]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Transcript:
@@ -88,4 +120,5 @@ class Transcript:
             engine=data.get("engine", ""),
             model=data.get("model", ""),
             device=data.get("device", ""),
+            speakers=tuple(Speaker.from_dict(s) for s in data.get("speakers", ())),
         )

@@ -24,16 +24,22 @@ from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress, filter_host
 from standardwebhooks.webhooks import Webhook
 
-from pipeline.errors import BadRequest
+from pipeline.errors import BadRequest, InvalidOption
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10
-MAX_BACKOFF_SECONDS = 300
 # Transient answers worth another try; any other 4xx means the receiver rejected the event.
 RETRY_STATUSES = frozenset({408, 429})
 # Answers whose Retry-After says when the receiver wants to hear from us again.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Headers a job may ask its webhook requests to carry (lower case): the usual places for a
+# receiver's credential, and nothing that changes how the request is framed or routed (Host,
+# Content-Length, Transfer-Encoding, Cookie) or forges the signature (webhook-*).
+AUTH_HEADER_NAMES = frozenset({
+    "authorization", "x-api-key", "api-key", "x-auth-token", "x-access-token", "x-webhook-token",
+    "x-webhook-secret", "x-webhook-key",
+})
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,17 @@ def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> s
     except requests.RequestException:
         raise BadRequest(f"{field}'s host {parts.hostname!r} could not be resolved.", field=field) from None
     return url
+
+
+def check_auth_header(name: str, value: str, field: str = "webhook_auth_header_name") -> tuple[str, str]:
+    """Refuse a webhook auth header whose name is not in ``AUTH_HEADER_NAMES`` or whose value
+    could smuggle a second header."""
+    if any(c in value for c in "\r\n\0"):
+        raise InvalidOption("webhook_auth_header_value must be one line.", field="webhook_auth_header_value")
+    if name.lower() not in AUTH_HEADER_NAMES:
+        raise InvalidOption(f"{field} must be one of {', '.join(sorted(AUTH_HEADER_NAMES))}, not {name!r}.",
+                            field=field)
+    return name, value
 
 
 def session(*, allow_private: bool, follow_redirects: bool = False) -> requests.Session:
@@ -187,11 +204,8 @@ def job_event(job: Any, result: Any, secret: str) -> tuple[str, dict[str, str]]:
     headers = signed_headers(secret, msg_id, body)
     auth_name = job.extra.get("webhook_auth_header_name")
     auth_value = job.extra.get("webhook_auth_header_value")
-    if auth_name and auth_value:
-        headers[auth_name] = auth_value
+    # Checked again here: a job recorded before the allow-list (or written to Redis by hand)
+    # still never sends another header.
+    if auth_name and auth_value and str(auth_name).lower() in AUTH_HEADER_NAMES:
+        headers[str(auth_name)] = str(auth_value)
     return body, headers
-
-
-def backoff_seconds(attempt: int) -> int:
-    """Seconds before retry number ``attempt`` (1, 2, 4, 8 ... capped)."""
-    return int(min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt - 1)))

@@ -87,6 +87,7 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "UPLOAD_DIR": str(data_dir / "uploads"),
         "CACHE_DIR": str(data_dir / "cache"),
         "MODEL_DIR": str(data_dir / "models"),
+        "SCRATCH_DIR": str(data_dir / "scratch"),
         "DEVICE": "cpu",
         "CPU_THREADS": "2",
         "MAX_RETRIES": "1",
@@ -95,6 +96,9 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "WEBHOOK_ALLOW_PRIVATE": "true",
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_MAX_ATTEMPTS": "4",
+        # Retries in seconds rather than Standard Webhooks' minutes and hours, swept every second.
+        "WEBHOOK_SCHEDULE_SECONDS": "0,1,4,8",
+        "WEBHOOK_SWEEP_SECONDS": "1",
         # Recordings over two minutes go through the chunked path.
         "LONG_AUDIO_SECONDS": "120",
         "CHUNK_SECONDS": "60",

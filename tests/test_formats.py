@@ -346,3 +346,55 @@ def test_transcript_from_minimal_dict_fills_defaults() -> None:
     t = Transcript.from_dict({"text": "x", "language": "en", "duration": 1})
     assert t == Transcript(text="x", language="en", duration=1.0)
     assert t.segments == () and t.task == "transcribe" and t.language_probability is None
+
+
+# -- cue text that would break the file: arrows, blank lines, markup --------------------------
+HOSTILE = Transcript(
+    text="",
+    language="en",
+    duration=6.0,
+    segments=(
+        Segment(id=0, start=0.0, end=1.0, text=" He said --> 00:00:09,000 then ---> left"),
+        Segment(id=1, start=1.0, end=2.0, text=" first line\n\n\n2\n00:00:05,000 --> 00:00:06,000\nforged"),
+        Segment(id=2, start=2.0, end=3.0, text=" <b>bold</b> & \r\n  spaced \u2028 lines "),
+        Segment(id=3, start=3.0, end=4.0, text=" last"),
+    ),
+)
+
+
+def test_srt_cue_text_cannot_forge_a_cue_or_end_one_early() -> None:
+    body = render(HOSTILE, "srt")[0]
+    subs = list(srt.parse(body, ignore_errors=False))
+    # Exactly the four cues, with their own times: nothing in the text was read as timing.
+    assert [s.index for s in subs] == [1, 2, 3, 4]
+    assert [s.start.total_seconds() for s in subs] == [0.0, 1.0, 2.0, 3.0]
+    assert [s.end.total_seconds() for s in subs] == [1.0, 2.0, 3.0, 4.0]
+    assert subs[0].content == "He said \u2192 00:00:09,000 then \u2192 left"
+    # One line per cue: a line of digits then a time would start a cue for lenient parsers.
+    assert subs[1].content == "first line 2 00:00:05,000 \u2192 00:00:06,000 forged"
+    assert subs[2].content == "<b>bold</b> & spaced lines"
+    assert subs[3].content == "last"
+    assert "-->" not in "".join(s.content for s in subs)
+
+
+def test_vtt_cue_text_is_escaped_and_has_no_blank_lines() -> None:
+    body = render(HOSTILE, "vtt")[0]
+    captions = list(webvtt.from_buffer(io.StringIO(body)).captions)
+    assert [(c.start, c.end) for c in captions] == [
+        ("00:00:00.000", "00:00:01.000"), ("00:00:01.000", "00:00:02.000"),
+        ("00:00:02.000", "00:00:03.000"), ("00:00:03.000", "00:00:04.000")]
+    raw = [c.raw_text for c in captions]
+    assert raw[0] == "He said --&gt; 00:00:09,000 then ---&gt; left"
+    assert raw[1] == "first line\n2\n00:00:05,000 --&gt; 00:00:06,000\nforged"
+    assert raw[2] == "&lt;b&gt;bold&lt;/b&gt; &amp;\nspaced\nlines"
+    # Every cue's text lines are between its timing line and the blank line that ends it.
+    blocks = body.split("\n\n")
+    assert blocks[0] == "WEBVTT" and len(blocks) == 5
+    assert all(block.count("-->") == 1 for block in blocks[1:])
+
+
+def test_tsv_cue_text_stays_on_one_row() -> None:
+    rows = render(HOSTILE, "tsv")[0].splitlines()
+    assert len(rows) == 5
+    assert all(row.count("\t") == 2 for row in rows)
+    assert rows[2].split("\t")[2] == "first line 2 00:00:05,000 --> 00:00:06,000 forged"

@@ -42,7 +42,7 @@ def test_defaults_come_from_settings() -> None:
     opts = TranscribeOptions.parse({}, settings)
     assert opts.engine == "openai-whisper" and opts.model == "base"
     # A field in the form still wins over the settings.
-    assert TranscribeOptions.parse({"model": "small"}, settings).model == "small"
+    assert TranscribeOptions.parse({"model": "tiny.en"}, settings).model == "tiny.en"
 
 
 def test_unknown_fields_are_left_to_the_caller() -> None:
@@ -72,9 +72,41 @@ def test_engine_must_be_text() -> None:
 
 
 # -- model -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("value", ["tiny.en", "base", "large-v3", "/models/custom", " small "])
+@pytest.mark.parametrize("value", ["tiny.en", "base", " base "])
 def test_model_valid(value: str) -> None:
     assert parse(model=value).model == value.strip()
+
+
+@pytest.mark.parametrize("value", ["large-v3", "small", "Systran/faster-whisper-small", "/etc/passwd",
+                                   "../models/base", "~/model", "C:\\models\\base", "tiny.en/../base"])
+def test_a_model_outside_models_is_refused_naming_the_allowed_ones(value: str) -> None:
+    err = invalid("model", value)
+    assert "tiny.en, base" in err.message and "MODELS" in err.message
+
+
+def test_models_lists_what_a_request_may_ask_for() -> None:
+    settings = Settings(models=("small", "large-v3"), default_model="base")
+    assert settings.allowed_models == ("small", "large-v3", "base")  # the default always is one
+    assert TranscribeOptions.parse({"model": "large-v3"}, settings).model == "large-v3"
+    with pytest.raises(InvalidOption, match="small, large-v3, base"):
+        TranscribeOptions.parse({"model": "tiny.en"}, settings)
+
+
+def test_a_default_model_given_as_a_path_is_never_taken_from_a_request() -> None:
+    # The operator may point DEFAULT_MODEL at a folder; a request naming that folder is still refused.
+    settings = Settings(default_model="/srv/models/custom")
+    assert TranscribeOptions.parse({}, settings).model == "/srv/models/custom"
+    with pytest.raises(InvalidOption) as info:
+        TranscribeOptions.parse({"model": "/srv/models/custom"}, settings)
+    assert info.value.field == "model"
+
+
+@pytest.mark.parametrize("raw", ["/srv/models/x", "../x", "a/b", "~x"])
+def test_models_setting_refuses_paths(raw: str) -> None:
+    from pipeline.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="MODELS"):
+        Settings.from_env({"MODELS": f"tiny.en,{raw}"})
 
 
 @pytest.mark.parametrize("value", [None, 3, ["base"]])

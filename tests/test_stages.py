@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from pipeline import stages
 from pipeline.context import Context
-from pipeline.errors import JobCancelled, MediaDecodeError, MediaTooLong, UnsupportedMedia
+from pipeline.errors import JobCancelled, MediaDecodeError, MediaTooLong, StoredFileMissing, UnsupportedMedia
 from pipeline.jobs import Moved, State, job_key, new_task_id
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
@@ -48,7 +48,9 @@ def submit(ctx: Context, source: Path = SPEECH_EN, options: TranscribeOptions | 
 
 
 def job_files(ctx: Context, task_id: str) -> list[Path]:
-    return sorted(ctx.settings.upload_dir.glob(f"{task_id}*"))
+    """The job's files in the folder store (``jobs/<task_id>/``), hidden partial files too."""
+    folder = ctx.settings.upload_dir / "jobs" / task_id
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 
 def snapshot(ctx: Context, task_id: str) -> dict[str, Any]:
@@ -215,7 +217,7 @@ def test_second_upload_of_the_same_input_is_answered_in_extract(ctx: Context) ->
 def test_transcribe_without_the_decoded_audio_raises(ctx: Context) -> None:
     task_id = submit(ctx)
     ctx.jobs.transition(task_id, State.EXTRACTING)
-    with pytest.raises(MediaDecodeError):
+    with pytest.raises(StoredFileMissing, match=r"audio\.npy is not in storage"):
         stages.transcribe(ctx, task_id)
     job = ctx.jobs.get(task_id)
     assert job.status == "transcribing"
@@ -227,9 +229,19 @@ def test_a_chunk_without_the_decoded_audio_raises_the_same_error(ctx: Context) -
     ctx.jobs.transition(task_id, State.EXTRACTING)
     ctx.jobs.set_fields(task_id, chunks=json.dumps([[0, 16_000], [16_000, 32_000]]),
                         audio_path=str(audio_path(ctx.settings.upload_dir, task_id)))
-    with pytest.raises(MediaDecodeError, match="decoded audio for this job is missing"):
+    with pytest.raises(StoredFileMissing, match=r"1\.npy is not in storage"):
         stages.transcribe_chunk(ctx, task_id, 1)
     assert ctx.jobs.chunks(task_id) == {} and ctx.jobs.get(task_id).status is State.TRANSCRIBING
+
+
+def test_an_upload_the_worker_cannot_find_is_missing_not_bad_media(ctx: Context) -> None:
+    task_id = submit(ctx)
+    upload_path(ctx.settings.upload_dir, task_id).unlink()  # as if stored where this host cannot see
+    with pytest.raises(StoredFileMissing, match="uploaded file is not in storage") as caught:
+        stages.extract(ctx, task_id)
+    assert caught.value.code == "file_missing" and caught.value.retryable is False
+    # Nothing of the attempt is left in the scratch folder.
+    assert not any(ctx.settings.scratch_dir.glob(f"{task_id}*"))
 
 
 class _TwinWaits(logging.Handler):

@@ -1,10 +1,34 @@
 """Speaker diarization, offline: who spoke when.
 
-``diarize`` takes the decoded 16 kHz mono audio and returns speaker turns. The heavy models load
-on first use (once per process and device), never at import, so importing ``Turn`` is cheap.
+``diarize`` takes the decoded 16 kHz mono audio and returns speaker turns. Importing this package
+stays cheap (no torch, no scipy), because the web process reads ``Turn`` for formats; the engine
+and its models load on the first call, once per process and device.
 """
 
-from pipeline.diarization.engine import DiarizationOptions, diarize
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from pipeline.diarization.turns import Turn
 
-__all__ = ["DiarizationOptions", "Turn", "diarize"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.diarization.engine import DiarizationOptions
+
+
+def diarize(
+    audio: np.ndarray,
+    *,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    device: str = "cpu",
+    options: DiarizationOptions | None = None,
+) -> list[Turn]:
+    """Speaker turns of 16 kHz mono float32 audio (see ``pipeline.diarization.engine.diarize``)."""
+    from pipeline.diarization.engine import diarize as run
+
+    return run(audio, min_speakers=min_speakers, max_speakers=max_speakers, device=device, options=options)
+
+
+__all__ = ["Turn", "diarize"]

@@ -17,6 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+
 import numpy as np
 
 from pipeline.errors import DiarizationError
@@ -45,7 +46,7 @@ class _Fbank:
     """ctypes binding of senko's filterbank extractor (80 log-mel bins, 25/10 ms, mean-normalised)."""
 
     class _Features(ctypes.Structure):
-        _fields_ = [  # noqa: RUF012 - ctypes reads this class attribute
+        _fields_ = [
             ("data", ctypes.POINTER(ctypes.c_float)),
             ("frames_per_subsegment", ctypes.POINTER(ctypes.c_size_t)),
             ("subsegment_offsets", ctypes.POINTER(ctypes.c_size_t)),
@@ -95,7 +96,8 @@ class _Fbank:
             finally:
                 self._lib.free_fbank_features(ctypes.byref(feats))
         return [
-            data[int(off) : int(off) + int(n) * dim].reshape(int(n), dim) for n, off in zip(frames, offsets, strict=True)
+            data[int(off) : int(off) + int(n) * dim].reshape(int(n), dim)
+            for n, off in zip(frames, offsets, strict=True)
         ]
 
 

@@ -311,7 +311,14 @@ class Chaos:
             "SYNC_TIMEOUT_SECONDS": "120",
             "WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers listen on loopback
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "WEBHOOK_MAX_ATTEMPTS": "4",
+            # Enough attempts for a receiver answering 503 for 30 s; retries in seconds, swept each second.
+            "WEBHOOK_MAX_ATTEMPTS": "10",
+            "WEBHOOK_SCHEDULE_SECONDS": "0,1,4,8",
+            "WEBHOOK_SWEEP_SECONDS": "1",
+            # A stuck job is sent again after a minute (longer than a killed worker's lease, 30 s,
+            # and its restart), looked for every 5 s.
+            "RECONCILE_AFTER_SECONDS": "60",
+            "RECONCILE_PERIOD_SECONDS": "5",
             "LOG_FORMAT": "json",
             # Room for every transcript of the session: the load test counts engine runs by it.
             "CACHE_SIZE": "1000",

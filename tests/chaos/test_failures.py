@@ -4,7 +4,6 @@ jobs' real outcomes (state, history, transcript), not only that nothing crashed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -15,6 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pipeline import queues
+from pipeline.heartbeat import live_workers
 from pipeline.metrics import COUNTERS_KEY
 from tests.chaos.conftest import (
     TIMINGS,
@@ -32,11 +32,7 @@ def transcriber_worker_pid(chaos: Chaos) -> int:
     """The Dramatiq worker process (the transcriber main's child) that heartbeats for the
     ``transcribe`` queue."""
     main = chaos.service.pid("transcriber")
-    beating = set()
-    for key in chaos.redis.scan_iter(match="wp:workers:*"):
-        record = json.loads(chaos.redis.get(key) or "{}")  # type: ignore[arg-type]
-        if "transcribe" in record.get("queues", []):
-            beating.add(int(record["pid"]))
+    beating = {int(w["pid"]) for w in live_workers(chaos.redis) if "transcribe" in w.get("queues", [])}
     found = [pid for pid in children_of(main) if pid in beating]
     assert len(found) == 1, f"children of {main}: {children_of(main)}, heartbeats: {beating}"
     return found[0]

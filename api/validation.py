@@ -1,0 +1,45 @@
+"""Values from the URL checked before they reach Redis: a task id or a cursor that could never
+be valid answers 404 or 400, never a Redis type error (an id such as ``x:lease`` names another
+kind of key) turned into a 503."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from flask import Flask
+
+from pipeline.errors import InvalidOption, JobNotFound
+
+# pipeline.jobs.new_task_id: uuid4().hex
+TASK_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def check_task_id(task_id: str) -> str:
+    """The id, or JobNotFound: an id this service never hands out is a job that does not exist."""
+    if not TASK_ID.fullmatch(task_id):
+        raise JobNotFound(f"No job with id {task_id[:64]}.")
+    return task_id
+
+
+def check_cursor(cursor: str | None) -> str | None:
+    """A listing cursor is the creation time of the last job shown (``next_cursor``)."""
+    if cursor is None:
+        return None
+    try:
+        value = float(cursor)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise InvalidOption("cursor must be a value from next_cursor", field="cursor")
+    return cursor
+
+
+def init_validation(app: Flask) -> None:
+    """Every route with a ``<task_id>`` gets its id checked before the view runs."""
+
+    @app.url_value_preprocessor
+    def task_id_in_url(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values and isinstance(values.get("task_id"), str):
+            check_task_id(values["task_id"])

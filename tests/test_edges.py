@@ -1,0 +1,176 @@
+"""Inputs at the edges and the owner's webhook redelivery (issue 12), on the real Redis and
+RabbitMQ through the app's test client: ids and cursors that could never be valid answer
+404/400 (never a 503 from a Redis type error), webhook auth headers come from an allow-list,
+WEBHOOK_SECRET is checked at start-up, and POST /api/transcribe/async/<id>/webhook delivers a
+finished job's event again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from standardwebhooks.webhooks import Webhook
+
+from api import create_app
+from api.state import state
+from pipeline import outbox, webhooks
+from pipeline.errors import InvalidOption, SettingsError
+from pipeline.jobs import WEBHOOKS_DUE_KEY, JobStore, State, new_task_id
+from pipeline.options import TranscribeOptions
+from pipeline.settings import Settings
+from pipeline.transcript import Segment, Transcript
+from tests.conftest import WEBHOOK_SECRET
+from tests.helpers import Receiver
+
+KEYS = ("edge-key-one", "edge-key-two")
+
+
+@pytest.fixture
+def app_client(settings: Settings, redis_client: redis.Redis, tmp_path: Path) -> Iterator[FlaskClient]:
+    app = create_app(replace(settings, upload_dir=tmp_path / "uploads", api_keys=KEYS,
+                             webhook_allow_private=True, webhook_secret=WEBHOOK_SECRET))
+    with app.app_context():
+        yield app.test_client()
+
+
+def auth(key: str = KEYS[0]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_job(client: FlaskClient, *, key: str = KEYS[0], webhook: str = "", final: State | None = State.COMPLETED,
+             **fields: Any) -> str:
+    """A job recorded as the API records one, owned by ``key``."""
+    from api.auth import owner_of
+
+    jobs: JobStore = state().jobs
+    task_id = new_task_id()
+    extra = {"webhook_url": webhook, "webhook_state": "pending"} if webhook else {}
+    jobs.create(task_id, TranscribeOptions(), owner=owner_of(key), sha256="0" * 64, **extra, **fields)
+    if final is State.COMPLETED:
+        transcript = Transcript(text=" Hello.", language="en", duration=1.0,
+                                segments=(Segment(id=0, start=0.0, end=1.0, text=" Hello."),))
+        jobs.transition(task_id, State.COMPLETED, result=transcript, cached=False)
+    elif final is not None:
+        jobs.transition(task_id, final)
+    return task_id
+
+
+# -- ids and cursors ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["x", "abc:lease", "0" * 31, "0" * 33, "A" * 32, "%00", "wp:queued", "-1"])
+def test_a_task_id_that_could_never_be_one_is_404_on_every_job_route(app_client: FlaskClient, bad: str,
+                                                                     redis_client: redis.Redis) -> None:
+    # Keys of other kinds under the names such an id would read: a type error if they were read.
+    redis_client.set(f"wp:job:{bad}", "a string, not a hash")
+    for method, path in (("GET", f"/api/transcribe/async/status/{bad}"),
+                         ("GET", f"/api/transcribe/async/{bad}/result"),
+                         ("GET", f"/api/transcribe/async/{bad}/events"),
+                         ("DELETE", f"/api/transcribe/async/{bad}"),
+                         ("POST", f"/api/transcribe/async/{bad}/webhook")):
+        response = app_client.open(path, method=method, headers=auth())
+        assert response.status_code == 404, (method, path, response.status_code, response.json)
+        assert response.json["error"]["code"] == "not_found", response.json
+
+
+def test_a_valid_id_of_an_unknown_job_is_404(app_client: FlaskClient) -> None:
+    response = app_client.get(f"/api/transcribe/async/status/{new_task_id()}", headers=auth())
+    assert response.status_code == 404 and response.json["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("cursor", ["nan", "inf", "-inf", "1e999", "-5", "abc", "(1", ""])
+def test_a_cursor_not_from_next_cursor_is_400(app_client: FlaskClient, cursor: str) -> None:
+    response = app_client.get("/api/transcribe/async", query_string={"cursor": cursor}, headers=auth())
+    assert response.status_code in (400, 422), response.json
+    assert response.json["error"]["field"] == "cursor"
+
+
+def test_the_cursor_from_next_cursor_pages_on(app_client: FlaskClient) -> None:
+    made = [make_job(app_client) for _ in range(3)]
+    first = app_client.get("/api/transcribe/async", query_string={"limit": 2}, headers=auth()).json
+    assert [j["task_id"] for j in first["jobs"]] == made[::-1][:2]
+    rest = app_client.get("/api/transcribe/async", query_string={"limit": 2, "cursor": first["next_cursor"]},
+                          headers=auth()).json
+    assert [j["task_id"] for j in rest["jobs"]] == made[:1]
+
+
+# -- webhook auth headers and the secret -------------------------------------------------------------
+
+def test_webhook_auth_headers_come_from_an_allow_list() -> None:
+    assert webhooks.check_auth_header("Authorization", "Bearer x") == ("Authorization", "Bearer x")
+    assert webhooks.check_auth_header("X-API-Key", "k") == ("X-API-Key", "k")
+    for name in ("Host", "Content-Length", "Transfer-Encoding", "Cookie", "webhook-signature", "X-Token"):
+        with pytest.raises(InvalidOption) as refused:
+            webhooks.check_auth_header(name, "v")
+        assert refused.value.field == "webhook_auth_header_name"
+    with pytest.raises(InvalidOption):
+        webhooks.check_auth_header("Authorization", "a\r\nHost: evil")
+
+
+def test_a_header_outside_the_list_recorded_on_a_job_is_never_sent(app_client: FlaskClient) -> None:
+    task_id = make_job(app_client, webhook="http://127.0.0.1:9/hook", webhook_auth_header_name="Host",
+                       webhook_auth_header_value="internal.example")
+    job = state().jobs.get(task_id)
+    _, headers = webhooks.job_event(job, None, WEBHOOK_SECRET)
+    assert "Host" not in headers and "internal.example" not in headers.values()
+
+
+@pytest.mark.parametrize("secret", ["s3cret", "whsec_short", "whsec_" + "!" * 40, "whsec_" + "QQ==" * 3])
+def test_a_weak_or_malformed_webhook_secret_stops_start_up(secret: str) -> None:
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
+        Settings.from_env({"WEBHOOK_SECRET": secret})
+
+
+def test_a_standard_webhooks_secret_is_accepted() -> None:
+    assert Settings.from_env({"WEBHOOK_SECRET": WEBHOOK_SECRET}).webhook_secret == WEBHOOK_SECRET
+    assert Settings.from_env({}).webhook_secret == ""  # unsigned, as documented
+
+
+# -- the owner asks for redelivery -------------------------------------------------------------------
+
+def test_the_owner_gets_a_finished_job_s_webhook_delivered_again(app_client: FlaskClient) -> None:
+    receiver = Receiver()
+    try:
+        task_id = make_job(app_client, webhook=receiver.url)
+        st = state()
+        # Delivered once already, as the notify actor would.
+        assert outbox.attempt(st, task_id) is not None  # type: ignore[arg-type]
+        assert st.jobs.get(task_id).webhook_state == "delivered" and len(receiver.requests) == 1
+
+        response = app_client.post(f"/api/transcribe/async/{task_id}/webhook", headers=auth())
+        assert response.status_code == 202, response.json
+        assert response.json == {"url": receiver.url, "state": "pending", "attempts": 0, "last_status": 200}
+        assert st.redis.zscore(WEBHOOKS_DUE_KEY, task_id) is not None  # due now, in the outbox
+
+        # The sweeper (or the notify message the route sent) delivers it, signed as before.
+        made = outbox.sweep(st)  # type: ignore[arg-type]
+        assert [(a.task_id, a.state) for a in made] == [(task_id, "delivered")]
+        assert len(receiver.requests) == 2
+        headers, body, _ = receiver.requests[1]
+        assert Webhook(WEBHOOK_SECRET).verify(body, headers)["data"]["task_id"] == task_id
+        assert receiver.requests[0][0]["webhook-id"] == headers["webhook-id"]  # the same event
+        status = app_client.get(f"/api/transcribe/async/status/{task_id}", headers=auth()).json
+        assert status["webhook"] == {"url": receiver.url, "state": "delivered", "attempts": 1, "last_status": 200}
+    finally:
+        receiver.close()
+
+
+def test_redelivery_is_refused_for_a_job_not_final_or_without_a_webhook(app_client: FlaskClient) -> None:
+    running = make_job(app_client, webhook="http://127.0.0.1:9/hook", final=None)
+    response = app_client.post(f"/api/transcribe/async/{running}/webhook", headers=auth())
+    assert response.status_code == 409 and "queued" in response.json["error"]["message"]
+    silent = make_job(app_client)
+    response = app_client.post(f"/api/transcribe/async/{silent}/webhook", headers=auth())
+    assert response.status_code == 409 and "webhook_url" in response.json["error"]["message"]
+
+
+def test_only_the_owner_may_ask_for_redelivery(app_client: FlaskClient) -> None:
+    task_id = make_job(app_client, webhook="http://127.0.0.1:9/hook", final=State.FAILED)
+    assert app_client.post(f"/api/transcribe/async/{task_id}/webhook", headers=auth(KEYS[1])).status_code == 404
+    assert app_client.post(f"/api/transcribe/async/{new_task_id()}/webhook", headers=auth()).status_code == 404
+    assert app_client.post(f"/api/transcribe/async/{task_id}/webhook").status_code == 401
+    assert state().jobs.get(task_id).webhook_state == "pending"  # untouched by the refusals
