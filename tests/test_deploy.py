@@ -59,6 +59,8 @@ SETTING_NAMES = frozenset(f.name.upper() for f in fields(Settings))
 # Variables the processes read that are not settings of pipeline/settings.py.
 OTHER_VARIABLES = frozenset({
     "dramatiq_queue_prefetch",  # Dramatiq's RabbitMQ prefetch: 1 for transcribers
+    # boto3's own, read for STORAGE_URL=s3://... (pipeline/storage.py)
+    "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
 })
 ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 

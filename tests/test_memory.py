@@ -17,6 +17,8 @@ import pytest
 
 from pipeline import chunks, media
 from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.settings import Settings
+from pipeline.storage import LocalStorage, chunk_key
 from tests.helpers import ROOT, SPEECH_EN, long_speech
 
 MB = 1 << 20
@@ -166,3 +168,57 @@ def test_windowed_vad_finds_the_pauses_of_one_pass(tmp_path: Path) -> None:
     for (a, b), (c, d) in zip(whole, windowed, strict=True):
         assert abs(a - c) <= 512 and abs(b - d) <= 512
     assert all(a[1] < b[0] for a, b in itertools.pairwise(windowed))
+
+
+@pytest.mark.timeout(900)
+def test_the_extract_stage_decodes_and_plans_one_hour_in_flat_memory(
+        hour_flac: Path, tmp_path: Path, settings: Settings) -> None:
+    """The same, through the worker's own path: ``stages.extract`` on a job whose upload is in
+    storage, which fetches, decodes, plans and stores 12 chunks."""
+    env = {"UPLOAD_DIR": str(tmp_path / "store"), "SCRATCH_DIR": str(tmp_path / "scratch"),
+           "REDIS_URL": settings.redis_url, "RABBITMQ_URL": settings.rabbitmq_url, "DEVICE": "cpu",
+           "LONG_AUDIO_SECONDS": "600", "CHUNK_SECONDS": "300", "ENABLE_CACHE": "false"}
+    result = run_measured('''
+        import hashlib, os, shutil
+        from pipeline import chunks, media, stages
+        from pipeline.context import build_context
+        from pipeline.jobs import new_task_id
+        from pipeline.options import TranscribeOptions
+        from pipeline.settings import Settings
+        from pipeline.uploads import upload_path
+        from tests.helpers import SPEECH_EN
+
+        ctx = build_context(Settings.from_env(dict(arg.split("=", 1) for arg in sys.argv[2:])))
+
+        def job(source):
+            task_id = new_task_id()
+            shutil.copy(source, upload_path(ctx.settings.upload_dir, task_id))
+            ctx.jobs.create(task_id, TranscribeOptions(), sha256=task_id)
+            return task_id
+
+        warm = job(SPEECH_EN)
+        stages.extract(ctx, warm)  # imports, the store's folders
+        chunks.plan_chunks(media.decode_audio(SPEECH_EN).repeat(20), 2)  # loads the VAD model
+        baseline = status("VmRSS")
+        was_reset = reset_peak()
+        task_id = job(Path(sys.argv[1]))
+        following = stages.extract(ctx, task_id)
+        peak = status("VmHWM")
+        record = ctx.jobs.get(task_id)
+        report(baseline=baseline, peak=peak, reset=was_reset, next=following.value,
+               chunks=[list(c) for c in record.chunks], duration=record.duration, task_id=task_id,
+               scratch=[p.name for p in ctx.settings.scratch_dir.rglob("*")])
+    ''', str(hour_flac), *(f"{k}={v}" for k, v in env.items()))
+
+    growth = int(result["peak"]) - int(result["baseline"])  # type: ignore[call-overload]
+    assert growth < 100 * MB, f"the extract stage grew the worker by {growth / MB:.0f} MB on 1 hour"
+    assert result["next"] == "chunks"
+    plan = result["chunks"]
+    assert isinstance(plan, list) and len(plan) == 12
+    assert float(result["duration"]) == pytest.approx(3600, abs=0.1)  # type: ignore[arg-type]
+    # Every chunk is in storage, as long as planned; nothing is left in the scratch folder.
+    store = LocalStorage(tmp_path / "store")
+    for index, (start, end) in enumerate(plan):
+        path = store.local_path(chunk_key(str(result["task_id"]), index))
+        assert path is not None and media.open_npy(path).length == end - start
+    assert result["scratch"] == []

@@ -24,7 +24,7 @@ from standardwebhooks.webhooks import Webhook
 from pipeline import stages
 from pipeline.context import Context
 from pipeline.errors import JobCancelled, MediaDecodeError, MediaTooLong, StoredFileMissing, UnsupportedMedia
-from pipeline.jobs import Moved, State, job_key, new_task_id
+from pipeline.jobs import WEBHOOKS_DUE_KEY, Moved, State, job_key, new_task_id
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.stages import Next
@@ -466,12 +466,15 @@ def test_notify_for_a_failed_job_carries_the_error(hook_ctx: Context, receiver: 
 def test_notify_retries_on_500_then_records_failed(hook_ctx: Context, receiver: Receiver) -> None:
     receiver.statuses = [500, 503, 500]
     task_id = completed_job(hook_ctx, receiver.url)
-    assert stages.notify(hook_ctx, task_id) == 1
+    assert stages.notify(hook_ctx, task_id) == 1  # WEBHOOK_SCHEDULE_SECONDS 0,1,4,8 in the tests
     job = hook_ctx.jobs.get(task_id)
     assert (job.webhook_state, job.webhook_attempts, job.webhook_last_status) == ("pending", 1, 500)
-    assert stages.notify(hook_ctx, task_id) == 2
+    assert stages.notify(hook_ctx, task_id) is None  # not due yet: the outbox holds it a second
+    hook_ctx.redis.zadd(WEBHOOKS_DUE_KEY, {task_id: 0})  # due now, as the sweeper would find it
+    assert stages.notify(hook_ctx, task_id) == 4
     assert hook_ctx.jobs.get(task_id).webhook_last_status == 503
     # WEBHOOK_MAX_ATTEMPTS (3 here) reached: given up.
+    hook_ctx.redis.zadd(WEBHOOKS_DUE_KEY, {task_id: 0})
     assert stages.notify(hook_ctx, task_id) is None
     job = hook_ctx.jobs.get(task_id)
     assert (job.webhook_state, job.webhook_attempts, job.webhook_last_status) == ("failed", 3, 500)
