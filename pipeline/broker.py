@@ -13,7 +13,7 @@ from pipeline.heartbeat import Heartbeat
 from pipeline.housekeeping import Housekeeping
 from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging
-from pipeline.middleware import worker_metrics
+from pipeline.middleware import PreloadModel, worker_metrics
 from pipeline.queues import build_broker
 from pipeline.settings import Settings
 from pipeline.storage import from_url
@@ -64,6 +64,8 @@ broker = build_broker(settings)
 broker.add_middleware(Heartbeat(_describe, _redis))
 # Webhook deliveries that are due, stuck jobs, pruning: a thread in every worker process.
 broker.add_middleware(Housekeeping(_stores))
+# A transcriber loads the default model as it boots, not on its first job.
+broker.add_middleware(PreloadModel())
 if settings.worker_metrics_port:
     broker.add_middleware(worker_metrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from pipeline import chunks, outbox
+from pipeline import chunks, outbox, split
 from pipeline.chunks import plan_chunks
 from pipeline.context import Context
 from pipeline.engines import choose_device
@@ -68,10 +68,10 @@ def extract(ctx: Context, task_id: str) -> Next | None:
         cached = ctx.cache.get(job.sha256, job.options)
         if cached is not None:
             return _complete(ctx, job, cached, cached_hit=True)
-        long_audio = ctx.settings.long_audio_seconds
         plan = [(0, samples)]
-        if long_audio and duration > long_audio:
-            plan = plan_chunks(decoded, ctx.settings.chunk_seconds)
+        target = split.chunk_seconds(duration, split.read_idle_transcribers(ctx.redis), ctx.settings)
+        if target is not None:
+            plan = plan_chunks(decoded, target)
         if len(plan) > 1:
             log.info("job %s: %.0f s of audio in %d chunks", task_id, duration, len(plan))
             stored = open_npy(decoded)

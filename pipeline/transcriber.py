@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from pipeline import cuda_libs, layout
 from pipeline.errors import SettingsError
@@ -29,9 +30,18 @@ from pipeline.queues import TRANSCRIBE_QUEUE
 log = logging.getLogger(__name__)
 
 
+def dramatiq_program() -> list[str]:
+    """Dramatiq of this interpreter's environment: the launcher may be started by the
+    virtualenv's python by full path, with that environment's ``bin`` not on PATH."""
+    beside = Path(sys.executable).parent / "dramatiq"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("dramatiq")
+    return [found] if found else [sys.executable, "-m", "dramatiq"]
+
+
 def command(resolved: layout.Layout, extra: Sequence[str] = (), processes: int | None = None) -> list[str]:
-    dramatiq = shutil.which("dramatiq") or "dramatiq"
-    return [dramatiq, "pipeline.broker", "pipeline.actors", "--processes",
+    return [*dramatiq_program(), "pipeline.broker", "pipeline.actors", "--processes",
             str(processes or resolved.processes), "--threads", "1", "--queues", TRANSCRIBE_QUEUE, *extra]
 
 

@@ -15,7 +15,7 @@ import pytest
 from bench.diarization_set import espeak_conversation, evaluate, real_set
 from pipeline.der import diarization_error_rate, score
 from pipeline.diarization import Turn, diarize
-from pipeline.diarization.clustering import cluster_embeddings
+from pipeline.diarization.clustering import ClusteringOptions, cluster_embeddings
 from pipeline.errors import InvalidOption
 from pipeline.speakers import (
     apply_speakers,
@@ -153,6 +153,9 @@ def test_clustering_respects_bounds_on_hand_made_embeddings() -> None:
     assert len(set(cluster_embeddings(points, max_speakers=2).tolist())) == 2
     assert len(set(cluster_embeddings(points[:6], min_speakers=2).tolist())) == 2
     assert cluster_embeddings(points[:1]).tolist() == [0]
+    # Past the linkage limit, a sample is clustered and every point joins its nearest centroid.
+    sampled = cluster_embeddings(points, options=ClusteringOptions(max_linkage_windows=9))
+    assert sampled.tolist() == labels.tolist()
     assert cluster_embeddings(np.zeros((0, 16))).tolist() == []
 
 

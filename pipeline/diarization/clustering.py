@@ -25,6 +25,10 @@ class ClusteringOptions:
     # a window that straddles a change of speaker, or noise. Two windows are about 2 s of speech.
     min_windows: int = 2
     refine_iterations: int = 3
+    # Average linkage keeps n*(n-1)/2 distances: 4000 windows (about 50 min of speech) is 64 MB.
+    # Longer recordings are clustered on an even sample, and every window then joins the nearest
+    # centroid.
+    max_linkage_windows: int = 4000
 
 
 def _centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -58,6 +62,11 @@ def cluster_embeddings(
     if n == 1:
         return np.zeros(1, dtype=int)
 
+    full = embeddings
+    if n > opts.max_linkage_windows:
+        sample = np.linspace(0, n - 1, opts.max_linkage_windows).round().astype(int)
+        embeddings = embeddings[sample]
+        n = embeddings.shape[0]
     tree = linkage(embeddings.astype(np.float64), method="average", metric="cosine")
     labels = fcluster(tree, t=opts.threshold, criterion="distance") - 1
     labels, count = _compact(labels)
@@ -77,6 +86,10 @@ def cluster_embeddings(
         wanted = low if count < low else high
         labels = fcluster(tree, t=wanted, criterion="maxclust") - 1
         labels, count = _compact(labels)
+
+    if full.shape[0] != n:
+        labels, count = _compact(np.argmax(full @ _centroids(embeddings, labels, count).T, axis=1))
+        embeddings = full
 
     # A few rounds of nearest-centroid reassignment undo early merges that average linkage
     # cannot revisit.

@@ -38,6 +38,7 @@ from typing import Any
 import redis
 import requests
 
+from pipeline.queues import TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,7 @@ VHOST_PREFIX = "whisper-pipeline"
 # Variables a process of the service reads that are not settings: Dramatiq's own.
 FOREIGN_PREFIXES = ("dramatiq_", "PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 _PR_SET_PDEATHSIG = 1
+TRANSCRIBER_MODULE = "pipeline.transcriber"
 
 
 def free_port() -> int:
@@ -101,8 +103,16 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
     @property
+    def launcher(self) -> bool:
+        """Whether this is ``python -m pipeline.transcriber``, which sizes itself from
+        ``TRANSCRIBER_PROCESSES``/``CPU_THREADS`` and passes what follows ``--`` to Dramatiq."""
+        return self.argv[1:3] == ("-m", TRANSCRIBER_MODULE)
+
+    @property
     def queues(self) -> frozenset[str]:
         """The Dramatiq queues it consumes (none for the web process)."""
+        if self.launcher:
+            return frozenset({TRANSCRIBE_QUEUE})
         if "--queues" not in self.argv:
             return frozenset()
         rest = self.argv[self.argv.index("--queues") + 1:]
@@ -116,6 +126,14 @@ class ProcessSpec:
     def with_options(self, **options: str | int) -> ProcessSpec:
         """The same command with ``--name value`` options replaced or added (``processes=2``)."""
         argv = list(self.argv)
+        if self.launcher:
+            # Dramatiq takes the last of a repeated option: after the launcher's own. The layout
+            # itself is better set with TRANSCRIBER_PROCESSES and CPU_THREADS in the environment.
+            if "--" not in argv:
+                argv.append("--")
+            for key, value in options.items():
+                argv += ["--" + key.replace("_", "-"), str(value)]
+            return replace(self, argv=tuple(argv))
         for key, value in options.items():
             flag = "--" + key.replace("_", "-")
             if flag in argv:
