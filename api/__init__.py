@@ -23,6 +23,10 @@ from pipeline.queues import build_broker
 from pipeline.settings import Settings
 from pipeline.stores import check_storage, open_stores
 
+# Per API process: enough for every request in flight to find one at once, however many
+# clients merely wait (a waiting stream holds none; the event hub holds one for the process).
+REDIS_CONNECTIONS = 64
+
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
@@ -46,7 +50,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    stores = open_stores(settings, socket_timeout=5)
+    stores = open_stores(settings, socket_timeout=5, max_connections=REDIS_CONNECTIONS)
     init_state(app, ApiState(settings=settings, redis=stores.redis, jobs=stores.jobs, cache=stores.cache,
                              broker=build_broker(settings, shared_connection=True),
                              hub=EventHub(stores.redis), limits=ClientLimits(stores.redis, settings),

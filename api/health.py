@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pika
@@ -9,7 +11,7 @@ import pika
 from api import schemas
 from api.auth import require_admin
 from api.blueprint import Blueprint
-from api.state import state
+from api.state import ApiState, state
 from pipeline.heartbeat import live_workers
 
 bp = Blueprint("health", __name__, url_prefix="/api", description="Service and worker health.")
@@ -28,6 +30,20 @@ def _rabbitmq_ok(url: str) -> bool:
         return False
 
 
+# Health is asked often (load balancers, monitors, every client's page); a broker handshake
+# each time is the bulk of its cost. One check in flight per process, its answer shared this long.
+RABBITMQ_CHECK_SECONDS = 2.0
+
+
+def _rabbitmq_ok_recently(st: ApiState) -> bool:
+    lock: threading.Lock = st.extras.setdefault("rabbitmq_check_lock", threading.Lock())
+    with lock:
+        checked = st.extras.get("rabbitmq_check")
+        if checked is None or time.monotonic() - checked[0] > RABBITMQ_CHECK_SECONDS:
+            checked = st.extras["rabbitmq_check"] = (time.monotonic(), _rabbitmq_ok(st.settings.rabbitmq_url))
+        return bool(checked[1])
+
+
 @bp.get("/health")
 @bp.response(200, schemas.Health)
 @bp.alt_response(503, schema=schemas.Health, description="Redis or RabbitMQ is down")
@@ -40,7 +56,7 @@ def health() -> tuple[dict[str, Any], int]:
         workers = live_workers(st.redis)
     except Exception:  # noqa: BLE001
         redis_ok, workers = False, []
-    rabbit_ok = _rabbitmq_ok(st.settings.rabbitmq_url)
+    rabbit_ok = _rabbitmq_ok_recently(st)
     queues = sorted({q for w in workers for q in w.get("queues", [])})
     if not (redis_ok and rabbit_ok):
         status, code = "unavailable", 503

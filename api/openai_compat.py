@@ -7,6 +7,9 @@ What is chosen here, where OpenAI's API has no equivalent:
   cannot translate); any other name must be one of this service's MODELS, as on every route.
 - ``language`` in verbose_json is the language code (``en``), not OpenAI's English name.
 - The request waits for the pipeline like ``POST /api/transcribe`` (SYNC_TIMEOUT_SECONDS).
+- ``response_format=diarized_json`` (OpenAI's shape) diarizes whatever the model; speakers are
+  named ``SPEAKER_00``, ``SPEAKER_01``, ... as in this service's other formats, not ``A``, ``B``.
+  ``diarize``, ``min_speakers`` and ``max_speakers`` are accepted as on ``/api/transcribe``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from api.state import state
 from api.submission import streams_upload, submit
 from api.transcribe import failure
 from pipeline.errors import ResultNotReady, SyncTimeout
-from pipeline.formats import render
+from pipeline.formats import render, to_diarized_json
+from pipeline.options import MAX_SPEAKERS
 
 bp = Blueprint("openai", __name__, url_prefix="/v1",
                description="OpenAI-compatible transcription and translation.")
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+DIARIZED_JSON = "diarized_json"  # transcriptions only, as at OpenAI
 
 
 class OpenAIForm(schemas.Strict):
@@ -46,6 +51,11 @@ class OpenAIForm(schemas.Strict):
 
 class TranscriptionForm(OpenAIForm):
     language = ma.fields.String()
+    response_format = ma.fields.String(load_default="json",
+                                       validate=ma.validate.OneOf([*OPENAI_FORMATS, DIARIZED_JSON]))
+    diarize = ma.fields.Boolean(metadata={"description": "label speakers (implied by diarized_json)"})
+    min_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
+    max_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
 
 
 def _answer(form: dict[str, Any], task: str) -> Response:
@@ -59,6 +69,8 @@ def _answer(form: dict[str, Any], task: str) -> Response:
     ours: dict[str, Any] = {"model": model, "task": task, **form}
     if "word" in granularities:
         ours["word_timestamps"] = True
+    if fmt == DIARIZED_JSON:
+        ours["diarize"] = True
     submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
     job = wait_final(st.hub, st.jobs, submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "failed":
@@ -73,6 +85,8 @@ def _answer(form: dict[str, Any], task: str) -> Response:
     if fmt == "json":
         return Response(json.dumps({"text": transcript.text}, ensure_ascii=False),
                         content_type="application/json")
+    if fmt == DIARIZED_JSON:
+        return Response(to_diarized_json(transcript), content_type="application/json")
     body, content_type = render(transcript, fmt)
     if fmt == "verbose_json" and "word" not in granularities:
         data = json.loads(body)
@@ -83,7 +97,8 @@ def _answer(form: dict[str, Any], task: str) -> Response:
 
 _RESPONSES = {"responses": {"200": {
     "description": "json: {text}; verbose_json: task, language, duration, text, segments (and words "
-    "when timestamp_granularities[] has word); text, srt, vtt as plain text",
+    "when timestamp_granularities[] has word); diarized_json (transcriptions): task, duration, text, "
+    "segments with speaker; text, srt, vtt as plain text",
     "content": {"application/json": {"schema": {"type": "object"}},
                 "text/plain": {"schema": {"type": "string"}},
                 "application/x-subrip": {"schema": {"type": "string"}},

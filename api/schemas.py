@@ -8,7 +8,7 @@ from flask_smorest.fields import Upload
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.formats import FORMATS
 from pipeline.jobs import State
-from pipeline.options import LANGUAGES, TASKS
+from pipeline.options import LANGUAGES, MAX_SPEAKERS, TASKS
 
 STATES = [s.value for s in State]
 
@@ -49,6 +49,12 @@ class TranscribeForm(Strict):
     beam_size = ma.fields.Integer(validate=ma.validate.Range(1, 20))
     batch_size = ma.fields.Raw(metadata={"description": "1: sequential decoding; 2-64: batched; auto "
                                          "(default): BATCH_SIZE, else batched on a GPU only"})
+    diarize = ma.fields.Boolean(metadata={"description": "label who speaks when (SPEAKER_00, ...); "
+                                          "runs beside the transcription"})
+    min_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
+        "description": "with diarize: at least this many speakers (a hint)"})
+    max_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
+        "description": "with diarize: at most this many speakers (a hint)"})
     webhook_url = ma.fields.String(metadata={"description": "http(s) URL told when the job ends"})
     webhook_auth_header_name = ma.fields.String()
     webhook_auth_header_value = ma.fields.String()
@@ -69,6 +75,12 @@ class SegmentOut(ma.Schema):
     start = ma.fields.Float(required=True)
     end = ma.fields.Float(required=True)
     text = ma.fields.String(required=True)
+    speaker = ma.fields.String(metadata={"description": "who speaks (diarized jobs only)"})
+
+
+class SpeakerOut(ma.Schema):
+    id = ma.fields.String(required=True, metadata={"description": "SPEAKER_00, SPEAKER_01, ..."})
+    talk_time = ma.fields.Float(required=True, metadata={"description": "seconds this speaker talks"})
 
 
 class ResultOut(ma.Schema):
@@ -76,6 +88,8 @@ class ResultOut(ma.Schema):
     language = ma.fields.String(required=True)
     duration = ma.fields.Float(required=True)
     segments = ma.fields.List(ma.fields.Nested(SegmentOut), required=True)
+    speakers = ma.fields.List(ma.fields.Nested(SpeakerOut), metadata={
+        "description": "diarized jobs only: each speaker and their talk time"})
 
 
 class WebhookOut(ma.Schema):
@@ -99,6 +113,9 @@ class JobSummary(ma.Schema):
     created_at = ma.fields.String(required=True)
     finished_at = ma.fields.String(allow_none=True)
     error = ma.fields.Nested(ErrorBody, allow_none=True)
+    warnings = ma.fields.List(ma.fields.String(), metadata={
+        "description": "what the result lacks, such as speakers when diarization failed and "
+                       "DIARIZE_FAILURE=ignore"})
     status_url = ma.fields.String(required=True)
     result_url = ma.fields.String(required=True)
 

@@ -23,6 +23,7 @@ from api.submission import streams_upload, submit
 from api.validation import check_cursor
 from pipeline import outbox, queues
 from pipeline.errors import (
+    InvalidOption,
     JobConflict,
     JobNotFound,
     PipelineError,
@@ -68,11 +69,14 @@ def answer_result(job: Job, fmt: str, *, download: bool = False) -> Response:
     transcript = state().jobs.result(job.task_id)
     if transcript is None:
         raise ResultNotReady(f"The job is {job.status}; its transcript is not available.")
-    body, content_type = render(transcript, fmt)
-    response = Response(body, content_type=content_type)
-    extension = {"text": "txt", "verbose_json": "json"}.get(fmt, fmt)
+    if fmt == "rttm" and not job.options.diarize:
+        raise InvalidOption("format=rttm lists speakers: submit the recording with diarize=true.",
+                            field="format")
     # Named after the recording (meeting.m4a -> meeting.srt), so a saved file says what it is.
     stem = PurePath(job.filename).stem if job.filename else job.task_id
+    body, content_type = render(transcript, fmt, file_id=stem)
+    response = Response(body, content_type=content_type)
+    extension = {"text": "txt", "verbose_json": "json"}.get(fmt, fmt)
     name = f"{stem}.{extension}"
     ascii_name = re.sub(r'[^A-Za-z0-9._-]+', "_", name) or f"{job.task_id}.{extension}"
     response.headers["Content-Disposition"] = (
@@ -158,7 +162,7 @@ def status(task_id: str) -> dict[str, Any]:
 @bp.alt_response(404, **NOT_FOUND)
 @bp.alt_response(409, schema=schemas.Error, description="the job has no transcript (yet)")
 def result(query: dict[str, Any], task_id: str) -> Response:
-    """Download the transcript: json, verbose_json, text, srt, vtt or tsv."""
+    """Download the transcript: json, verbose_json, text, srt, vtt, tsv, or rttm (diarized jobs)."""
     job = owned(state().jobs.get(task_id))
     if job.status != "completed":
         if job.status == "failed":

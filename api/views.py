@@ -40,6 +40,7 @@ def summary(job: Job) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "finished_at": iso(job.finished_at),
         "error": job.error,
+        **({"warnings": job.warnings} if job.warnings else {}),
         "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
         "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
     }
@@ -65,6 +66,7 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "error": job.error,
         "chunks": len(job.chunks) or None,
+        **({"warnings": job.warnings} if job.warnings else {}),
         "webhook": {
             "url": job.webhook_url,
             "state": job.webhook_state or "pending",
@@ -90,8 +92,10 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
                 "language": result.language,
                 "duration": result.duration,
                 "segments": [
-                    {"id": s.id, "start": s.start, "end": s.end, "text": s.text}
+                    {"id": s.id, "start": s.start, "end": s.end, "text": s.text,
+                     **({"speaker": s.speaker} if s.speaker is not None else {})}
                     for s in result.segments
                 ],
+                **({"speakers": [sp.to_dict() for sp in result.speakers]} if result.speakers else {}),
             }
     return body

@@ -90,6 +90,7 @@ class Crowd:
         self.ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.phase = "ramp"  # then "window", then "stop": when a client error happened
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection(self.host, self.port, limit=2**20)
@@ -123,7 +124,7 @@ class Crowd:
                 finally:
                     self.counters.streams_open -= 1
             except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                self.counters.count(self.counters.errors, f"stream {exc.__class__.__name__}")
+                self.counters.count(self.counters.errors, f"stream {exc.__class__.__name__} ({self.phase})")
                 await asyncio.sleep(1)
             finally:
                 if writer is not None:
@@ -156,7 +157,7 @@ class Crowd:
             finally:
                 self.counters.uploads_open -= 1
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            self.counters.count(self.counters.errors, f"upload {exc.__class__.__name__}")
+            self.counters.count(self.counters.errors, f"upload {exc.__class__.__name__} ({self.phase})")
         finally:
             if writer is not None:
                 writer.close()
@@ -186,7 +187,7 @@ class Crowd:
             finally:
                 self.counters.waits_open -= 1
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            self.counters.count(self.counters.errors, f"wait {exc.__class__.__name__}")
+            self.counters.count(self.counters.errors, f"wait {exc.__class__.__name__} ({self.phase})")
         finally:
             if writer is not None:
                 writer.close()
@@ -288,6 +289,7 @@ def measure(stack: Stack, lib: Library, load: Load) -> dict[str, Any]:
         ramp = time.monotonic() - ramp_started
         log(f"concurrency: {c.streams_open} streams, {c.uploads_open} slow uploads, {c.waits_open} waits open "
             f"after {ramp:.1f} s; sampling for {load.window:.0f} s")
+        crowd.phase = "window"
         health: list[float] = []
         status: list[float] = []
         bad: dict[str, int] = {}
@@ -305,6 +307,7 @@ def measure(stack: Stack, lib: Library, load: Load) -> dict[str, Any]:
         held = {"streams": c.streams_open, "uploads": c.uploads_open, "waits": c.waits_open}
         listed: list[dict[str, Any]] = stack.redis.client_list() if stack.redis is not None else []  # type: ignore[assignment]
         redis_clients = sum(1 for client in listed if str(client.get("db")) == str(stack.db))
+        crowd.phase = "stop"
         crowd.stop()
         runner.join(60)
         log("concurrency: load stopped; cancelling the jobs still queued or running")

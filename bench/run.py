@@ -470,7 +470,7 @@ class Bench:
             "p50": percentile([u.seconds for u in ups], 50), "max": max(u.seconds for u in ups),
             "before": sum(before.values()), "peak": sum(peak.values()), "after": sum(after.values()),
             "peak_growth_max": max(peak[p] - before[p] for p in pids), "workers": len(pids),
-            "left_in_upload_dir": len(list((self.stack.run_dir / "uploads").glob("*"))),
+            "left_in_upload_dir": sum(1 for p in (self.stack.run_dir / "uploads").rglob("*") if p.is_file()),
         }
         log(f"uploads {name}: {row['rate']:.0f} MiB/s, statuses {statuses}, RSS {row['before']:.0f} → "
             f"{row['peak']:.0f} → {row['after']:.0f} MiB")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def service_rows(lib: Library, cache_dir: Path, s3: S3Server, *, uploads: int, s
                 f"{ms(statistics.median(row['e2e']))}")
         finally:
             stack.close()
+        shutil.rmtree(stack.run_dir, ignore_errors=True)
     return rows
 
 
@@ -131,7 +133,9 @@ _EXTRACT = textwrap.dedent('''
         ctx.jobs.create(task_id, TranscribeOptions(), sha256=task_id)
         return task_id
 
-    stages.extract(ctx, job(SPEECH_EN))
+    warm = job(SPEECH_EN)
+    stages.extract(ctx, warm)
+    ctx.storage.delete_job(warm)
     chunks.plan_chunks(media.decode_audio(SPEECH_EN).repeat(20), 2)  # loads the VAD model
     baseline = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
@@ -174,8 +178,12 @@ def memory_rows(cache_dir: Path, s3: S3Server, hours: int, redis_url: str) -> di
                     "SCRATCH_DIR": str(cache_dir / f"scratch-{name}"), "ENABLE_CACHE": "false",
                     "DEVICE": "cpu", **env}
         log(f"extract of {hours} h with the {name} store")
-        rows[name] = {**extract_memory(recording, settings), "hours": hours,
-                      "bytes": recording.stat().st_size}
+        try:
+            rows[name] = {**extract_memory(recording, settings), "hours": hours,
+                          "bytes": recording.stat().st_size}
+        finally:
+            for folder in ("UPLOAD_DIR", "SCRATCH_DIR"):
+                shutil.rmtree(settings[folder], ignore_errors=True)
         log(f"{name}: +{rows[name]['growth_mib']:.0f} MiB peak, {rows[name]['seconds']:.0f} s, "
             f"{rows[name]['chunks']} chunks")
     return rows

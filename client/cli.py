@@ -151,6 +151,10 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         "initial_prompt": args.initial_prompt,
         "temperature": args.temperature,
         "beam_size": args.beam_size,
+        # A speaker-count hint says the caller wants speakers.
+        "diarize": True if args.diarize or args.min_speakers or args.max_speakers else None,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
         "webhook_url": args.webhook_url,
     }
     progress = Progress(sys.stderr, enabled=args.wait and not args.quiet)
@@ -285,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--initial-prompt", metavar="TEXT", help="text that primes the decoder")
     options.add_argument("--temperature", type=float, help="sampling temperature, 0 to 1")
     options.add_argument("--beam-size", type=int, help="beam size, 1 to 20")
+    options.add_argument("--diarize", action="store_true",
+                         help="label who speaks when (SPEAKER_00, ...); --format rttm gives the turns")
+    options.add_argument("--min-speakers", type=int, metavar="N", help="with --diarize: at least N speakers")
+    options.add_argument("--max-speakers", type=int, metavar="N", help="with --diarize: at most N speakers")
     options.add_argument("--webhook-url", metavar="URL", help="notify this URL when the job ends")
 
     command("status", "show a job's status (the service's JSON document)", cmd_status).add_argument("task_id")

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "http://localhost:8511"
 # The service's result formats and final job states, restated here so that the client needs
 # nothing of the server's code.
-FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv")
+FORMATS = ("json", "verbose_json", "text", "srt", "vtt", "tsv", "rttm")
 FINAL_STATES = frozenset({"completed", "failed", "cancelled"})
 
 

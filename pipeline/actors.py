@@ -31,6 +31,8 @@ from pipeline.jobs import Job
 from pipeline.logs import job_context
 from pipeline.queues import (
     CHUNK_ACTOR,
+    DIARIZE_ACTOR,
+    DIARIZE_QUEUE,
     EXTRACT_ACTOR,
     EXTRACT_QUEUE,
     NOTIFY_ACTOR,
@@ -44,8 +46,10 @@ log = logging.getLogger(__name__)
 
 Stage = Callable[[Context, str], stages.Next | None]
 Retry = Callable[[int], object]  # sends the same message again, after a delay in ms
+Fail = Callable[[Context, str, PipelineError], stages.Next | None]  # ends the job, or that part of it
 # The lease extract and transcribe both hold, so that one job never runs both at once.
 JOB_LEASE = ""
+DIARIZE_LEASE = ":diarize"
 LEASE_TTL_SECONDS = 30
 LEASE_RECHECK_SECONDS = 10
 
@@ -57,10 +61,10 @@ def _last_attempt(ctx: Context) -> bool:
     return int(message.options.get("retries", 0)) >= ctx.settings.max_retries
 
 
-def _attempt(ctx: Context, stage: Stage, name: str, task_id: str) -> stages.Next | None:
+def _attempt(ctx: Context, stage: Stage, name: str, task_id: str, fail: Fail = stages.fail) -> stages.Next | None:
     starts = ctx.jobs.count_attempt(task_id, name)
     if starts > ctx.settings.max_retries + 1:
-        return stages.fail(ctx, task_id, WorkerDied(
+        return fail(ctx, task_id, WorkerDied(
             f"The worker running this job stopped {starts - 1} times without finishing it "
             "(for example, killed for lack of memory); the job was given up."))
     try:
@@ -70,19 +74,19 @@ def _attempt(ctx: Context, stage: Stage, name: str, task_id: str) -> stages.Next
         return None
     except TimeLimitExceeded:
         # Not retried: the same input would run out of time again.
-        return stages.fail(ctx, task_id, TimeLimitReached(
+        return fail(ctx, task_id, TimeLimitReached(
             f"The job ran longer than JOB_TIME_LIMIT_SECONDS ({ctx.settings.job_time_limit_seconds} s) "
             "and was stopped."))
     except PipelineError as exc:
         if exc.retryable and not _last_attempt(ctx):
             raise
         log.info("job %s failed in %s: %s", task_id, name, exc.message)
-        return stages.fail(ctx, task_id, exc)
+        return fail(ctx, task_id, exc)
     except Exception as exc:
         if not _last_attempt(ctx):
             raise
         log.exception("job %s failed in %s after its last retry", task_id, name)
-        return stages.fail(ctx, task_id, TranscriptionError(
+        return fail(ctx, task_id, TranscriptionError(
             f"The job failed after {ctx.settings.max_retries + 1} attempts "
             f"({exc.__class__.__name__})."))
 
@@ -113,10 +117,11 @@ class _Lease:
                 log.warning("renewing the lease of %s failed: %s", self.task_id, exc)
 
 
-def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry) -> None:
+def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry,
+              fail: Fail = stages.fail) -> None:
     """Run one stage of a job under the lease ``lease`` names (``JOB_LEASE``, or a scope of
     the stage's own), then send what the stage asks for next. ``retry(delay_ms)`` sends this
-    same message again later."""
+    same message again later; ``fail`` is called when the stage gives up."""
     ctx = worker_context()
     held = _Lease(ctx, task_id, lease)
     if not held.take():
@@ -127,7 +132,7 @@ def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry
         retry(LEASE_RECHECK_SECONDS * 1000)
         return
     try:
-        following = _attempt(ctx, stage, name, task_id)
+        following = _attempt(ctx, stage, name, task_id, fail)
     except JobNotFound:
         # The record expired or was never written: nothing to do, nothing to retry.
         log.warning("job %s not found; message dropped", task_id)
@@ -172,6 +177,14 @@ def transcribe_chunk(task_id: str, index: int) -> None:
                   lease=f":chunk{index}", retry=_later(transcribe_chunk, task_id, index))
 
 
+@dramatiq.actor(actor_name=DIARIZE_ACTOR, queue_name=DIARIZE_QUEUE)
+def diarize_audio(task_id: str) -> None:
+    with job_context(task_id):
+        # A lease of its own: it runs beside the transcription of the same job.
+        run_stage(stages.diarize, "diarize", task_id, lease=DIARIZE_LEASE,
+                  retry=_later(diarize_audio, task_id), fail=stages.diarize_failed)
+
+
 @dramatiq.actor(actor_name=NOTIFY_ACTOR, queue_name=NOTIFY_QUEUE, max_retries=0)
 def notify_webhook(task_id: str) -> None:
     with job_context(task_id):
@@ -184,9 +197,21 @@ def _notify(task_id: str) -> None:
     stages.notify(worker_context(), task_id)
 
 
+def _send_transcription(job: Job) -> None:
+    transcribe_audio.send(job.task_id)
+    _send_diarize(job)
+
+
 def _send_chunks(job: Job) -> None:
     for index in range(len(job.chunks)):
         transcribe_chunk.send(job.task_id, index)
+    _send_diarize(job)
+
+
+def _send_diarize(job: Job) -> None:
+    # Beside the transcription, not after it: a diarized job takes as long as the longer one.
+    if job.options.diarize:
+        diarize_audio.send(job.task_id)
 
 
 def _send_notify(job: Job) -> None:
@@ -196,7 +221,7 @@ def _send_notify(job: Job) -> None:
 
 # What each answer of a stage sends next.
 FOLLOW_UP: dict[stages.Next, Callable[[Job], object]] = {
-    stages.Next.TRANSCRIBE: lambda job: transcribe_audio.send(job.task_id),
+    stages.Next.TRANSCRIBE: _send_transcription,
     stages.Next.CHUNKS: _send_chunks,
     stages.Next.NOTIFY: _send_notify,
 }

@@ -14,7 +14,7 @@ from pipeline.housekeeping import Housekeeping
 from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging
 from pipeline.middleware import PreloadModel, worker_metrics
-from pipeline.queues import build_broker
+from pipeline.queues import DIARIZE_QUEUE, build_broker
 from pipeline.settings import Settings
 from pipeline.storage import from_url
 from pipeline.stores import Stores, check_storage, connect_redis
@@ -31,6 +31,14 @@ def _describe() -> dict[str, Any]:
         "device_reason": choice.reason,
         "models": [f"{k.engine}:{k.model}:{k.device}:{k.compute_type}" for k in ctx.models.loaded()],
     }
+
+
+def _preload_diarization() -> None:
+    from pipeline.context import worker_context
+    from pipeline.diarization.models import get_models
+    from pipeline.engines import choose_device
+
+    get_models(choose_device(worker_context().settings).device)
 
 
 def _redis() -> Any:
@@ -66,6 +74,8 @@ broker.add_middleware(Heartbeat(_describe, _redis))
 broker.add_middleware(Housekeeping(_stores))
 # A transcriber loads the default model as it boots, not on its first job.
 broker.add_middleware(PreloadModel())
+# A diarizer loads its models as it boots too (3-5 s on a CPU).
+broker.add_middleware(PreloadModel(_preload_diarization, queue=DIARIZE_QUEUE))
 if settings.worker_metrics_port:
     broker.add_middleware(worker_metrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)

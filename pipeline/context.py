@@ -4,6 +4,7 @@ stores (``pipeline.stores``) and the models."""
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 
 from pipeline.engines import ModelCache
@@ -30,7 +31,17 @@ def build_context(settings: Settings) -> Context:
     )
 
 
+_context_lock = threading.Lock()
+
+
 @functools.cache
-def worker_context() -> Context:
-    """The worker process's context, from its environment, built on the first message."""
+def _process_context() -> Context:
     return build_context(Settings.from_env())
+
+
+def worker_context() -> Context:
+    """The worker process's context, from its environment, built on first use. One per process:
+    the heartbeat and the model preload ask from threads of their own at boot, and
+    ``functools.cache`` alone would let each build one (a model loaded into the other's cache)."""
+    with _context_lock:
+        return _process_context()

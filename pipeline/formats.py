@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 from pipeline.errors import InvalidOption
+from pipeline.speakers import transcript_to_rttm
 from pipeline.transcript import Segment, Transcript
 
 _ARROW = re.compile(r"-[ -]*>")
@@ -51,16 +53,41 @@ def _vtt_text(text: str) -> str:
     return _cue_text(escaped)
 
 
+def _with_speaker(item: dict[str, Any], speaker: str | None) -> dict[str, Any]:
+    # Only a diarized transcript has speakers; without them every shape is what it always was.
+    if speaker is not None:
+        item["speaker"] = speaker
+    return item
+
+
+def _speakers(t: Transcript, body: dict[str, Any]) -> dict[str, Any]:
+    if t.speakers:
+        body["speakers"] = [s.to_dict() for s in t.speakers]
+    return body
+
+
+def _turns(t: Transcript) -> list[tuple[str | None, list[Segment]]]:
+    """Runs of consecutive cues with the same speaker."""
+    runs: list[tuple[str | None, list[Segment]]] = []
+    for segment in _cues(t):
+        if runs and runs[-1][0] == segment.speaker:
+            runs[-1][1].append(segment)
+        else:
+            runs.append((segment.speaker, [segment]))
+    return runs
+
+
 def to_json(t: Transcript) -> str:
     return json.dumps(
-        {
+        _speakers(t, {
             "text": t.text,
             "language": t.language,
             "duration": t.duration,
             "segments": [
-                {"id": s.id, "start": s.start, "end": s.end, "text": s.text} for s in t.segments
+                _with_speaker({"id": s.id, "start": s.start, "end": s.end, "text": s.text}, s.speaker)
+                for s in t.segments
             ],
-        },
+        }),
         ensure_ascii=False,
     )
 
@@ -73,7 +100,7 @@ def to_verbose_json(t: Transcript) -> str:
         "duration": t.duration,
         "text": t.text,
         "segments": [
-            {
+            _with_speaker({
                 "id": s.id,
                 "seek": 0,
                 "start": s.start,
@@ -84,23 +111,46 @@ def to_verbose_json(t: Transcript) -> str:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": s.compression_ratio,
                 "no_speech_prob": s.no_speech_prob,
-            }
+            }, s.speaker)
             for s in t.segments
         ],
     }
     words = [w for s in t.segments for w in (s.words or ())]
     if words:
-        body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in words]
-    return json.dumps(body, ensure_ascii=False)
+        body["words"] = [_with_speaker({"word": w.word, "start": w.start, "end": w.end}, w.speaker)
+                         for w in words]
+    return json.dumps(_speakers(t, body), ensure_ascii=False)
+
+
+def to_diarized_json(t: Transcript) -> str:
+    """OpenAI's ``response_format=diarized_json``: the text, and segments labelled with their
+    speaker (ours are named SPEAKER_00, SPEAKER_01, ... as in every other format)."""
+    return json.dumps({
+        "task": "transcribe",
+        "duration": t.duration,
+        "text": t.text,
+        "segments": [
+            {"type": "transcript.text.segment", "id": f"seg_{s.id}", "start": s.start, "end": s.end,
+             "text": s.text, "speaker": s.speaker or "unknown"}
+            for s in t.segments
+        ],
+    }, ensure_ascii=False)
 
 
 def to_text(t: Transcript) -> str:
-    return t.text.strip() + "\n"
+    if not any(s.speaker for s in t.segments):
+        return t.text.strip() + "\n"
+    # One paragraph per turn, led by who speaks.
+    paragraphs = [
+        f"{speaker or 'unknown'}: {' '.join(' '.join(s.text.split()) for s in cues)}"
+        for speaker, cues in _turns(t)
+    ]
+    return "\n".join(paragraphs) + "\n"
 
 
 def to_srt(t: Transcript) -> str:
     blocks = [
-        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_srt_text(s.text)}\n"
+        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_srt_speaker(s)}{_srt_text(s.text)}\n"
         for n, s in enumerate(_cues(t), start=1)
     ]
     return "\n".join(blocks)
@@ -108,20 +158,39 @@ def to_srt(t: Transcript) -> str:
 
 def to_vtt(t: Transcript) -> str:
     blocks = [
-        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_vtt_text(s.text)}\n"
+        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_vtt_voice(s)}{_vtt_text(s.text)}\n"
         for s in _cues(t)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def _srt_speaker(s: Segment) -> str:
+    return f"[{s.speaker}] " if s.speaker else ""
+
+
+def _vtt_voice(s: Segment) -> str:
+    # A voice span's annotation runs to the ">": none may be inside it.
+    if not s.speaker:
+        return ""
+    return "<v " + " ".join(s.speaker.replace("&", "&amp;").replace(">", "&gt;").split()) + ">"
+
+
 def to_tsv(t: Transcript) -> str:
-    # Integer milliseconds, as openai-whisper's TSV writer does, so tools that read one read ours.
-    rows = ["start\tend\ttext"]
+    # Integer milliseconds, as openai-whisper's TSV writer does, so tools that read one read ours;
+    # a diarized transcript adds a last column.
+    diarized = any(s.speaker for s in t.segments)
+    rows = ["start\tend\ttext" + ("\tspeaker" if diarized else "")]
     rows += [
         f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
+        + (f"\t{s.speaker or ''}" if diarized else "")
         for s in _cues(t)
     ]
     return "\n".join(rows) + "\n"
+
+
+def to_rttm(t: Transcript, file_id: str = "audio") -> str:
+    """NIST RTTM, one SPEAKER line per speaker turn; empty when nobody speaks."""
+    return transcript_to_rttm(t, file_id)
 
 
 FORMATS: dict[str, tuple[Callable[[Transcript], str], str]] = {
@@ -131,6 +200,8 @@ FORMATS: dict[str, tuple[Callable[[Transcript], str], str]] = {
     "srt": (to_srt, "application/x-subrip; charset=utf-8"),
     "vtt": (to_vtt, "text/vtt; charset=utf-8"),
     "tsv": (to_tsv, "text/tab-separated-values; charset=utf-8"),
+    # RTTM has no registered media type; plain text shows in a browser and saves as it is.
+    "rttm": (to_rttm, "text/plain; charset=utf-8"),
 }
 
 
@@ -140,7 +211,9 @@ def check_format(name: str, field: str = "format") -> str:
     return name
 
 
-def render(transcript: Transcript, name: str) -> tuple[str, str]:
-    """Return (body, content type) for format ``name``."""
+def render(transcript: Transcript, name: str, *, file_id: str = "audio") -> tuple[str, str]:
+    """Return (body, content type) for format ``name``; ``file_id`` names the recording in RTTM."""
     writer, content_type = FORMATS[check_format(name)]
+    if writer is to_rttm:
+        return to_rttm(transcript, file_id), content_type
     return writer(transcript), content_type

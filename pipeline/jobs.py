@@ -50,6 +50,13 @@ FINAL_RANK = len(_MOVING)
 RANK = {state: _MOVING.index(state) if state in _MOVING else FINAL_RANK for state in State}
 
 
+# A diarized job's parts, run side by side once the audio is extracted; each stores its result
+# (``JobStore.save_part``) and the last to finish merges them.
+TRANSCRIBE_PART = "transcribe"
+DIARIZE_PART = "diarize"
+PARTS = (TRANSCRIBE_PART, DIARIZE_PART)
+
+
 class Moved(Enum):
     MOVED = 1
     ALREADY = 2  # the job is in that state already (a redelivered message)
@@ -139,16 +146,55 @@ _TRANSITION = (
     .replace("BUCKETS", ", ".join(f"{b:g}" for b in STATE_SECONDS_BUCKETS))
 )
 
-# KEYS: job hash, segments list. ARGV: progress, segment json, event json
+# KEYS: job hash, segments list. ARGV: progress, segment json, event json less its closing
+# brace (the progress is appended here), part ('' for the whole job), then every part's name.
+# A diarized job runs two parts side by side, each with its own progress_<part>; the job's
+# progress is their mean, so it covers both.
 _PROGRESS = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'transcribing' then return 0 end
+local progress, text = tonumber(ARGV[1]), ARGV[1]
+if ARGV[4] ~= '' then
+  local own = 'progress_' .. ARGV[4]
+  if progress > tonumber(redis.call('HGET', KEYS[1], own) or '0') then
+    redis.call('HSET', KEYS[1], own, ARGV[1])
+  end
+  local sum = 0
+  for i = 5, #ARGV do sum = sum + tonumber(redis.call('HGET', KEYS[1], 'progress_' .. ARGV[i]) or '0') end
+  progress = sum / math.max(1, #ARGV - 4)
+  text = string.format('%.17g', progress)
+end
 -- Progress only grows: chunks of one recording report from several workers, out of order.
-if tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'progress') or '0') then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+local shown = redis.call('HGET', KEYS[1], 'progress') or '0'
+if progress > tonumber(shown) then
+  redis.call('HSET', KEYS[1], 'progress', text)
+  shown = text
 end
 if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3])
+redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3] .. shown .. '}')
 return 1
+"""
+
+# KEYS: halves hash, job hash. ARGV: part, its result json, ttl, task id, now, then every part's
+# name. Stores a part's result (the first delivery's wins) and names what still runs in the job's
+# stage; returns how many parts are still missing, or -1 for a job that does not exist.
+_SAVE_PART = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local left = {}
+for i = 6, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then table.insert(left, ARGV[i]) end
+end
+local status = redis.call('HGET', KEYS[2], 'status')
+if #left > 0 and status == 'transcribing' then
+  local stage = table.concat(left, '+')
+  if redis.call('HGET', KEYS[2], 'stage') ~= stage then
+    redis.call('HSET', KEYS[2], 'stage', stage)
+    redis.call('PUBLISH', KEYS[2] .. ':events', cjson.encode(
+      {type='status', task_id=ARGV[4], status=status, stage=stage, at=tonumber(ARGV[5])}))
+  end
+end
+return #left
 """
 
 
@@ -182,6 +228,7 @@ class Job:
     owner: str = ""
     chunks: list[tuple[int, int]] = field(default_factory=list)  # sample ranges of a long recording
     extra: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what the result lacks, in words
 
     @property
     def is_final(self) -> bool:
@@ -223,6 +270,7 @@ class Job:
             owner=data.get("owner", ""),
             chunks=[(int(a), int(b)) for a, b in json.loads(data["chunks"])] if data.get("chunks") else [],
             extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
+            warnings=json.loads(data["warnings"]) if data.get("warnings") else [],
         )
 
 
@@ -255,6 +303,7 @@ class JobStore:
         self.result_ttl = result_ttl
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
+        self._save_part = client.register_script(_SAVE_PART)
         self._lease = client.register_script(
             "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
             "if ARGV[2] == 'drop' then return redis.call('DEL', KEYS[1]) end "
@@ -326,12 +375,13 @@ class JobStore:
             raise JobNotFound(f"No job with id {task_id}.")
         return Moved(rc)
 
-    def complete(self, task_id: str, transcript: Transcript, *, cached: bool) -> Moved:
+    def complete(self, task_id: str, transcript: Transcript, *, cached: bool, **fields: Any) -> Moved:
         """End the job with its transcript, the one way a job is completed with a result."""
         return self.transition(
             task_id,
             State.COMPLETED,
             result=transcript,
+            **fields,
             cached=cached,
             language=transcript.language,
             language_probability=transcript.language_probability,
@@ -358,12 +408,27 @@ class JobStore:
                 {"type": "status", "task_id": task_id, "status": status, "stage": fields["stage"],
                  "at": time.time()}))
 
-    def add_segment(self, task_id: str, segment: Segment, progress: float) -> bool:
-        key = job_key(task_id)
+    def add_segment(self, task_id: str, segment: Segment, progress: float, *, part: str = "",
+                    parts: tuple[str, ...] = ()) -> bool:
+        """Record a decoded segment and the progress so far (of ``part`` when the job runs
+        ``parts`` side by side: the job's progress is then their mean)."""
         seg = segment.to_dict()
-        event = json.dumps({"type": "segment", "task_id": task_id, "progress": progress, "segment": seg})
+        return self._report(task_id, progress, {"type": "segment", "task_id": task_id, "segment": seg},
+                            json.dumps(seg), part, parts)
+
+    def set_progress(self, task_id: str, progress: float, *, part: str = "",
+                     parts: tuple[str, ...] = ()) -> bool:
+        """Progress without a segment (a stage that decodes none, such as diarization)."""
+        return self._report(task_id, progress, {"type": "progress", "task_id": task_id}, "", part, parts)
+
+    def _report(self, task_id: str, progress: float, event: dict[str, Any], segment: str, part: str,
+                parts: tuple[str, ...]) -> bool:
+        # The script appends the job's progress: with parts, only it knows the mean.
+        head = json.dumps({**event, "progress": 0})
+        head = head[: head.rindex('"progress"')] + '"progress": '
+        key = job_key(task_id)
         return bool(self._progress(keys=[key, f"{key}:segments"],
-                                   args=[repr(progress), json.dumps(seg), event]))
+                                   args=[repr(progress), segment, head, part, *parts]))
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.
@@ -418,6 +483,22 @@ class JobStore:
     def chunks(self, task_id: str) -> dict[int, Transcript]:
         raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:chunks"))
         return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    # -- parts of a job that run side by side (transcript and speakers) -----------------------
+    def save_part(self, task_id: str, part: str, result: dict[str, Any], parts: tuple[str, ...]) -> int:
+        """Store one part's result (the first delivery's wins) and name the parts still running
+        in the job's stage; return how many of ``parts`` are still missing (0: merge now)."""
+        key = job_key(task_id)
+        left = int(cast(int, self._save_part(
+            keys=[f"{key}:parts", key],
+            args=[part, json.dumps(result), self.result_ttl, task_id, repr(time.time()), *parts])))
+        if left < 0:
+            raise JobNotFound(f"No job with id {task_id}.")
+        return left
+
+    def parts(self, task_id: str) -> dict[str, dict[str, Any]]:
+        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:parts"))
+        return {name: json.loads(value) for name, value in raw.items()}
 
     # -- leases: one worker runs a job's stage at a time -------------------------------------
     def take_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:

@@ -21,6 +21,9 @@ LANGUAGES = frozenset(
     "mg as tt haw ln ha ba jw su yue".split()
 )
 
+# A speaker-count hint above this is a mistake rather than a meeting.
+MAX_SPEAKERS = 32
+
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -35,6 +38,10 @@ class TranscribeOptions:
     beam_size: int = 5
     # None: BATCH_SIZE decides (pipeline.engines.batched); 1: sequential; more: batched decoding.
     batch_size: int | None = None
+    # Who spoke when (pipeline.diarization), run beside the transcription; the counts are hints.
+    diarize: bool = False
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -102,7 +109,22 @@ class TranscribeOptions:
             batch = form["batch_size"]
             values["batch_size"] = (None if isinstance(batch, str) and batch.strip().lower() in ("", "auto")
                                     else int(_float(form, "batch_size", 1, 64, integer=True)))
+        if "diarize" in form:
+            values["diarize"] = _flag(form, "diarize")
+        for name in ("min_speakers", "max_speakers"):
+            if name in form:
+                raw = form[name]
+                values[name] = (None if raw is None or (isinstance(raw, str) and not raw.strip())
+                                else int(_float(form, name, 1, MAX_SPEAKERS, integer=True)))
         parsed = replace(opts, **values)
+        if (parsed.min_speakers is not None and parsed.max_speakers is not None
+                and parsed.min_speakers > parsed.max_speakers):
+            raise InvalidOption(f"min_speakers ({parsed.min_speakers}) must not be larger than "
+                                f"max_speakers ({parsed.max_speakers})", field="min_speakers")
+        for name in ("min_speakers", "max_speakers"):
+            if getattr(parsed, name) is not None and not parsed.diarize:
+                raise InvalidOption(f"{name} is a hint for diarization: give diarize=true with it",
+                                    field=name)
         if parsed.model.endswith(".en") and parsed.language not in (None, "en"):
             raise InvalidOption(
                 f"{parsed.model} only knows English; choose a multilingual model such as base "

@@ -27,18 +27,21 @@ from pipeline.settings import Settings
 
 EXTRACT_QUEUE = "extract"
 TRANSCRIBE_QUEUE = "transcribe"
+DIARIZE_QUEUE = "diarize"  # who spoke when, beside transcribe: a CPU host can serve it alone
 NOTIFY_QUEUE = "notify"
-QUEUES = (EXTRACT_QUEUE, TRANSCRIBE_QUEUE, NOTIFY_QUEUE)
+QUEUES = (EXTRACT_QUEUE, TRANSCRIBE_QUEUE, DIARIZE_QUEUE, NOTIFY_QUEUE)
 
 EXTRACT_ACTOR = "extract_audio"
 TRANSCRIBE_ACTOR = "transcribe_audio"
 CHUNK_ACTOR = "transcribe_chunk"
+DIARIZE_ACTOR = "diarize_audio"
 NOTIFY_ACTOR = "notify_webhook"
 
 ACTOR_QUEUES = {
     EXTRACT_ACTOR: EXTRACT_QUEUE,
     TRANSCRIBE_ACTOR: TRANSCRIBE_QUEUE,
     CHUNK_ACTOR: TRANSCRIBE_QUEUE,
+    DIARIZE_ACTOR: DIARIZE_QUEUE,
     NOTIFY_ACTOR: NOTIFY_QUEUE,
 }
 

@@ -27,9 +27,16 @@ from typing import Any, cast
 import dramatiq
 
 from pipeline.errors import JobLost, JobNotFound
-from pipeline.jobs import ACTIVE_KEY, Job, Moved, State, job_key
+from pipeline.jobs import ACTIVE_KEY, DIARIZE_PART, TRANSCRIBE_PART, Job, Moved, State, job_key
 from pipeline.outbox import Outbox, wants_delivery
-from pipeline.queues import ACTOR_QUEUES, CHUNK_ACTOR, EXTRACT_ACTOR, NOTIFY_ACTOR, TRANSCRIBE_ACTOR
+from pipeline.queues import (
+    ACTOR_QUEUES,
+    CHUNK_ACTOR,
+    DIARIZE_ACTOR,
+    EXTRACT_ACTOR,
+    NOTIFY_ACTOR,
+    TRANSCRIBE_ACTOR,
+)
 from pipeline.stores import Stores
 from pipeline.uploads import remove_job_files
 
@@ -108,6 +115,19 @@ def next_messages(stores: Stores, job: Job) -> list[tuple[str, tuple[Any, ...]]]
         job.status == State.EXTRACTING and job.stage == WAITING_STAGE)
     if not transcribing:
         return [(EXTRACT_ACTOR, (task_id,))]
+    if not job.options.diarize:
+        return _transcription_messages(stores, job)
+    # A diarized job runs two parts side by side: the missing ones go again. Both stored but
+    # never merged: diarize's message, which then only merges.
+    stored_parts = stores.jobs.parts(task_id)
+    messages = [] if TRANSCRIBE_PART in stored_parts else _transcription_messages(stores, job)
+    if DIARIZE_PART not in stored_parts or not messages:
+        messages.append((DIARIZE_ACTOR, (task_id,)))
+    return messages
+
+
+def _transcription_messages(stores: Stores, job: Job) -> list[tuple[str, tuple[Any, ...]]]:
+    task_id = job.task_id
     if not job.chunks:
         return [(TRANSCRIBE_ACTOR, (task_id,))]
     stored = set(stores.jobs.chunks(task_id))
@@ -153,11 +173,11 @@ def reconcile(stores: Stores, send: Send, *, backlog: Backlog | None = None,
             out["running"].append(task_id)
             continue
         messages = next_messages(stores, job)
-        queue = ACTOR_QUEUES[messages[0][0]]
         if backlog is not None:
-            if queue not in depth:
+            queues = {ACTOR_QUEUES[actor] for actor, _ in messages}
+            for queue in queues - set(depth):
                 depth[queue] = backlog(queue)
-            if depth[queue] > 0:
+            if any(depth[queue] > 0 for queue in queues):
                 out["waiting"].append(task_id)
                 continue
         resends = int(cast(int, mark(keys=[ACTIVE_KEY, job_key(task_id)], args=[

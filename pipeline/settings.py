@@ -14,6 +14,7 @@ from pipeline.errors import SettingsError
 T = TypeVar("T")
 
 DEVICES = ("auto", "cuda", "cpu")
+DIARIZE_FAILURES = ("fail", "ignore")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Settings:
     # A folder, or s3://bucket/prefix with boto3's standard AWS_* variables; empty: UPLOAD_DIR.
     storage_url: str = ""
     scratch_dir: Path = Path("data/scratch")  # this host's working copies, removed when done
+    # -- speakers (issue 13) -------------------------------------------------------------------------
+    # A diarize stage that fails: fail ends the job failed; ignore completes it without speakers,
+    # saying so in the job's warnings.
+    diarize_failure: str = "fail"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -106,6 +111,8 @@ class Settings:
             raise SettingsError(
                 f"DEFAULT_ENGINE must be one of {', '.join(ENGINE_NAMES)}, not {self.default_engine!r}"
             )
+        if self.diarize_failure not in DIARIZE_FAILURES:
+            raise SettingsError(f"DIARIZE_FAILURE must be fail or ignore, not {self.diarize_failure!r}")
         if self.log_format not in ("json", "text"):
             raise SettingsError(f"LOG_FORMAT must be json or text, not {self.log_format!r}")
         if not 0.0 < self.gpu_memory_threshold <= 1.0:

@@ -15,8 +15,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -24,12 +26,22 @@ import requests
 from pipeline import chunks, outbox, split
 from pipeline.chunks import plan_chunks
 from pipeline.context import Context
+from pipeline.diarization.turns import Turn
 from pipeline.engines import choose_device
-from pipeline.errors import JobCancelled, MediaDecodeError, PipelineError, TranscriptionError
+from pipeline.errors import (
+    DiarizationError,
+    JobCancelled,
+    MediaDecodeError,
+    PipelineError,
+    TranscriptionError,
+)
 from pipeline.gpu import is_out_of_memory, release_memory
-from pipeline.jobs import Job, Moved, State
+from pipeline.jobs import DIARIZE_PART, PARTS, TRANSCRIBE_PART, Job, Moved, State
 from pipeline.media import SAMPLE_RATE, copy_samples, decode_to_file, open_npy
 from pipeline.metrics import count_audio_seconds
+from pipeline.options import TranscribeOptions
+from pipeline.publisher import SegmentPublisher
+from pipeline.speakers import apply_speakers
 from pipeline.storage import audio_key, chunk_key, upload_key
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import remove_job_files
@@ -79,6 +91,8 @@ def extract(ctx: Context, task_id: str) -> Next | None:
                 part = scratch / f"chunk{index}.npy"
                 copy_samples(stored, start, end, part)
                 ctx.storage.move_file(chunk_key(task_id, index), part)
+            if job.options.diarize:  # speakers are found over the whole recording at once
+                ctx.storage.move_file(audio_key(task_id), decoded)
             ctx.jobs.set_fields(task_id, chunks=json.dumps(plan), stage="waiting-for-transcriber")
             return Next.CHUNKS
         ctx.storage.move_file(audio_key(task_id), decoded)
@@ -115,10 +129,11 @@ def _stored_audio(ctx: Context, key: str) -> Iterator[np.ndarray]:
 def transcribe(ctx: Context, task_id: str) -> Next | None:
     job = ctx.jobs.get(task_id)
     choice = choose_device(ctx.settings)
-    if ctx.jobs.transition(task_id, State.TRANSCRIBING, device=choice.device,
-                           device_reason=choice.reason) is Moved.REFUSED:
+    if _start_transcribing(ctx, job, device=choice.device, device_reason=choice.reason) is Moved.REFUSED:
         log.info("job %s is %s; transcribe skipped", task_id, job.status)
         return None
+    if job.options.diarize and TRANSCRIBE_PART in ctx.jobs.parts(task_id):
+        return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
     # A twin upload may have finished while this one waited in the queue.
     cached = ctx.cache.get(job.sha256, job.options)
     if cached is None and not ctx.cache.claim(job.sha256, job.options, task_id):
@@ -127,12 +142,20 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
         return _complete(ctx, job, cached, cached_hit=True)
     try:
         transcript = _run_engine(ctx, job, choice.device)
-        ctx.cache.put(job.sha256, job.options, transcript)
+        if not job.options.diarize:  # a diarized job's cache entry is the merged result
+            ctx.cache.put(job.sha256, job.options, transcript)
         count_audio_seconds(ctx.redis, transcript.duration)
+    except BaseException:
+        release_memory()
+        raise
     finally:
         ctx.cache.release(job.sha256, job.options, task_id)
-        release_memory()
-    return _complete(ctx, job, transcript, cached_hit=False)
+    try:
+        if job.options.diarize:
+            return _save_part(ctx, job, TRANSCRIBE_PART, {"transcript": transcript.to_dict()})
+        return _complete(ctx, job, transcript, cached_hit=False)
+    finally:
+        release_memory()  # once the result is out: the client does not wait for a collection
 
 
 def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
@@ -141,8 +164,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     whether the job can be completed, so a merge interrupted by a dead worker still happens."""
     job = ctx.jobs.get(task_id)
     choice = choose_device(ctx.settings)
-    if ctx.jobs.transition(task_id, State.TRANSCRIBING, device=choice.device,
-                           device_reason=choice.reason) is Moved.REFUSED:
+    if _start_transcribing(ctx, job, device=choice.device, device_reason=choice.reason) is Moved.REFUSED:
         log.info("job %s is %s; chunk %d skipped", task_id, job.status, index)
         return None
     if not 0 <= index < len(job.chunks):
@@ -161,11 +183,13 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
                                  offset, index * CHUNK_ID_STRIDE + segment.id)[0]
             decoded = ctx.jobs.add_decoded(task_id, max(0.0, segment.end - last_end[0]))
             last_end[0] = segment.end
-            ctx.jobs.add_segment(task_id, shown, min(0.99, decoded / duration))
+            ctx.jobs.add_segment(task_id, shown, min(0.99, decoded / duration),
+                                 part=_progress_part(job), parts=PARTS)
 
         key = ctx.models.key_for(job.options, choice.device)
-        with _stored_audio(ctx, chunk_key(task_id, index)) as part:
-            transcript = ctx.models.get(key).transcribe(np.asarray(part), job.options, on_segment)
+        with _stored_audio(ctx, chunk_key(task_id, index)) as part, SegmentPublisher(on_segment) as publisher:
+            transcript = ctx.models.get(key).transcribe(np.asarray(part), engine_options(job.options),
+                                                        publisher.submit)
         stored = ctx.jobs.save_chunk(task_id, index, transcript)
         release_memory()
         log.info("job %s: chunk %d of %d transcribed", task_id, index, len(job.chunks))
@@ -174,6 +198,8 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     parts = ctx.jobs.chunks(task_id)
     merged = chunks.merge([(job.chunks[i][0], t) for i, t in parts.items()],
                           duration=job.chunks[-1][1] / SAMPLE_RATE)
+    if job.options.diarize:  # the chunks' merge first, then the speakers' (once both parts are in)
+        return _save_part(ctx, job, TRANSCRIBE_PART, {"transcript": merged.to_dict()})
     if ctx.jobs.complete(task_id, merged, cached=False) is not Moved.MOVED:
         return None
     ctx.cache.put(job.sha256, job.options, merged)
@@ -209,16 +235,20 @@ def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) ->
     duration = max(len(audio) / SAMPLE_RATE, 1e-6)
 
     def on_segment(segment: Segment) -> None:
-        # Checked once per decoded segment: a cancelled job stops within one segment.
+        # Checked once per decoded segment, off the decode loop (pipeline.publisher): a cancelled
+        # job stops within two segments.
         _stop_if_cancelled(ctx, task_id)
-        ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration))
+        ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration),
+                             part=_progress_part(job), parts=PARTS)
         # Only while this job still holds it: a claim that lapsed is its successor's now.
         ctx.cache.renew(job.sha256, job.options, owner=task_id)
 
     key = ctx.models.key_for(job.options, device)
     ctx.jobs.reset_segments(task_id)
     try:
-        return ctx.models.get(key).transcribe(np.asarray(audio), job.options, on_segment)
+        with SegmentPublisher(on_segment) as publisher:
+            return ctx.models.get(key).transcribe(np.asarray(audio), engine_options(job.options),
+                                                  publisher.submit)
     except Exception as exc:
         if device == "cpu" or not is_out_of_memory(exc):
             raise
@@ -228,7 +258,114 @@ def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) ->
     ctx.jobs.set_fields(task_id, device="cpu", device_reason="CUDA out of memory; retried on the CPU")
     ctx.jobs.reset_segments(task_id)
     cpu_key = ctx.models.key_for(job.options, "cpu")
-    return ctx.models.get(cpu_key).transcribe(np.asarray(audio), job.options, on_segment)
+    with SegmentPublisher(on_segment) as publisher:
+        return ctx.models.get(cpu_key).transcribe(np.asarray(audio), engine_options(job.options), publisher.submit)
+
+
+def engine_options(options: TranscribeOptions) -> TranscribeOptions:
+    """What the engine is asked for: a diarized job needs each word's time to give it a speaker."""
+    return replace(options, word_timestamps=True) if options.diarize else options
+
+
+# -- speakers: a part of the job that runs beside the transcription -----------------------------
+def _start_transcribing(ctx: Context, job: Job, *, device: str | None = None,
+                        device_reason: str | None = None) -> Moved:
+    """Move the job to ``transcribing``, where its transcription and its diarization both run.
+    ``device``: the transcription's (the job's device is the one its transcript came from)."""
+    fields: dict[str, Any] = {"device": device, "device_reason": device_reason} if device is not None else {}
+    if not job.options.diarize:
+        return ctx.jobs.transition(job.task_id, State.TRANSCRIBING, **fields)
+    moved = ctx.jobs.transition(job.task_id, State.TRANSCRIBING, stage="+".join(PARTS), **fields)
+    if moved is Moved.ALREADY and fields:
+        # The diarize stage moved it first; the device is still the transcription's to say.
+        ctx.jobs.set_fields(job.task_id, **fields)
+    return moved
+
+
+def _progress_part(job: Job) -> str:
+    """The part whose progress a transcription reports: none for a job it is all of."""
+    return TRANSCRIBE_PART if job.options.diarize else ""
+
+
+def diarize(ctx: Context, task_id: str) -> Next | None:
+    """Find who spoke when over the job's whole audio, beside its transcription; whichever of
+    the two stores its part last merges them and completes the job."""
+    job = ctx.jobs.get(task_id)
+    if _start_transcribing(ctx, job) is Moved.REFUSED:
+        log.info("job %s is %s; diarize skipped", task_id, job.status)
+        return None
+    if DIARIZE_PART in ctx.jobs.parts(task_id):
+        return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
+    from pipeline.diarization import diarize as find_turns  # torch, in the processes that diarize
+
+    def on_progress(fraction: float) -> None:
+        _stop_if_cancelled(ctx, task_id)
+        if not ctx.jobs.set_progress(task_id, min(0.99, fraction), part=DIARIZE_PART, parts=PARTS):
+            # No longer transcribing: failed, or completed from a twin's cached result.
+            raise JobCancelled("The job ended while its speakers were being found.")
+
+    device = choose_device(ctx.settings).device
+    low, high = job.options.min_speakers, job.options.max_speakers
+    try:
+        with _stored_audio(ctx, audio_key(task_id)) as audio:
+            try:
+                turns = find_turns(np.asarray(audio), device=device, progress=on_progress,
+                                   min_speakers=low, max_speakers=high)
+            except DiarizationError as exc:
+                if device == "cpu" or not (is_out_of_memory(exc) or is_out_of_memory(exc.__cause__ or exc)):
+                    raise
+                log.warning("job %s ran out of GPU memory diarizing; retrying on the CPU", task_id)
+                release_memory()
+                turns = find_turns(np.asarray(audio), device="cpu", progress=on_progress,
+                                   min_speakers=low, max_speakers=high)
+    finally:
+        release_memory()
+    ctx.jobs.set_progress(task_id, 1.0, part=DIARIZE_PART, parts=PARTS)
+    log.info("job %s: %d speakers in %d turns", task_id, len({t.speaker for t in turns}), len(turns))
+    return _save_part(ctx, job, DIARIZE_PART, {"turns": [asdict(t) for t in turns]})
+
+
+def diarize_failed(ctx: Context, task_id: str, error: PipelineError) -> Next | None:
+    """The diarize stage gave up: the job fails, or with DIARIZE_FAILURE=ignore it completes
+    without speakers and says so in its ``warnings``."""
+    if isinstance(error, TranscriptionError):  # the actor's wording for "failed after retries"
+        error = DiarizationError(f"Finding the speakers failed: {error.message}")
+    if ctx.settings.diarize_failure != "ignore":
+        return fail(ctx, task_id, error)
+    log.warning("job %s: diarization failed (%s); completing it without speakers", task_id, error.message)
+    warning = f"Speakers were not found, so the transcript has none: {error.message}"
+    return _save_part(ctx, ctx.jobs.get(task_id), DIARIZE_PART, {"turns": None, "warning": warning})
+
+
+def _save_part(ctx: Context, job: Job, part: str, result: dict[str, object]) -> Next | None:
+    if ctx.jobs.save_part(job.task_id, part, result, PARTS) > 0:
+        return None  # the other part is still running: it merges when it ends
+    return _merge_parts(ctx, job)
+
+
+def _merge_parts(ctx: Context, job: Job) -> Next | None:
+    """Transcript + turns -> the diarized result, completing the job; a no-op until both parts
+    are stored, and at most once (the completing transition is atomic)."""
+    parts = ctx.jobs.parts(job.task_id)
+    if any(name not in parts for name in PARTS):
+        return None
+    transcript = Transcript.from_dict(parts[TRANSCRIBE_PART]["transcript"])
+    speakers = parts[DIARIZE_PART]
+    warning = speakers.get("warning")
+    if speakers.get("turns") is not None:
+        transcript = apply_speakers(transcript, [Turn(**t) for t in speakers["turns"]])
+    if not job.options.word_timestamps:
+        # Computed for the merge only: the result has what the request asked for.
+        transcript = replace(transcript, segments=tuple(replace(s, words=None) for s in transcript.segments))
+    extra = {"warnings": json.dumps([warning])} if warning else {}
+    if ctx.jobs.complete(job.task_id, transcript, cached=False, **extra) is not Moved.MOVED:
+        return None
+    if not warning:
+        ctx.cache.put(job.sha256, job.options, transcript)
+    if job.chunks:
+        count_audio_seconds(ctx.redis, transcript.duration)
+    remove_job_files(ctx.storage, job.task_id)
+    return Next.NOTIFY
 
 
 def _stop_if_cancelled(ctx: Context, task_id: str) -> None:

@@ -46,7 +46,7 @@ def test_upload_over_max_upload_mb_is_413_and_nothing_is_stored(make_client: Any
     assert response.status_code == 413
     assert response.json["error"]["code"] == "request_entity_too_large"
     assert "1 MB" in response.json["error"]["message"]
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()] == []
 
 
 def test_recording_longer_than_max_duration_is_refused_at_upload(make_client: Any, tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_recording_longer_than_max_duration_is_refused_at_upload(make_client: An
     assert response.status_code == 422
     assert response.json["error"]["code"] == "media_too_long"
     assert "MAX_DURATION_SECONDS" in response.json["error"]["message"]
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()] == []
 
 
 @pytest.mark.parametrize("url", [
@@ -70,7 +70,7 @@ def test_webhook_to_an_internal_address_is_refused_at_submit(make_client: Any, u
     response = upload(make_client(webhook_allow_private=False), webhook_url=url)
     assert response.status_code == 400, response.json
     assert response.json["error"]["field"] == "webhook_url"
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()] == []
 
 
 # An address that is no address is a bad request (400); a well-formed field whose value is
@@ -179,7 +179,7 @@ def test_a_url_to_an_internal_address_is_refused(make_client: Any, tmp_path: Pat
     for url in ("http://127.0.0.1:9/a.wav", "http://169.254.169.254/latest/meta-data/", "http://10.0.0.8/a.mp3"):
         response = client.post("/api/transcribe/async", data={"url": url})
         assert response.status_code == 400 and response.json["error"]["field"] == "url", url
-    assert list((tmp_path / "uploads").iterdir()) == []
+    assert [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()] == []
 
 
 # -- failed jobs answer with their own error -------------------------------------------------

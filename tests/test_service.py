@@ -59,11 +59,9 @@ def test_async_upload_runs_the_whole_pipeline(live: Stack, jfk: Path) -> None:
     stamps = [h["at"] for h in history]
     assert stamps == sorted(stamps)
     # The upload was stored under the task id and is gone once the job is final.
-    assert not list(live.settings.upload_dir.glob(f"{task_id}*"))
+    assert not (live.settings.upload_dir / "jobs" / task_id).exists()
     assert live.redis.hget(f"wp:job:{task_id}", "sha256") == hashlib.sha256(jfk.read_bytes()).hexdigest()
-    assert live.redis.hget(f"wp:job:{task_id}", "upload_path") == str(
-        live.settings.upload_dir / f"{task_id}.upload"
-    )
+    assert live.redis.hget(f"wp:job:{task_id}", "upload_path") == f"{live.settings.upload_dir}/jobs/{task_id}/upload"
 
 
 def test_every_result_format(live: Stack, jfk: Path) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -38,7 +39,8 @@ def timed_health(api: PrivateApi) -> float:
 def subscriber_connections(api: PrivateApi) -> int:
     """Redis connections subscribed to a channel, on this stack's database."""
     db = api.env["REDIS_URL"].rsplit("/", 1)[1]
-    return sum(1 for c in api.redis.client_list() if str(c.get("db")) == db and int(c.get("sub", 0)) > 0)
+    clients: list[dict[str, Any]] = api.redis.client_list()  # type: ignore[assignment]
+    return len([c for c in clients if str(c.get("db")) == db and int(c.get("sub", 0)) > 0])
 
 
 def amqp_connections(pid: int) -> int:

@@ -19,11 +19,14 @@
     'cache-lookup': 'Looking for an earlier transcript',
     'waiting-for-transcriber': 'Waiting for a transcriber',
     transcribing: 'Transcribing',
+    transcribe: 'Transcribing',
+    diarize: 'Finding the speakers',
+    'transcribe+diarize': 'Transcribing and finding the speakers',
     completed: 'Done',
     failed: 'Failed',
     cancelled: 'Cancelled',
   };
-  const FIELDS = ['file', 'engine', 'model', 'language', 'task', 'word_timestamps'];
+  const FIELDS = ['file', 'engine', 'model', 'language', 'task', 'word_timestamps', 'diarize'];
 
   const $ = (id) => document.getElementById(id);
   const form = $('upload-form');
@@ -265,7 +268,14 @@
     times.append(start, '–', end);
     const text = document.createElement('span');
     text.className = 'segment-text';
-    text.textContent = segment.text.trim();
+    if (segment.speaker) {
+      const who = document.createElement('span');
+      who.className = 'speaker';
+      who.textContent = segment.speaker;
+      li.dataset.speaker = segment.speaker;
+      text.append(who, ' ');
+    }
+    text.append(segment.text.trim());
     li.append(times, ' ', text);
     return li;
   }
@@ -328,6 +338,7 @@
     if ($('language').value) data.append('language', $('language').value);
     data.append('task', $('task').value);
     if ($('word_timestamps').checked) data.append('word_timestamps', 'true');
+    if ($('diarize').checked) data.append('diarize', 'true');
 
     const j = newJob({ filename: file.name });
     const xhr = new XMLHttpRequest();
@@ -565,8 +576,15 @@
       const took = (Date.parse(summary.finished_at) - Date.parse(summary.created_at)) / 1000;
       if (took >= 0) facts.push(`took ${took < 60 ? `${took.toFixed(1)} s` : clock(took)}`);
     }
+    const speakers = result.speakers || [];
+    if (speakers.length) {
+      facts.push(`${speakers.length} ${speakers.length === 1 ? 'speaker' : 'speakers'} (${
+        speakers.map((s) => `${s.id} ${clock(s.talk_time)}`).join(', ')})`);
+    }
     if (j.cached) facts.push('from the cache');
+    for (const warning of summary.warnings || []) facts.push(warning);
     $('job-meta').textContent = facts.join(' · ');
+    $('dl-rttm').hidden = !speakers.length;
     for (const link of document.querySelectorAll('.downloads a[data-format]')) {
       link.href = `${API}/${encodeURIComponent(j.id)}/result?format=${link.dataset.format}`;
       link.download = `${stem(j.filename)}.${link.dataset.ext}`;

@@ -7,6 +7,7 @@ and its models load on the first call, once per process and device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pipeline.diarization.turns import Turn
@@ -24,11 +25,13 @@ def diarize(
     max_speakers: int | None = None,
     device: str = "cpu",
     options: DiarizationOptions | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Turn]:
     """Speaker turns of 16 kHz mono float32 audio (see ``pipeline.diarization.engine.diarize``)."""
     from pipeline.diarization.engine import diarize as run
 
-    return run(audio, min_speakers=min_speakers, max_speakers=max_speakers, device=device, options=options)
+    return run(audio, min_speakers=min_speakers, max_speakers=max_speakers, device=device, options=options,
+               progress=progress)
 
 
 __all__ = ["Turn", "diarize"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,9 +157,21 @@ def diarize(
     max_speakers: int | None = None,
     device: str = "cpu",
     options: DiarizationOptions | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> list[Turn]:
-    """Speaker turns of 16 kHz mono float32 audio, sorted by start; silence gives none."""
+    """Speaker turns of 16 kHz mono float32 audio, sorted by start; silence gives none.
+
+    ``progress(fraction)`` is called as the work goes (after each batch of the models); an
+    exception it raises stops the work, which is how a cancelled job stops here.
+    """
     opts = options or DiarizationOptions()
+
+    def share(low: float, high: float) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        reporter = progress
+        return lambda done, total: reporter(low + (high - low) * done / max(total, 1))
+
     samples = _check(audio, min_speakers, max_speakers)
     duration = samples.size / SAMPLE_RATE
     if duration < opts.min_speech or float(np.abs(samples).max(initial=0.0)) < 1e-4:
@@ -166,7 +179,8 @@ def diarize(
     began = time.perf_counter()
     models = get_models(device)
     try:
-        activity = models.activity(samples, step=opts.segmentation_step)
+        # The embeddings take most of the time (see DiarizationOptions): they get most of the bar.
+        activity = models.activity(samples, step=opts.segmentation_step, on_batch=share(0.0, 0.25))
         times = np.asarray(activity.time(np.arange(activity.speech.size)), dtype=np.float64)
         mask = _speech_mask(activity, _loud_enough(samples, times, opts), opts)
         regions = [
@@ -175,7 +189,7 @@ def diarize(
         if not regions:
             return []
         windows = _windows(regions, duration, opts)
-        embeddings = models.embed(samples, windows)
+        embeddings = models.embed(samples, windows, on_batch=share(0.25, 0.95))
     except (RuntimeError, ValueError) as exc:
         raise DiarizationError(f"Diarization failed on this audio: {exc}") from exc
 

