@@ -6,14 +6,15 @@
 #   docker build --target worker -t whisper-pipeline-worker .
 #   docker run --rm -p 8511:8511 -e REDIS_URL=... -e RABBITMQ_URL=... whisper-pipeline-api
 #
-# BASE_IMAGE: any Debian or Ubuntu image that has Python 3.11 as `python`, with pip. The
-# default, python:3.11-slim, runs everything on the CPU. A GPU transcriber in production is
-# built on an NVIDIA CUDA runtime image instead (CUDA 12 runtime with cuBLAS and cuDNN 9, which
-# faster-whisper's CTranslate2 loads, plus Python 3.11 installed on it):
+# BASE_IMAGE: any Debian or Ubuntu image that has Python 3.11 as `python`, with pip; the default
+# is python:3.11-slim. A third target, `worker-cuda`, is the GPU transcriber: the worker plus
+# cuBLAS 12 and cuDNN 9 (which faster-whisper's CTranslate2 loads and does not ship) from NVIDIA's
+# pip packages, so it needs no CUDA base image; the NVIDIA container toolkit brings the driver:
 #
-#   docker build --target worker --build-arg BASE_IMAGE=<cuda-runtime-image-with-python-3.11> -t whisper-pipeline-gpu .
+#   docker build --target worker-cuda -t whisper-pipeline-gpu .
+#   docker run --rm --gpus all -e REDIS_URL=... -e RABBITMQ_URL=... whisper-pipeline-gpu
 #
-# (docker-compose.yml passes GPU_BASE_IMAGE to the gpu-worker's build as BASE_IMAGE.)
+# (docker-compose.yml's gpu-worker builds it; GPU_BASE_IMAGE there is passed as BASE_IMAGE.)
 ARG BASE_IMAGE=python:3.11-slim
 
 # What both images share: the user, the folders and the API's dependencies (pyproject.toml's
@@ -74,6 +75,19 @@ USER app
 # The extract/notify worker (the Procfile's `worker`); docker-compose.yml gives the transcribers
 # their own command.
 CMD ["dramatiq", "pipeline.broker", "pipeline.actors", "--processes", "1", "--threads", "4", "--queues", "extract", "notify"]
+
+# The GPU transcriber: the NVIDIA packages land in site-packages/nvidia/*/lib, where the dynamic
+# loader never looks; `python -m pipeline.transcriber` puts them on LD_LIBRARY_PATH before it
+# starts Dramatiq (pipeline/cuda_libs.py), as `make gpu-check` does.
+FROM worker AS worker-cuda
+USER root
+COPY requirements/cuda.txt ./requirements/cuda.txt
+RUN python -m pip install -r requirements/cuda.txt
+# What the NVIDIA container toolkit mounts into the container: the CUDA driver and nvidia-smi.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER app
+CMD ["python", "-m", "pipeline.transcriber"]
 
 # The web process, the default target: the project itself on the shared layers, no engine.
 FROM base AS api

@@ -33,6 +33,7 @@ import yaml
 from flask import Flask
 from packaging.requirements import Requirement
 
+from pipeline import layout, transcriber
 from pipeline.queues import QUEUES, TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
 
@@ -214,9 +215,21 @@ def parse_gunicorn(argv: list[str]) -> Any:
         pytest.fail(f"gunicorn does not accept the arguments {argv}")
 
 
+def launched(argv: list[str]) -> list[str]:
+    """The Dramatiq command ``python -m pipeline.transcriber [-- ARGS]`` replaces itself with
+    (on a one-core CPU layout; only the counts depend on the machine); any other command as it is."""
+    if Path(argv[0]).name not in ("python", "python3") or argv[1:3] != ["-m", "pipeline.transcriber"]:
+        return argv
+    rest = argv[3:]
+    assert not rest or rest[0] == "--", f"the launcher passes only what follows -- on to dramatiq: {argv}"
+    command = transcriber.command(layout.resolve(1, 1, device="cpu", cores=1), rest[1:])
+    return ["dramatiq", *command[command.index("pipeline.broker"):]]
+
+
 def check_process(argv: list[str], where: str) -> set[str]:
     """Checks one command line; answers the queues it consumes (none for the web process)."""
     assert argv, f"{where}: empty command"
+    argv = launched(argv)
     program, args = argv[0], argv[1:]
     assert program_exists(program), f"{where}: program {program!r} is neither in {BIN} nor on PATH"
     if program == "dramatiq":
@@ -364,7 +377,7 @@ def test_every_queue_is_served_under_each_profile(compose: dict[str, Any], profi
 def test_transcribers_take_one_job_at_a_time(compose: dict[str, Any], name: str) -> None:
     service = services(compose)[name]
     env, argv = service_argv(compose, name)
-    parsed = parse_dramatiq(argv[1:])
+    parsed = parse_dramatiq(launched(argv)[1:])
     assert parsed.queues == [TRANSCRIBE_QUEUE]
     assert parsed.threads == 1
     prefetch = {**environment(service), **env}.get("dramatiq_queue_prefetch")
@@ -503,7 +516,8 @@ def test_compose_workers_serve_the_procfile_queues(compose: dict[str, Any]) -> N
                                         ("cpu-worker", "transcriber")):
         _, compose_argv = service_argv(compose, compose_name)
         _, procfile_argv = procfile[procfile_name]
-        assert parse_dramatiq(compose_argv[1:]).queues == parse_dramatiq(procfile_argv[1:]).queues, compose_name
+        assert compose_argv == procfile_argv, f"{compose_name} runs the Procfile's {procfile_name} command"
+        assert parse_dramatiq(launched(compose_argv)[1:]).queues == parse_dramatiq(launched(procfile_argv)[1:]).queues
 
 
 # ---------------------------------------------------------------------------------------------
