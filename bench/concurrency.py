@@ -29,6 +29,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -389,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(stack, lib, load)
     finally:
         stack.close()
+    shutil.rmtree(stack.run_dir, ignore_errors=True)  # its logs stay when the run failed
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     print(render(results))

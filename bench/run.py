@@ -16,7 +16,9 @@ Sections (``--only`` picks some):
 - ``storage``: upload throughput and end-to-end time with S3 (SeaweedFS) against the local
   folder, and the extract stage's peak memory on a 4-hour recording (``bench.storage``);
 - ``concurrency``: 1,000 event streams, 100 slow uploads and 50 synchronous waits held open
-  while jobs run: health and status latency, the API's memory (``bench.concurrency``).
+  while jobs run: health and status latency, the API's memory (``bench.concurrency``);
+- ``diarize``: a job with speakers against the same without, its two parts side by side
+  (``bench.diarize``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, TypeVar
 
 from bench.client import BenchError, Followed, Upload
 from bench.concurrency import render as render_concurrency
+from bench.diarize import render as render_diarize
 from bench.direct import Direct
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
@@ -59,7 +62,8 @@ from bench.targets import measure as measure_targets
 from bench.targets import render as render_targets
 
 T = TypeVar("T")
-SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency")
+SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
+            "diarize")
 RECORDINGS = ("jfk", "ml60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -257,6 +261,7 @@ class Results:
     targets: list[dict[str, Any]] = field(default_factory=list)
     storage: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, Any] = field(default_factory=dict)
+    diarize: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -521,6 +526,14 @@ class Bench:
         self.results.concurrency = concurrency.measure(self.stack, self.lib, load)
         self.end_section()
 
+    def diarize(self) -> None:
+        from bench import diarize
+
+        self.section("diarize")
+        self.results.diarize = diarize.measure(self.stack, self.args.cache_dir / "media",
+                                               runs=1 if self.args.quick else 3)
+        self.end_section()
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> Results:
         res = self.results
@@ -556,7 +569,7 @@ class Bench:
         sections: dict[str, Callable[[], None]] = {
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
-            "storage": self.storage, "concurrency": self.concurrency,
+            "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -620,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_json:
         saved = Results(**json.loads(args.from_json.read_text()))
         page = (render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
-                + render_storage(saved.storage) + render_concurrency(saved.concurrency))
+                + render_storage(saved.storage) + render_concurrency(saved.concurrency)
+                + render_diarize(saved.diarize))
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -650,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (results_dir / f"{'quick' if args.quick else 'full'}-{stamp}.json").write_text(
         json.dumps(asdict(results), indent=2, default=str))
     page = (render_markdown(results, quick=args.quick) + render_targets(results.targets)
-            + render_storage(results.storage) + render_concurrency(results.concurrency))
+            + render_storage(results.storage) + render_concurrency(results.concurrency)
+            + render_diarize(results.diarize))
     print(page)
     if not args.no_write:
         write_doc(args.output, page)

@@ -21,6 +21,7 @@ import pika
 import redis
 
 from bench.client import BenchError, Client
+from pipeline.layout import resolve
 from tests.support.stack import (
     ROOT,
     ProcessSpec,
@@ -59,7 +60,9 @@ class Stack:
         self.db: int | None = None
         self.vhost: str | None = None
         self.redis: redis.Redis | None = None
-        self.transcriber = (1, 2)  # processes, CPU_THREADS
+        # processes, CPU_THREADS: the layout the launcher picks on this machine (`make run`'s)
+        default = resolve(0, 0, device="cpu")
+        self.transcriber = (default.processes, default.threads)
         self._vhost: contextlib.ExitStack | None = None
 
     # -- set-up -----------------------------------------------------------------------------
@@ -96,6 +99,8 @@ class Stack:
         self.service = Service(self.commands, service_env(self.settings()), self.run_dir / "logs")
         self.service.start("web")
         self.service.start("worker")
+        if "diarizer" in self.commands:  # the diarize queue's process: every queue is served
+            self.service.start("diarizer")
         self._start_transcriber()
         self.wait_ready()
 

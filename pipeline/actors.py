@@ -17,7 +17,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
 
-from pipeline import stages
+from pipeline import reconciler, stages
 from pipeline.context import Context, worker_context
 from pipeline.errors import (
     JobCancelled,
@@ -123,6 +123,7 @@ def run_stage(stage: Stage, name: str, task_id: str, *, lease: str, retry: Retry
     the stage's own), then send what the stage asks for next. ``retry(delay_ms)`` sends this
     same message again later; ``fail`` is called when the stage gives up."""
     ctx = worker_context()
+    reconciler.touch(ctx.redis, task_id)  # the job is not lost: its message is here
     held = _Lease(ctx, task_id, lease)
     if not held.take():
         # Another delivery of this job is running right now. Look again later: by then it has

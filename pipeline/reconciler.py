@@ -76,6 +76,14 @@ return redis.call('HINCRBY', KEYS[2], 'reconcile_resends', 1)
 """
 
 
+def touch(client: Any, task_id: str, now: float | None = None) -> None:
+    """A message for the job is in a worker's hands: its clock restarts (members only: a job
+    that ended has left the index and stays out). Between a dead worker's message coming
+    back and its lease lapsing, the copy that waits (in a consumer's memory, where no queue
+    count sees it) would otherwise look lost, and be sent once more."""
+    client.zadd(ACTIVE_KEY, {task_id: time.time() if now is None else now}, xx=True)
+
+
 def broker_sender(broker: dramatiq.Broker) -> Send:
     """Send a stage's message the way ``pipeline.queues.send`` does, with any arguments."""
 

@@ -338,7 +338,8 @@ def diarize_failed(ctx: Context, task_id: str, error: PipelineError) -> Next | N
 
 
 def _save_part(ctx: Context, job: Job, part: str, result: dict[str, object]) -> Next | None:
-    if ctx.jobs.save_part(job.task_id, part, result, PARTS) > 0:
+    # When each part ended, for whoever asks how long the two ran side by side (the bench).
+    if ctx.jobs.save_part(job.task_id, part, {**result, "stored_at": time.time()}, PARTS) > 0:
         return None  # the other part is still running: it merges when it ends
     return _merge_parts(ctx, job)
 

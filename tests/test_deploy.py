@@ -48,8 +48,9 @@ MODEL_REQUIREMENTS = ROOT / "requirements" / "models.txt"
 BIN = Path(sys.executable).parent
 
 APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker", "diarizer")
-# The Dockerfile's target each service builds: the API's image carries no engine.
-TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker", "cpu-worker": "worker",
+# The Dockerfile's target each service builds: the API's image carries no engine; gpu-worker's
+# adds the CUDA libraries CTranslate2 needs (requirements/cuda.txt).
+TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker-cuda", "cpu-worker": "worker",
            "diarizer": "worker"}
 # What only the workers need: the engines, torch, NVML and the packages that carry model weights.
 WORKER_ONLY = frozenset({"torch", "openai-whisper", "faster-whisper", "ctranslate2", "nvidia-ml-py",
@@ -382,6 +383,50 @@ def test_transcribers_take_one_job_at_a_time(compose: dict[str, Any], name: str)
     assert parsed.threads == 1
     prefetch = {**environment(service), **env}.get("dramatiq_queue_prefetch")
     assert prefetch == "1", f"{name}: dramatiq_queue_prefetch must be 1, not {prefetch!r}"
+
+
+def test_the_gpu_profile_transcribes_on_an_nvidia_host_with_no_build_argument(compose: dict[str, Any]) -> None:
+    """`docker compose --profile gpu up` on a host with the NVIDIA container toolkit: the
+    gpu-worker's image brings cuBLAS 12 and cuDNN 9 (CTranslate2 loads them, its wheel does not
+    ship them) from pip, on the default base image, and its launcher puts them on the library path."""
+    service = services(compose)["gpu-worker"]
+    assert service.get("profiles") == ["gpu"] and gpu_devices(service)
+    build = service["build"]
+    base = str((build.get("args") or {}).get("BASE_IMAGE", "python:3.11-slim"))
+    # Unset, ${GPU_BASE_IMAGE:-...} is its default: the build needs no argument.
+    assert re.fullmatch(r"(\$\{GPU_BASE_IMAGE:-python:3\.11-slim\}|python:3\.11-slim)", base), base
+    chain = stage_chain(build["target"])
+    installs = " ".join(a for i, a in chain if i in ("RUN", "COPY"))
+    assert "requirements/cuda.txt" in installs, "the GPU image installs requirements/cuda.txt"
+    wanted = {Requirement(line).name: Requirement(line).specifier
+              for line in (ROOT / "requirements" / "cuda.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert wanted["nvidia-cublas-cu12"].contains("12.4.5.8") and not wanted["nvidia-cublas-cu12"].contains("13.0")
+    assert wanted["nvidia-cudnn-cu12"].contains("9.1.0.70") and not wanted["nvidia-cudnn-cu12"].contains("8.9.7")
+    users = [a for i, a in chain if i == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the GPU image runs as a non-root user"
+    env, argv = service_argv(compose, "gpu-worker")
+    assert argv == ["python", "-m", "pipeline.transcriber"], "the launcher: it sets the library path"
+    assert {**environment(service), **env}.get("DEVICE", "auto") in ("auto", "cuda")
+
+
+def test_the_launcher_puts_the_nvidia_packages_on_the_library_path(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pip puts nvidia-cublas-cu12 and nvidia-cudnn-cu12 (site-packages/nvidia/*/lib), the
+    transcriber's environment has them on LD_LIBRARY_PATH, in front of what was there."""
+    from pipeline import cuda_libs
+
+    for package, library in (("cublas", "libcublas.so.12"), ("cudnn", "libcudnn.so.9")):
+        folder = tmp_path / "nvidia" / package / "lib"
+        folder.mkdir(parents=True)
+        (folder / library).write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    resolved = layout.resolve(1, 4, device="cpu", cores=4)
+    env = transcriber.environment(resolved, {"LD_LIBRARY_PATH": "/opt/other"})
+    parts = env["LD_LIBRARY_PATH"].split(os.pathsep)
+    assert parts[:2] == [str(tmp_path / "nvidia" / "cublas" / "lib"), str(tmp_path / "nvidia" / "cudnn" / "lib")]
+    assert parts[-1] == "/opt/other"
+    assert cuda_libs.library_path("").split(os.pathsep)[:2] == parts[:2]
 
 
 def test_gpu_reservation_only_on_the_gpu_worker(compose: dict[str, Any]) -> None:

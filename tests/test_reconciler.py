@@ -206,3 +206,21 @@ def test_one_process_at_a_time_and_once_a_period(stores: Stores) -> None:
     finally:
         lock.release()
     assert runners[0].run_exclusive(later(), force=True) is not None
+
+
+def test_a_job_whose_message_is_in_a_worker_s_hands_is_not_sent_again(stores: Stores) -> None:
+    """A dead worker's message comes back while its lease still holds: the copy that waits for
+    the lease (held in a consumer's memory, counted in no queue) restarts the job's clock."""
+    task_id = new_job(stores)
+    stores.jobs.transition(task_id, State.TRANSCRIBING)
+    sent = Sent()
+    reconciler.touch(stores.redis, task_id, now=later(AFTER))
+    assert reconciler.reconcile(stores, sent, now=later(AFTER + 10)).checked == 0
+    assert sent.messages == []
+    # Untouched, the same job is sent again once it has been idle long enough.
+    report = reconciler.reconcile(stores, sent, now=later(2 * AFTER + 5))
+    assert report.resent == ((task_id, TRANSCRIBE_ACTOR),)
+    # A job that ended has left the index, and a late message does not bring it back.
+    stores.jobs.transition(task_id, State.CANCELLED)
+    reconciler.touch(stores.redis, task_id)
+    assert stores.redis.zscore(ACTIVE_KEY, task_id) is None

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from pipeline.jobs import QUEUED_KEY
 from tests.helpers import long_speech
 from tests.private_api import PrivateApi, SseClient, private_api
 
@@ -133,7 +134,7 @@ class SlowServer:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateApi]:
     """The API alone: jobs stay queued, so every wait runs into its deadline."""
     with private_api(tmp_path_factory.mktemp("deadlines"), "deadlines", {
-        "SYNC_TIMEOUT_SECONDS": "3", "STREAM_MAX_SECONDS": "3", "FETCH_TIMEOUT_SECONDS": "3",
+        "SYNC_TIMEOUT_SECONDS": "10", "STREAM_MAX_SECONDS": "3", "FETCH_TIMEOUT_SECONDS": "3",
         "MAX_ACTIVE_JOBS_PER_CLIENT": "0", "MAX_OPEN_STREAMS_PER_CLIENT": "0",
     }) as running:
         yield running
@@ -141,17 +142,25 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateApi]:
 
 def test_synchronous_waits_are_bounded_and_hold_no_thread(api: PrivateApi) -> None:
     waits = 40  # more than the 16 threads the API used to have
+    def queued() -> int:
+        return int(api.redis.zcard(QUEUED_KEY))  # type: ignore[arg-type]
+
+    queued_before = queued()
     with ThreadPoolExecutor(waits) as pool:
         started = time.monotonic()
         futures = [pool.submit(api.upload, None, to="/api/transcribe") for _ in range(waits)]
-        time.sleep(1)
+        # Once every upload is in and only waits, health is asked while all of them wait.
+        while queued() < queued_before + waits and time.monotonic() - started < 20:
+            time.sleep(0.05)
         during = [timed_health(api) for _ in range(5)]
+        waiting = sum(not f.done() for f in futures)
         answers = [f.result() for f in futures]
         took = time.monotonic() - started
+    assert waiting == waits, "the waits ended before health was asked: raise SYNC_TIMEOUT_SECONDS here"
     assert max(during) < 1.0, during
     assert {a.status_code for a in answers} == {504}, {a.text for a in answers}
     assert all(a.json()["error"]["code"] == "sync_timeout" for a in answers)
-    assert took < 30, took
+    assert took < 40, took
     # The OpenAI route has the same deadline.
     waited = api.upload(to="/v1/audio/transcriptions", model="whisper-1")
     assert waited.status_code == 504 and waited.json()["error"]["code"] == "sync_timeout"

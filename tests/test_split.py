@@ -124,3 +124,44 @@ def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
 def test_unreadable_heartbeats_mean_no_split() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     assert read_idle_transcribers(dead) == 0
+
+
+def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_are_busy(
+        ctx: Any, tmp_path: Any) -> None:
+    """The call site: the extract stage reads idle capacity from the heartbeats and plans the
+    pieces, so that a lone 60 s job goes to both transcribers."""
+    import wave
+
+    import numpy as np
+
+    from pipeline import stages
+    from tests.test_stages import submit
+
+    source = SHARED_AUDIO / "multilingual.mp3"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent")
+    minute = tmp_path / "minute.wav"
+    samples = decode_audio(source)[: 60 * SAMPLE_RATE]
+    with wave.open(str(minute), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: ctx.redis)
+    beat._queues = ["transcribe"]
+    beat._threads = 2  # two free slots, as two one-thread processes would show
+    try:
+        beat.beat()
+        split_job = submit(ctx, minute)
+        assert stages.extract(ctx, split_job) is stages.Next.CHUNKS
+        plan = ctx.jobs.get(split_job).chunks
+        assert len(plan) == 2 and plan[0][0] == 0 and plan[-1][1] == len(samples)
+        assert all(15 * SAMPLE_RATE <= end - start <= 45 * SAMPLE_RATE for start, end in plan)
+        beat.before_process_message(dramatiq.get_broker(), Message("a"))
+        beat.before_process_message(dramatiq.get_broker(), Message("b"))
+        beat.beat()
+        whole_job = submit(ctx, minute)
+        assert stages.extract(ctx, whole_job) is stages.Next.TRANSCRIBE
+    finally:
+        for key in ctx.redis.scan_iter(match="wp:workers*"):
+            ctx.redis.delete(key)
