@@ -97,4 +97,4 @@ COPY pipeline ./pipeline
 RUN python -m pip install --no-deps .
 USER app
 # The Procfile's `web`, on a fixed port. docker-compose.yml gives every service its health check.
-CMD ["gunicorn", "--bind", "0.0.0.0:8511", "--workers", "2", "--threads", "8", "--worker-class", "gthread", "--timeout", "120", "--worker-tmp-dir", "/dev/shm", "api:create_app()"]
+CMD ["gunicorn", "--config", "api/gunicorn_conf.py", "--bind", "0.0.0.0:8511", "--worker-class", "gevent", "--worker-connections", "2000", "--timeout", "120", "--worker-tmp-dir", "/dev/shm", "api:create_app()"]

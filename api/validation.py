@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from pipeline.errors import InvalidOption, JobNotFound
 
@@ -39,7 +38,10 @@ def check_cursor(cursor: str | None) -> str | None:
 def init_validation(app: Flask) -> None:
     """Every route with a ``<task_id>`` gets its id checked before the view runs."""
 
-    @app.url_value_preprocessor
-    def task_id_in_url(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    # A before_request registered after init_auth's: a malformed id is checked only once the
+    # caller is authenticated and counted by RATE_LIMIT, so ids cannot be probed for free.
+    @app.before_request
+    def task_id_in_url() -> None:
+        values = request.view_args
         if values and isinstance(values.get("task_id"), str):
             check_task_id(values["task_id"])
