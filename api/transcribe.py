@@ -239,11 +239,12 @@ def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
 
 @bp.get("/async/<task_id>/events")
 @bp.doc(responses={"200": {
-    "description": "Server-Sent Events: `status`, `segment` (as decoded), then `end` with the job's summary",
+    "description": "Server-Sent Events: `status`, `segment` (as decoded), `progress` (diarization), then "
+                   "`end` with the job's summary",
     # Each event (the schema describes one): a name and a JSON object in data.
     "content": {"text/event-stream": {"schema": {
         "type": "object", "required": ["event", "data"],
-        "properties": {"event": {"type": "string", "enum": ["status", "segment", "end"]},
+        "properties": {"event": {"type": "string", "enum": ["status", "segment", "progress", "end"]},
                        "data": {"type": "string", "description": "JSON"}}}}}}})
 @bp.alt_response(404, **NOT_FOUND)
 @bp.alt_response(429, schema=schemas.Error, description="MAX_OPEN_STREAMS_PER_CLIENT streams are open already")

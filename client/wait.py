@@ -86,7 +86,7 @@ def _on_event(event: Event, progress: Progress) -> dict[str, Any] | None:
     data = event.data
     if event.name == "status":
         progress.job(str(data.get("status")), number(data.get("progress")))
-    elif event.name == "segment":
+    elif event.name in ("segment", "progress"):  # progress: a part that decodes no segments
         progress.job(progress.status or "transcribing", number(data.get("progress")))
     elif event.name == "end":
         if data.get("status") in FINAL_STATES:

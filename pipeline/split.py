@@ -9,7 +9,11 @@ that a lone job still gets every core. Pieces are never shorter than
 
 Idle transcribers are read from the workers' heartbeats in Redis (``pipeline.heartbeat``):
 each transcribe worker process publishes its threads and the messages it is running now,
-and publishes again as soon as that changes.
+and publishes again as soon as that changes. Between the extract stage's decision and a
+transcriber taking the message, the heartbeats still show the slot free: a burst of uploads
+would each see every transcriber idle and all split (8 x 60 s at once moved a third of the
+audio that unsplit jobs did, docs/benchmarks.md). So each decision reserves the slots it counts
+on for ``RESERVE_SECONDS`` (``take_idle_transcribers``), and the next decision sees them taken.
 
 ``chunk_seconds`` is the decision, a plain function; the extract stage hands its answer to
 ``pipeline.chunks.plan_chunks``, which places the cuts in pauses.
@@ -28,6 +32,24 @@ from pipeline.queues import TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+
+RESERVED_KEY = "wp:split:reserved"  # sorted set: "<task_id>:<n>" scored by when it was reserved
+RESERVE_SECONDS = 3  # longer than a message takes to reach a free transcriber
+
+# KEYS: reserved. ARGV: seconds a reservation lasts, idle slots seen, slots wanted, task id.
+# Answers the slots reserved: at most the idle ones not reserved already, at most the wanted.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ttl = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+for n = 1, 64 do redis.call('ZREM', KEYS[1], ARGV[4] .. ':' .. n) end
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+local taken = math.min(math.max(free, 0), tonumber(ARGV[3]))
+for n = 1, taken do redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. n) end
+redis.call('EXPIRE', KEYS[1], math.ceil(ttl) + 1)
+return taken
+"""
 
 
 def idle_transcribers(workers: Iterable[Mapping[str, Any]]) -> int:
@@ -54,6 +76,24 @@ def read_idle_transcribers(client: redis.Redis) -> int:
         return idle_transcribers(live_workers(client))
     except (redis.RedisError, ValueError) as exc:
         log.warning("idle transcribers unknown (%s); not splitting for capacity", exc)
+        return 0
+
+
+def take_idle_transcribers(client: redis.Redis, task_id: str, duration: float, settings: Settings) -> int:
+    """Idle transcribe slots for this job's decision, reserved for it: as many as it could be
+    cut into (one when it is too short to split, which it will occupy all the same), less those
+    other jobs reserved in the last ``RESERVE_SECONDS``. A redelivered job replaces its own
+    reservation. 0 when Redis cannot be asked (then nothing is split for capacity)."""
+    wanted = 1
+    if settings.split_min_seconds > 0 and duration > settings.split_min_seconds:
+        wanted = max(1, min(64, int(duration // settings.split_min_chunk_seconds)))
+    idle = read_idle_transcribers(client)
+    if idle <= 0:
+        return 0
+    try:
+        return int(client.eval(_TAKE, 1, RESERVED_KEY, RESERVE_SECONDS, idle, wanted, task_id))  # type: ignore[arg-type]
+    except redis.RedisError as exc:
+        log.warning("could not reserve idle transcribers (%s); not splitting for capacity", exc)
         return 0
 
 

@@ -81,7 +81,8 @@ def extract(ctx: Context, task_id: str) -> Next | None:
         if cached is not None:
             return _complete(ctx, job, cached, cached_hit=True)
         plan = [(0, samples)]
-        target = split.chunk_seconds(duration, split.read_idle_transcribers(ctx.redis), ctx.settings)
+        idle = split.take_idle_transcribers(ctx.redis, task_id, duration, ctx.settings)
+        target = split.chunk_seconds(duration, idle, ctx.settings)
         if target is not None:
             plan = plan_chunks(decoded, target)
         if len(plan) > 1:

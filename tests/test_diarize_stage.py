@@ -16,7 +16,7 @@ import shutil
 import time
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -39,6 +39,7 @@ from pipeline.speakers import parse_rttm
 from pipeline.stages import Next
 from pipeline.uploads import upload_path
 from tests.conftest import Stack
+from tests.test_page import browser_page, chromium, download  # noqa: F401 - chromium is a fixture
 
 SR = 16_000
 DIALOGUE = [
@@ -119,6 +120,29 @@ def test_parts_merge_once_whichever_ends_last(ctx: Context, two_voices: tuple[Pa
     # The merged result is what the cache keeps for these options.
     cached = ctx.cache.get(job.sha256, DIARIZED)
     assert cached is not None and cached.speakers == result.speakers
+
+
+def test_a_chunked_recording_merges_its_chunks_then_its_speakers(ctx: Context, long_two_voices: Path) -> None:
+    local = dataclasses.replace(ctx, settings=dataclasses.replace(
+        ctx.settings, long_audio_seconds=30, chunk_seconds=20, split_min_seconds=0))
+    task_id = submit(local, long_two_voices, TranscribeOptions(diarize=True, word_timestamps=True))
+    assert stages.extract(local, task_id) is Next.CHUNKS
+    job = local.jobs.get(task_id)
+    assert len(job.chunks) >= 3
+    # The chunks end first, then the speakers: the merge waits for both.
+    outcomes = [stages.transcribe_chunk(local, task_id, index) for index in range(len(job.chunks))]
+    assert outcomes == [None] * len(job.chunks)
+    assert local.jobs.get(task_id).stage == "diarize"
+    assert stages.diarize(local, task_id) is Next.NOTIFY
+    result = local.jobs.result(task_id)
+    assert result is not None and local.jobs.get(task_id).status == State.COMPLETED
+    assert [s.id for s in result.speakers] == ["SPEAKER_00", "SPEAKER_01"]
+    # Speakers follow the merged, continuous timeline: both speak in the first and the last chunk.
+    first, last = job.chunks[0][1] / SR, job.chunks[-1][0] / SR
+    assert {s.speaker for s in result.segments if s.end <= first} == {"SPEAKER_00", "SPEAKER_01"}
+    assert {s.speaker for s in result.segments if s.start >= last} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all(w.speaker is not None for s in result.segments for w in s.words or ())
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
 
 
 @pytest.mark.parametrize("policy", ["fail", "ignore"])
@@ -203,8 +227,8 @@ def test_a_diarized_job_through_the_api_in_every_format(
     # While both ran the stage named both; nothing but "transcribe"/"diarize" parts in between.
     assert stages_seen <= {"queued", "extracting", "cache-lookup", "waiting-for-transcriber", "transcribing",
                            "transcribe+diarize", "transcribe", "diarize", "done"}, stages_seen
-    history = [h["status"] for h in live.redis.lrange(f"{job_key(task_id)}:history", 0, -1)
-               for h in [json.loads(h)]]
+    raw = cast(list[str], live.redis.lrange(f"{job_key(task_id)}:history", 0, -1))
+    history = [json.loads(h)["status"] for h in raw]
     assert history == ["queued", "extracting", "transcribing", "completed"]
 
     result = status["result"]
@@ -234,7 +258,7 @@ def test_a_diarized_job_through_the_api_in_every_format(
 
     vtt = fetch("vtt")
     assert vtt.headers["Content-Type"].startswith("text/vtt")
-    captions = webvtt.read_buffer(io.StringIO(vtt.text))
+    captions = webvtt.read_buffer(io.StringIO(vtt.text)).captions
     assert len(captions) == len(cues)
     assert all(c.raw_text.startswith("<v SPEAKER_0") for c in captions)
     assert {c.voice for c in captions} == set(speakers)
@@ -304,7 +328,7 @@ def test_cancelling_mid_diarization_stops_it(live: Stack, long_two_voices: Path)
     deadline = time.monotonic() + 180
     seen = 0.0
     while time.monotonic() < deadline:
-        seen = float(live.redis.hget(key, "progress_diarize") or 0)
+        seen = float(cast(str | None, live.redis.hget(key, "progress_diarize")) or 0)
         if 0 < seen < 0.9:
             break
         assert live.redis.hget(key, "status") not in ("completed", "failed"), "diarization was never seen running"
@@ -318,6 +342,26 @@ def test_cancelling_mid_diarization_stops_it(live: Stack, long_two_voices: Path)
     while live.redis.exists(f"{key}:lease:diarize") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not live.redis.exists(f"{key}:lease:diarize")
-    assert DIARIZE_PART not in live.redis.hkeys(f"{key}:parts")
+    assert DIARIZE_PART not in cast(list[str], live.redis.hkeys(f"{key}:parts"))
     log = (live.logs / "diarizer.log").read_text(errors="replace")
     assert any(task_id in line and "cancelled during diarize" in line for line in log.splitlines())
+
+
+def test_the_page_asks_for_speakers_and_shows_them(live: Stack, chromium: Any,  # noqa: F811 - the fixture
+                                                   two_voices: tuple[Path, tuple[Turn, ...]]) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(chromium, live) as page:
+        page.goto("/")
+        page.set_input_files("#file", str(two_voices[0]))
+        page.get_by_label("Speakers").check()
+        page.get_by_role("button", name="Transcribe").click()
+        expect(page.locator("#status")).to_have_text("Done.", timeout=120_000)
+        labels = page.locator("#segments .speaker").all_inner_texts()
+        assert set(labels) == {"SPEAKER_00", "SPEAKER_01"}
+        assert page.locator("#segments li").count() == len(labels)
+        expect(page.locator("#job-meta")).to_contain_text("2 speakers")
+        expect(page.locator("#dl-rttm")).to_be_visible()
+        name, rttm = download(page, "#dl-rttm")
+        assert name == "two-voices.rttm"
+        assert {t.speaker for t in parse_rttm(rttm)} == {"SPEAKER_00", "SPEAKER_01"}

@@ -12,8 +12,8 @@ import srt
 import webvtt
 
 from pipeline.errors import InvalidOption
-from pipeline.formats import FORMATS, check_format, render
-from pipeline.transcript import Segment, Transcript, Word
+from pipeline.formats import FORMATS, check_format, render, to_diarized_json
+from pipeline.transcript import Segment, Speaker, Transcript, Word
 
 TWO = Transcript(
     text="Hello there. General Kenobi!",
@@ -399,3 +399,70 @@ def test_tsv_cue_text_stays_on_one_row() -> None:
     assert len(rows) == 5
     assert all(row.count("\t") == 2 for row in rows)
     assert rows[2].split("\t")[2] == "first line 2 00:00:05,000 --> 00:00:06,000 forged"
+
+
+# -- speakers ----------------------------------------------------------------------------------
+DIARIZED = Transcript(
+    text="Good morning. Hello. How are you?",
+    language="en",
+    duration=6.0,
+    segments=(
+        Segment(id=0, start=0.0, end=1.5, text=" Good morning.", speaker="SPEAKER_00",
+                words=(Word(0.0, 0.6, " Good", 0.9, "SPEAKER_00"), Word(0.6, 1.5, " morning.", 0.9, "SPEAKER_00"))),
+        Segment(id=1, start=2.0, end=3.0, text=" Hello.", speaker="SPEAKER_01",
+                words=(Word(2.0, 3.0, " Hello.", 0.9, "SPEAKER_01"),)),
+        Segment(id=2, start=3.2, end=5.0, text=" How are you?", speaker="SPEAKER_01"),
+    ),
+    speakers=(Speaker("SPEAKER_00", 1.5), Speaker("SPEAKER_01", 3.0)),
+)
+
+
+def test_diarized_json_formats_carry_speakers() -> None:
+    body = json.loads(render(DIARIZED, "json")[0])
+    assert [s["speaker"] for s in body["segments"]] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_01"]
+    assert body["speakers"] == [{"id": "SPEAKER_00", "talk_time": 1.5}, {"id": "SPEAKER_01", "talk_time": 3.0}]
+    verbose = json.loads(render(DIARIZED, "verbose_json")[0])
+    assert [s["speaker"] for s in verbose["segments"]] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_01"]
+    assert [w["speaker"] for w in verbose["words"]] == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01"]
+    assert verbose["speakers"] == body["speakers"]
+
+
+def test_diarized_text_starts_each_turn_with_its_speaker() -> None:
+    assert render(DIARIZED, "text")[0] == "SPEAKER_00: Good morning.\nSPEAKER_01: Hello. How are you?\n"
+
+
+def test_diarized_subtitles_name_the_speaker() -> None:
+    cues = list(srt.parse(render(DIARIZED, "srt")[0]))
+    assert [c.content for c in cues] == ["[SPEAKER_00] Good morning.", "[SPEAKER_01] Hello.",
+                                         "[SPEAKER_01] How are you?"]
+    captions = webvtt.read_buffer(io.StringIO(render(DIARIZED, "vtt")[0]))
+    assert [(c.voice, c.text) for c in captions] == [("SPEAKER_00", "Good morning."), ("SPEAKER_01", "Hello."),
+                                                     ("SPEAKER_01", "How are you?")]
+    rows = render(DIARIZED, "tsv")[0].splitlines()
+    assert rows[0] == "start\tend\ttext\tspeaker" and rows[2] == "2000\t3000\tHello.\tSPEAKER_01"
+
+
+def test_rttm_lists_each_turn() -> None:
+    body, content_type = render(DIARIZED, "rttm", file_id="my meeting")
+    assert content_type == "text/plain; charset=utf-8"
+    assert body.splitlines() == [
+        "SPEAKER my_meeting 1 0.000 1.500 <NA> <NA> SPEAKER_00 <NA> <NA>",
+        "SPEAKER my_meeting 1 2.000 1.000 <NA> <NA> SPEAKER_01 <NA> <NA>",
+        "SPEAKER my_meeting 1 3.200 1.800 <NA> <NA> SPEAKER_01 <NA> <NA>",
+    ]
+    assert render(TWO, "rttm")[0] == ""  # no speakers, no turns
+
+
+def test_diarized_json_is_openais_shape() -> None:
+    body = json.loads(to_diarized_json(DIARIZED))
+    assert body == {
+        "task": "transcribe", "duration": 6.0, "text": "Good morning. Hello. How are you?",
+        "segments": [
+            {"type": "transcript.text.segment", "id": "seg_0", "start": 0.0, "end": 1.5, "text": " Good morning.",
+             "speaker": "SPEAKER_00"},
+            {"type": "transcript.text.segment", "id": "seg_1", "start": 2.0, "end": 3.0, "text": " Hello.",
+             "speaker": "SPEAKER_01"},
+            {"type": "transcript.text.segment", "id": "seg_2", "start": 3.2, "end": 5.0, "text": " How are you?",
+             "speaker": "SPEAKER_01"},
+        ],
+    }

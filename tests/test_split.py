@@ -14,7 +14,13 @@ from pipeline.chunks import plan_chunks
 from pipeline.heartbeat import Heartbeat
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
-from pipeline.split import chunk_seconds, idle_transcribers, read_idle_transcribers
+from pipeline.split import (
+    RESERVED_KEY,
+    chunk_seconds,
+    idle_transcribers,
+    read_idle_transcribers,
+    take_idle_transcribers,
+)
 from tests.helpers import SHARED_AUDIO
 
 DEFAULTS = Settings()
@@ -157,6 +163,10 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         plan = ctx.jobs.get(split_job).chunks
         assert len(plan) == 2 and plan[0][0] == 0 and plan[-1][1] == len(samples)
         assert all(15 * SAMPLE_RATE <= end - start <= 45 * SAMPLE_RATE for start, end in plan)
+        # Uploaded together: the heartbeats still show both free, but the first job has them.
+        burst_job = submit(ctx, minute)
+        assert stages.extract(ctx, burst_job) is stages.Next.TRANSCRIBE
+        ctx.redis.delete(RESERVED_KEY)
         beat.before_process_message(dramatiq.get_broker(), Message("a"))
         beat.before_process_message(dramatiq.get_broker(), Message("b"))
         beat.beat()
@@ -165,3 +175,25 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
     finally:
         for key in ctx.redis.scan_iter(match="wp:workers*"):
             ctx.redis.delete(key)
+
+
+def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client.delete(RESERVED_KEY)
+    for key in client.scan_iter(match="wp:workers*"):
+        client.delete(key)
+    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
+    beat._queues = ["transcribe"]
+    beat._threads = 3
+    try:
+        beat.beat()
+        assert take_idle_transcribers(client, "first", 60.0, DEFAULTS) == 3
+        assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
+        assert take_idle_transcribers(client, "second", 60.0, DEFAULTS) == 2
+        assert take_idle_transcribers(client, "third", 60.0, DEFAULTS) == 0
+        client.delete(RESERVED_KEY)  # as RESERVE_SECONDS later
+        assert take_idle_transcribers(client, "fourth", 60.0, replace(DEFAULTS, split_min_seconds=0)) == 1
+    finally:
+        client.delete(RESERVED_KEY)
+        for key in client.scan_iter(match="wp:workers*"):
+            client.delete(key)

@@ -476,6 +476,11 @@
     }
     if (name === 'status') applyStatus(j, payload);
     else if (name === 'segment') addSegment(j, payload.segment, payload.progress);
+    else if (name === 'progress' && !j.final && typeof payload.progress === 'number') {
+      // Diarization reports progress without segments.
+      j.progress = Math.max(j.progress, payload.progress);
+      render(j);
+    }
     else if (name === 'end') return payload;
     return null;
   }
