@@ -227,7 +227,7 @@ def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
         time.sleep(0.2)
     body = live.get("/api/health").json()
     assert body["status"] == "ok" and body["redis"] == "ok" and body["rabbitmq"] == "ok"
-    assert body["workers"] >= 2 and body["queues_served"] == ["extract", "notify", "transcribe"]
+    assert body["workers"] >= 2 and body["queues_served"] == ["diarize", "extract", "notify", "transcribe"]
 
     gpu = live.get("/api/gpu-status").json()
     assert gpu["gpu_count"] == 0 and gpu["cuda_workers"] == 0

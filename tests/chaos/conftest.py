@@ -322,6 +322,9 @@ class Chaos:
             "LOG_FORMAT": "json",
             # Room for every transcript of the session: the load test counts engine runs by it.
             "CACHE_SIZE": "1000",
+            # The load test's 20 clients all come from 127.0.0.1 without a key, so to the
+            # per-client limit they are one client with up to 500 jobs at once.
+            "MAX_ACTIVE_JOBS_PER_CLIENT": "1000",
         }
         self.settings = Settings.from_env(settings)
         port = free_port()
