@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from api.auth import bearer, same_secret
 from api.state import state
 from pipeline.errors import Unauthorized
-from pipeline.metrics import QueueDepth, ServiceCollector
+from pipeline.metrics_export import QueueDepth, ServiceCollector
 
 bp = Blueprint("metrics", __name__)
 

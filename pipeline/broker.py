@@ -63,6 +63,10 @@ def _refuse_evicting_redis(settings: Settings) -> None:
         client.close()
 
 
+class PreloadDiarization(PreloadModel):
+    """Its own type: Dramatiq warns about two middlewares of one type."""
+
+
 settings = Settings.from_env()
 configure_logging(settings.log_format)
 # Before any message: a store that is down or refuses stops the worker with the reason.
@@ -75,7 +79,7 @@ broker.add_middleware(Housekeeping(_stores))
 # A transcriber loads the default model as it boots, not on its first job.
 broker.add_middleware(PreloadModel())
 # A diarizer loads its models as it boots too (3-5 s on a CPU).
-broker.add_middleware(PreloadModel(_preload_diarization, queue=DIARIZE_QUEUE))
+broker.add_middleware(PreloadDiarization(_preload_diarization, queue=DIARIZE_QUEUE))
 if settings.worker_metrics_port:
     broker.add_middleware(worker_metrics(settings.worker_metrics_port))
 dramatiq.set_broker(broker)
