@@ -86,7 +86,11 @@ def _reports_a_loss(record: logging.LogRecord) -> bool:
 
 class _ConnectionLossLog(logging.Filter):
     """Turns pika's ERROR lines (three or four, with tracebacks) about a lost publishing
-    connection into one WARNING for the broker's lifetime, and DEBUG after.
+    connection into one WARNING for the process's lifetime, and DEBUG after.
+
+    One filter for the whole process (``LOSS_LOG``), not one per broker: filters on pika's
+    loggers see every broker's records, and a second broker's filter would swallow a line the
+    first had already said.
 
     Losing an idle connection is expected (a broker restart, a load balancer's idle timeout)
     and the next publish reconnects: nothing an operator has to act on each time."""
@@ -99,12 +103,28 @@ class _ConnectionLossLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not _reports_a_loss(record):
             return True
+        self.lost(f"pika ({record.name}, was {record.levelname}): {record.getMessage()}")
+        return False
+
+    def lost(self, detail: str) -> None:
+        """A loss, seen by pika's logs or by the keeper: the WARNING the first time only."""
         with self._lock:
             first, self._said = not self._said, True
         if first:
             logger.warning(CONNECTION_LOST)
-        logger.debug("pika (%s, was %s): %s", record.name, record.levelname, record.getMessage())
-        return False
+        logger.debug("%s", detail)
+
+    def install(self) -> None:
+        for name in PIKA_LOGGERS:
+            logging.getLogger(name).addFilter(self)  # a no-op when already there
+
+    def forget(self) -> None:
+        """Say the next loss again (for tests that each expect their warning)."""
+        with self._lock:
+            self._said = False
+
+
+LOSS_LOG = _ConnectionLossLog()
 
 
 def _heartbeat_seconds(connection: pika.BlockingConnection | None, parameters: Any) -> float:
@@ -143,9 +163,7 @@ class SharedConnectionBroker(RabbitmqBroker):
         self._publishing = threading.RLock()
         self._closing = threading.Event()
         self._keeper: threading.Thread | None = None
-        self._loss_log = _ConnectionLossLog()
-        for name in PIKA_LOGGERS:
-            logging.getLogger(name).addFilter(self._loss_log)
+        LOSS_LOG.install()
 
     @property
     def keeper(self) -> threading.Thread | None:
@@ -167,8 +185,6 @@ class SharedConnectionBroker(RabbitmqBroker):
         self._closing.set()
         with self._publishing:
             super().close()
-        for name in PIKA_LOGGERS:
-            logging.getLogger(name).removeFilter(self._loss_log)
 
     def _start_keeper(self) -> None:
         # Checked at each publish rather than once: a keeper does not survive a fork.
@@ -194,8 +210,9 @@ class SharedConnectionBroker(RabbitmqBroker):
             if connection.is_open:
                 connection.process_data_events(time_limit=0)
                 return
+            LOSS_LOG.lost("Publishing connection found closed by the keeper")
         except (pika.exceptions.AMQPError, OSError) as error:
-            logger.debug("Publishing connection found dead by the keeper: %r", error)
+            LOSS_LOG.lost(f"Publishing connection found dead by the keeper: {error!r}")
         # Dramatiq's deleter drops the channel too and closes what is still open.
         del self.connection
 

@@ -222,7 +222,7 @@ def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
         return [w for w in workers if _parent_pid(w["pid"]) in live.worker_pids]
 
     deadline = time.monotonic() + 20
-    while len(ours()) < 2:
+    while len(ours()) < 3:
         assert time.monotonic() < deadline, live.get("/api/gpu-status").json()
         time.sleep(0.2)
     body = live.get("/api/health").json()
@@ -232,12 +232,12 @@ def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
     gpu = live.get("/api/gpu-status").json()
     assert gpu["gpu_count"] == 0 and gpu["cuda_workers"] == 0
     workers = sorted(ours(), key=lambda w: w["queues"])
-    assert [w["queues"] for w in workers] == [["extract", "notify"], ["transcribe"]]
+    assert [w["queues"] for w in workers] == [["diarize"], ["extract", "notify"], ["transcribe"]]
     for worker in workers:
         assert worker["device"] == "cpu" and worker["device_reason"] == "DEVICE=cpu"
         assert worker["gpus"] == [] and worker["pid"] > 0 and worker["host"]
     # The transcriber has done jobs in earlier tests of this session and keeps its model loaded.
-    transcriber = workers[1]
+    transcriber = workers[2]
     if transcriber["jobs_done"]:
         assert any(m.startswith("faster-whisper:tiny.en:cpu") for m in transcriber["models"])
 
