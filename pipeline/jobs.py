@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, cast
@@ -552,52 +551,6 @@ class JobStore:
                 pubsub.get_message(timeout=min(left, 1.0))
                 job = self.get(task_id)
             return job
-        finally:
-            pubsub.close()
-
-    def events(
-        self, task_id: str, timeout: float, idle: float = 15.0
-    ) -> Iterator[dict[str, Any] | None]:
-        """A job's events for the SSE endpoint: first where it stands (status, then the
-        segments decoded so far), then each event as it is published, until the job is final
-        or ``timeout`` passes. ``None`` is yielded after ``idle`` quiet seconds, so the caller
-        can keep the connection alive."""
-        deadline = time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        # Subscribed before reading the record, so nothing published in between is lost.
-        pubsub.subscribe(events_channel(task_id))
-        try:
-            job = self.get(task_id)
-            snapshot = {"type": "status", "task_id": task_id, "status": job.status, "stage": job.stage,
-                        "progress": job.progress, "at": job.updated_at}
-            # A running job's state comes first; a finished job's last, as its stream would end.
-            if not job.is_final:
-                yield snapshot
-            seen = set()
-            for segment in self.segments(task_id):
-                seen.add(segment.id)
-                yield {"type": "segment", "task_id": task_id, "segment": segment.to_dict(),
-                       "progress": job.progress}
-            if job.is_final:
-                yield snapshot
-                return
-            quiet_since = time.monotonic()
-            while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=1.0)
-                if message is None:
-                    if time.monotonic() - quiet_since >= idle:
-                        quiet_since = time.monotonic()
-                        if self.get(task_id).is_final:
-                            return
-                        yield None
-                    continue
-                quiet_since = time.monotonic()
-                event = json.loads(message["data"])
-                if event.get("type") == "segment" and event["segment"]["id"] in seen:
-                    continue  # published between subscribing and reading the record
-                yield event
-                if event.get("type") == "status" and event.get("status") in FINAL_STATES:
-                    return
         finally:
             pubsub.close()
 

@@ -11,6 +11,8 @@ from typing import Any, cast
 import pytest
 import redis
 
+from api.fanout import EventHub
+from api.following import job_events
 from pipeline.errors import JobNotFound
 from pipeline.jobs import (
     FINAL_STATES,
@@ -591,10 +593,13 @@ def test_events_iterator_ends_at_a_final_state(store: JobStore, redis_client: re
     got: list[dict[str, Any]] = []
     ready = threading.Event()
 
+    hub = EventHub(redis_client)
+
     def listen() -> None:
-        iterator = store.events(task_id, timeout=5)
+        # The API's stream (one subscriber per process, fanned out), read as the SSE route does.
+        iterator = job_events(hub, store, task_id, max_seconds=5)
         ready.set()
-        got.extend(iterator)
+        got.extend(event for event in iterator if event is not None)
 
     thread = threading.Thread(target=listen)
     thread.start()
@@ -607,6 +612,7 @@ def test_events_iterator_ends_at_a_final_state(store: JobStore, redis_client: re
     store.add_segment(task_id, Segment(id=0, start=0, end=1, text="x"), 0.5)
     store.transition(task_id, State.COMPLETED, result=transcript())
     thread.join(5)
+    hub.close()
     assert not thread.is_alive()
     # Where the job stood when the stream began, then what happened after; if the job was
     # already done by then, its segments and then its final state.
