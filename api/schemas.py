@@ -44,7 +44,12 @@ class TranscribeForm(Strict):
     task = ma.fields.String(validate=ma.validate.OneOf(TASKS))
     word_timestamps = ma.fields.Boolean()
     vad_filter = ma.fields.Boolean(metadata={"description": "skip silence with Silero VAD"})
-    initial_prompt = ma.fields.String()
+    condition_on_previous_text = ma.fields.Boolean(metadata={
+        "description": "give each 30 s window the text before it as context (default false: a "
+                       "misheard window then cannot make the next one repeat it)"})
+    initial_prompt = ma.fields.String(metadata={
+        "description": "text that steers the first window (every window with "
+                       "condition_on_previous_text)"})
     temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
     beam_size = ma.fields.Integer(validate=ma.validate.Range(1, 20))
     batch_size = ma.fields.Raw(metadata={"description": "1: sequential decoding; 2-64: batched; auto "

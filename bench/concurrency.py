@@ -275,7 +275,7 @@ def measure(stack: Stack, lib: Library, load: Load) -> dict[str, Any]:
     try:
         workers = stack.api_workers()
         idle_rss = rss_mib(workers)
-        followed = [stack.client.submit(rec.path).body["task_id"] for rec in lib.ml60_variants(FOLLOWED_JOBS)]
+        followed = [stack.client.submit(rec.path).body["task_id"] for rec in lib.en60_variants(FOLLOWED_JOBS)]
         crowd = Crowd(host, port, load, followed, lib.jfk.path, [c.path for c in lib.clips(max(1, load.waits))])
         runner = threading.Thread(target=crowd.run, name="crowd", daemon=True)
         ramp_started = time.monotonic()
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = Stack(args.cache_dir / f"run-{os.getpid()}", args.cache_dir / "models", redis_db=None,
                   extra_env={"MODEL_IDLE_TIMEOUT": "0"})
     try:
-        lib.ml60_variants(FOLLOWED_JOBS)
+        lib.en60_variants(FOLLOWED_JOBS)
         lib.clips(max(1, load.waits))
         stack.start()
         results = measure(stack, lib, load)

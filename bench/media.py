@@ -1,4 +1,4 @@
-"""The recordings the benchmark uses: the two real ones, and files derived from them.
+"""The recordings the benchmark uses: jfk.flac, and files of English speech derived from the shared ones.
 
 Derived files are generated once into a cache folder (``data/bench/media`` by default, which
 git ignores) with PyAV, never with an ffmpeg binary, and never copied into the project.
@@ -15,12 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from bench import speech
 from pipeline.media import SAMPLE_RATE, decode_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_AUDIO = ROOT.parent / "shared" / "audio"
-RECIPE = "v1"  # part of every derived name: change it when a recipe changes
-GAP_SECONDS = 0.7  # silence between the pieces of a long recording
+RECIPE = "v2"  # part of every derived name: change it when a recipe changes
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 
 
@@ -30,6 +30,7 @@ class Recording:
     label: str
     path: Path
     seconds: float
+    reference: str = ""  # what is said, where known
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -99,68 +100,56 @@ def write_video(path: Path, pcm: np.ndarray, *, fps: int = 2, width: int = 64, h
             out.mux(packet)
 
 
-def remux_with_title(source: Path, path: Path, title: str) -> None:
-    """The same encoded audio (packets copied) with a different title: other bytes, same sound."""
-    with av.open(str(source)) as inp, av.open(str(path), "w", format=inp.format.name.split(",")[0]) as out:
-        stream = inp.streams.audio[0]
-        copy = out.add_stream_from_template(stream)
-        out.metadata["title"] = title
-        for packet in inp.demux(stream):
-            if packet.dts is None:
-                continue
-            packet.stream = copy
-            out.mux(packet)
-
-
-def _titled(source: Path, path: Path, *, title: str) -> None:
-    remux_with_title(source, path, title)
-
-
-def long_pcm(pieces: list[np.ndarray], seconds: float) -> np.ndarray:
-    """``pieces`` one after another with short silences, repeated and cut to ``seconds``."""
-    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
-    cycle = np.concatenate([part for piece in pieces for part in (piece, gap)])
-    want = int(seconds * SAMPLE_RATE)
-    repeats = -(-want // len(cycle))
-    return np.tile(cycle, repeats)[:want]
-
-
 class Library:
-    """Every file the benchmark uploads, generated on first use into ``cache_dir``."""
+    """Every file the benchmark uploads, generated on first use into ``cache_dir``.
+
+    Everything but jfk.flac is English speech of known words (``bench.speech``): ``en60`` is
+    multilingual.mp3's English half twice (60.4 s), the long ones repeat both pieces."""
 
     def __init__(self, audio_dir: Path, cache_dir: Path) -> None:
         self.audio_dir = audio_dir
         self.cache_dir = cache_dir
-        self.jfk = Recording("jfk", "jfk.flac (11 s)", audio_dir / "jfk.flac", 11.0)
-        self.ml60 = Recording("ml60", "multilingual.mp3 (60 s)", audio_dir / "multilingual.mp3", 59.9)
-        for rec in (self.jfk, self.ml60):
-            if not rec.path.is_file():
-                raise SystemExit(f"{rec.path} is missing: the benchmark needs ../shared/audio beside the project")
-        self._pcm: list[np.ndarray] | None = None
+        for name in ("jfk.flac", "multilingual.mp3", "README.md"):
+            if not (audio_dir / name).is_file():
+                raise SystemExit(f"{audio_dir / name} is missing: the benchmark needs ../shared/audio beside "
+                                 "the project")
+        self.jfk = Recording("jfk", "jfk.flac (11 s)", audio_dir / "jfk.flac", 11.0,
+                             speech.reference_texts(audio_dir)[0])
+        self._speech: dict[int, speech.Speech] = {}
 
-    def _pieces(self) -> list[np.ndarray]:
-        if self._pcm is None:
-            self._pcm = [decode_audio(self.jfk.path), decode_audio(self.ml60.path)]
-        return self._pcm
+    def english(self, seconds: int) -> speech.Speech:
+        if seconds not in self._speech:
+            self._speech[seconds] = speech.english(self.audio_dir, seconds)
+        return self._speech[seconds]
+
+    def _built(self, key: str, label: str, seconds: int, suffix: str, write: Callable[[Path, np.ndarray], None],
+               title: str = "") -> Recording:
+        made = self.english(seconds)
+        path = self.cache_dir / f"{key}-{RECIPE}{suffix}"
+        _atomic(path, lambda p: write(p, made.audio))
+        return Recording(key, label.format(seconds=made.seconds), path, made.seconds, made.reference)
+
+    @property
+    def en60(self) -> Recording:
+        return self._built("en60", "English FLAC ({seconds:.1f} s)", 60, ".flac", write_flac)
 
     def long_flac(self, minutes: int) -> Recording:
-        path = self.cache_dir / f"long-{minutes}min-{RECIPE}.flac"
-        _atomic(path, lambda p: write_flac(p, long_pcm(self._pieces(), minutes * 60)))
-        return Recording(f"flac{minutes}m", f"{minutes}-minute FLAC (built from both)", path, minutes * 60.0)
+        return self._built(f"flac{minutes}m", f"{minutes}-minute English FLAC ({{seconds:.0f}} s)", minutes * 60,
+                           ".flac", write_flac)
 
     def long_video(self, minutes: int) -> Recording:
-        path = self.cache_dir / f"long-{minutes}min-{RECIPE}.mp4"
-        _atomic(path, lambda p: write_video(p, long_pcm(self._pieces(), minutes * 60)))
-        return Recording(f"mp4{minutes}m", f"{minutes}-minute MP4 video (mpeg4 64x48 2 fps + AAC)", path,
-                         minutes * 60.0)
+        return self._built(f"mp4{minutes}m", f"{minutes}-minute MP4 video ({{seconds:.0f}} s; mpeg4 64x48 2 fps + AAC)",
+                           minutes * 60, ".mp4", write_video)
 
-    def ml60_variants(self, count: int) -> list[Recording]:
-        """``count`` copies of the 60 s file with distinct bytes (a different title each)."""
+    def en60_variants(self, count: int) -> list[Recording]:
+        """``count`` copies of the 60 s recording with distinct bytes (a different title each)."""
+        made = self.english(60)
         out = []
         for n in range(count):
-            path = self.cache_dir / f"ml60-copy{n}-{RECIPE}.mp3"
-            _atomic(path, functools.partial(_titled, self.ml60.path, title=f"whisper-pipeline bench copy {n}"))
-            out.append(Recording(f"ml60-{n}", f"multilingual.mp3 copy {n}", path, self.ml60.seconds))
+            title = f"whisper-pipeline bench copy {n}"
+            rec = self._built(f"en60-copy{n}", f"English FLAC copy {n}", 60, ".flac",
+                              functools.partial(write_flac, title=title))
+            out.append(Recording(f"en60-{n}", rec.label, rec.path, made.seconds, made.reference))
         return out
 
     def clips(self, count: int) -> list[Recording]:
@@ -174,7 +163,7 @@ class Library:
         return out
 
     def _write_clip(self, path: Path, *, title: str) -> None:
-        write_flac(path, self._pieces()[0][: int(2.5 * SAMPLE_RATE)], title=title)
+        write_flac(path, decode_audio(self.jfk.path)[: int(2.5 * SAMPLE_RATE)], title=title)
 
     def blob(self, megabytes: int, *, signature: bool = True) -> Path:
         """``megabytes`` MiB that are not media, so the API stores the upload, probes it and answers 415.

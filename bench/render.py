@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 JFK_GOAL = 0.150
 OVERHEAD_GOAL = 0.05
 CACHE_GOAL = 0.020
-E2E_ORDER = ("jfk", "ml60", "flac5m", "flac30m", "mp430m")
+E2E_ORDER = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
 
 
 def _med(runs: list[dict[str, Any]], name: str) -> float:
@@ -240,7 +240,7 @@ def render_markdown(res: Results, *, quick: bool) -> str:
         add("")
     engine_rows = []
     for engine, prefix in (("faster-whisper", ""), ("openai-whisper", "openai:")):
-        for key in ("jfk", "ml60"):
+        for key in ("jfk", "en60"):
             if f"{prefix}{key}" not in res.e2e or f"{prefix}{key}" not in res.direct:
                 continue
             e2e_runs, direct_runs = res.e2e[f"{prefix}{key}"], res.direct[f"{prefix}{key}"]

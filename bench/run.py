@@ -64,7 +64,7 @@ from bench.targets import render as render_targets
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
             "diarize")
-RECORDINGS = ("jfk", "ml60", "flac5m", "flac30m", "mp430m")
+RECORDINGS = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
 API_WARM_JOBS = 16  # at once: as many as the API has threads (2 workers × 8), so most threads get one
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-sizes", default="2,20", help="upload sizes in MiB, small,large (default 2,20)")
     parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)} (default all)")
     parser.add_argument("--recordings", help=f"comma-separated recordings for e2e among {', '.join(RECORDINGS)} "
-                                             "(default all; quick: jfk,ml60,flac5m)")
+                                             "(default all; quick: jfk,en60,flac5m)")
     parser.add_argument("--follow", choices=("sse", "poll"), default="sse",
                         help="follow each job by its event stream (default) or by polling its status every 20 ms")
     parser.add_argument("--redis-db", type=int, help="Redis database to claim (default: the first free of 1-15)")
@@ -318,7 +318,7 @@ class Bench:
 
     # -- sections -----------------------------------------------------------------------------
     def recordings_for_e2e(self) -> list[Recording]:
-        make = {"jfk": lambda: self.lib.jfk, "ml60": lambda: self.lib.ml60, "flac5m": lambda: self.lib.long_flac(5),
+        make = {"jfk": lambda: self.lib.jfk, "en60": lambda: self.lib.en60, "flac5m": lambda: self.lib.long_flac(5),
                 "flac30m": lambda: self.lib.long_flac(30), "mp430m": lambda: self.lib.long_video(30)}
         return [make[key]() for key in self.args.recordings]
 
@@ -369,7 +369,7 @@ class Bench:
         self.end_section()
 
     def throughput_service(self, name: str) -> None:
-        copies = self.lib.ml60_variants(self.args.jobs)
+        copies = self.lib.en60_variants(self.args.jobs)
         self.stack.client.clear_cache()
         gate = threading.Event()
 
@@ -401,7 +401,7 @@ class Bench:
         self.section("throughput")
         processes, threads = self.stack.transcriber
         self.throughput_service(f"service {processes}×{threads}")
-        copies = self.lib.ml60_variants(self.args.jobs)
+        copies = self.lib.en60_variants(self.args.jobs)
         started = time.perf_counter()
         for rec in copies:
             self.direct.run(rec.path)
@@ -416,7 +416,7 @@ class Bench:
         self.section("engines")
         warm(self.stack, "openai-whisper", self.lib.jfk, self.args.follow)
         self.results.load_seconds["openai-whisper"] = self.direct.load("openai-whisper", self.lib.jfk.path)
-        for rec in (self.lib.jfk, self.lib.ml60):
+        for rec in (self.lib.jfk, self.lib.en60):
             self.e2e_and_direct(rec, self.args.runs_short, key=f"openai:{rec.key}",
                                 fields={"engine": "openai-whisper"}, engine="openai-whisper")
             if rec.key not in self.results.e2e:  # faster-whisper's runs, when e2e was left out
@@ -548,7 +548,7 @@ class Bench:
         self.recordings_for_e2e()
         if "parallel" in self.args.sections and not self.args.quick:
             self.lib.long_flac(30)
-        self.lib.ml60_variants(self.args.jobs)
+        self.lib.en60_variants(self.args.jobs)
         self.lib.clips(API_WARM_JOBS)
         for size in self.args.sizes:
             self.lib.blob(size)

@@ -17,7 +17,7 @@ from bench.report import secs, table, verdict
 
 MODELS = ("tiny.en", "base")
 # Recording key -> the seed's target, in seconds from upload to completed.
-SEED_TARGETS = {"ml60": 8.0, "flac5m": 30.0, "mp430m": 120.0}
+SEED_TARGETS = {"en60": 8.0, "flac5m": 30.0, "mp430m": 120.0}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class TargetRow:
 
 
 def recordings(lib: Library, quick: bool = False) -> list[Recording]:
-    chosen = [lib.ml60, lib.long_flac(5)]
+    chosen = [lib.en60, lib.long_flac(5)]
     return chosen if quick else [*chosen, lib.long_video(30)]
 
 

@@ -148,6 +148,7 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         "task": args.task,
         "word_timestamps": True if args.word_timestamps else None,
         "vad_filter": True if args.vad_filter else None,
+        "condition_on_previous_text": True if args.condition_on_previous_text else None,
         "initial_prompt": args.initial_prompt,
         "temperature": args.temperature,
         "beam_size": args.beam_size,
@@ -286,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--task", choices=("transcribe", "translate"))
     options.add_argument("--word-timestamps", action="store_true", help="timestamps for each word")
     options.add_argument("--vad-filter", action="store_true", help="skip silence with voice activity detection")
+    options.add_argument("--condition-on-previous-text", action="store_true",
+                         help="give each 30 s window the text before it as context (off by default)")
     options.add_argument("--initial-prompt", metavar="TEXT", help="text that primes the decoder")
     options.add_argument("--temperature", type=float, help="sampling temperature, 0 to 1")
     options.add_argument("--beam-size", type=int, help="beam size, 1 to 20")

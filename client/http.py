@@ -86,7 +86,8 @@ class Client:
         """Upload a recording for asynchronous transcription.
 
         ``options`` are the service's form fields (``engine``, ``model``, ``language``, ``task``,
-        ``word_timestamps``, ``vad_filter``, ``initial_prompt``, ``temperature``, ``beam_size``,
+        ``word_timestamps``, ``vad_filter``, ``condition_on_previous_text``, ``initial_prompt``,
+        ``temperature``, ``beam_size``,
         ``webhook_url``, ...); ``None`` values are left out and booleans sent as true/false.
         Answers ``{task_id, status, status_url, result_url, cached}``.
         """

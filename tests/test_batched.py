@@ -16,7 +16,7 @@ from tests.helpers import JFK_TEXT, SHARED_AUDIO, wer
 
 @pytest.mark.parametrize(("requested", "setting", "device", "expected"), [
     (None, 0, "cuda", batched.AUTO_CUDA_BATCH),
-    (None, 0, "cpu", 1),
+    (None, 0, "cpu", batched.AUTO_CPU_BATCH),
     (None, 8, "cpu", 8),
     (None, 1, "cuda", 1),
     (4, 0, "cpu", 4),
@@ -25,6 +25,16 @@ from tests.helpers import JFK_TEXT, SHARED_AUDIO, wer
 def test_batch_size_request_then_setting_then_device(requested: int | None, setting: int, device: str,
                                                      expected: int) -> None:
     assert batched.batch_size_for(requested, setting, device) == expected
+    assert batched.batch_size_for(requested, setting, device, 120.0) == expected
+
+
+@pytest.mark.parametrize(("requested", "setting", "device", "seconds", "expected"), [
+    (None, 0, "cpu", 30.0, 1), (None, 0, "cuda", 11.0, 1), (None, 0, "cuda", 30.5, batched.AUTO_CUDA_BATCH),
+    (8, 0, "cpu", 11.0, 8), (None, 16, "cuda", 11.0, 16),
+])
+def test_auto_leaves_one_window_to_the_sequential_decoder(requested: int | None, setting: int, device: str,
+                                                          seconds: float, expected: int) -> None:
+    assert batched.batch_size_for(requested, setting, device, seconds) == expected
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("8", 8), ("1", 1), (16, 16), ("auto", None), ("", None),
@@ -87,3 +97,31 @@ def test_which_decoder_ran(models: ModelCache) -> None:
     segments, info = batched.transcribe(model, audio, TranscribeOptions(), 8)
     assert info.vad_options is not None
     assert wer(JFK_TEXT, " ".join(s.text for s in segments)) < 0.1
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "multilingual.mp3").is_file(), reason="../shared/audio is absent")
+def test_batched_keeps_the_words_at_the_end_of_a_full_window(models: ModelCache) -> None:
+    """29 s of continuous speech fills one batched piece; tiny.en ends such a piece early, and the
+    last sentence ("... shall be included in all copies or substantial portions of the software")
+    was lost until the gaps in the batched output were decoded again."""
+    english = decode_audio(SHARED_AUDIO / "multilingual.mp3")[: int(16000 * 29.5)]
+    engine = models.get(models.key_for(TranscribeOptions(), "cpu"))
+    transcript = engine.transcribe(english, TranscribeOptions(batch_size=4), lambda s: None)
+    assert "substantial portions of the software" in transcript.text.lower().replace(",", "")
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts) and transcript.segments[-1].end <= 29.5 + 0.5
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "jfk.flac").is_file(), reason="../shared/audio is absent")
+def test_a_real_pause_adds_nothing(models: ModelCache) -> None:
+    """Silence between two recordings is a gap too: decoded behind VAD, it gives no words, and the
+    words after it keep their place on the timeline."""
+    import numpy as np
+
+    jfk = decode_audio(SHARED_AUDIO / "jfk.flac")
+    audio = np.concatenate([jfk, np.zeros(16000 * 4, np.float32), jfk]).astype(np.float32)
+    engine = models.get(models.key_for(TranscribeOptions(), "cpu"))
+    transcript = engine.transcribe(audio, TranscribeOptions(batch_size=4), lambda s: None)
+    assert not [s for s in transcript.segments if 11.5 < s.start < 14.5 and s.end < 15.0]
+    assert wer(f"{JFK_TEXT} {JFK_TEXT}", transcript.text) < 0.1
+    assert any(s.start >= 14.0 for s in transcript.segments)

@@ -33,7 +33,8 @@ def test_empty_form_gives_defaults() -> None:
     assert parse() == TranscribeOptions()
     assert TranscribeOptions() == TranscribeOptions(
         engine="faster-whisper", model="tiny.en", language=None, task="transcribe",
-        word_timestamps=False, vad_filter=False, initial_prompt=None, temperature=0.0, beam_size=5,
+        word_timestamps=False, vad_filter=False, condition_on_previous_text=False, initial_prompt=None,
+        temperature=0.0, beam_size=5,
     )
 
 
@@ -170,7 +171,7 @@ def test_task_must_be_text() -> None:
 
 
 # -- flags -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["word_timestamps", "vad_filter"])
+@pytest.mark.parametrize("name", ["word_timestamps", "vad_filter", "condition_on_previous_text"])
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(True, True), ("true", True), ("TRUE", True), ("1", True), ("yes", True), ("on", True), (1, True),
@@ -182,7 +183,7 @@ def test_flags_valid(name: str, value: Any, expected: bool) -> None:
     assert getattr(opts, name) is expected
 
 
-@pytest.mark.parametrize("name", ["word_timestamps", "vad_filter"])
+@pytest.mark.parametrize("name", ["word_timestamps", "vad_filter", "condition_on_previous_text"])
 @pytest.mark.parametrize("value", ["maybe", "2", "y", [], None])
 def test_flags_invalid(name: str, value: Any) -> None:
     invalid(name, value)
@@ -243,6 +244,7 @@ FULL = {
     "task": "translate",
     "word_timestamps": "true",
     "vad_filter": "1",
+    "condition_on_previous_text": "yes",
     "initial_prompt": "Hallo",
     "temperature": "0.4",
     "beam_size": "3",
@@ -252,7 +254,7 @@ FULL = {
 def test_every_field_at_once() -> None:
     assert TranscribeOptions.parse(FULL, SETTINGS) == TranscribeOptions(
         engine="openai-whisper", model="base", language="de", task="translate", word_timestamps=True,
-        vad_filter=True, initial_prompt="Hallo", temperature=0.4, beam_size=3,
+        vad_filter=True, condition_on_previous_text=True, initial_prompt="Hallo", temperature=0.4, beam_size=3,
     )
 
 
@@ -284,6 +286,7 @@ CHANGES: dict[str, Any] = {
     "task": "translate",
     "word_timestamps": True,
     "vad_filter": True,
+    "condition_on_previous_text": True,
     "initial_prompt": "context",
     "temperature": 0.2,
     "beam_size": 1,

@@ -7,14 +7,14 @@ never conditions a window on the previous one's text, which also keeps a mishear
 dragging the next ones into a repetition loop.
 
 Which one runs: the request's ``batch_size`` option, else the ``BATCH_SIZE`` setting, else
-(``auto``) ``AUTO_CUDA_BATCH`` on CUDA and the sequential decoder on the CPU, where two engine
-threads gain little from batching (measured by ``make gpu-check`` in docs/benchmarks.md). A
-batch size of 1 is the sequential decoder.
+(``auto``) ``AUTO_CUDA_BATCH`` on CUDA and ``AUTO_CPU_BATCH`` on the CPU. A batch size of 1 is
+the sequential decoder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,27 +27,36 @@ if TYPE_CHECKING:
     from faster_whisper.transcribe import TranscriptionInfo
 
 AUTO_CUDA_BATCH = 16  # the batch gpu-check measured best for tiny.en and base on one GPU
-# Sequential on the CPU: on 84 s of English, tiny.en int8, 2 shared cores, batch 8 took 4.1 s against
-# 4.9 s sequential with 2 threads and 6.2 s against 6.7-7.2 s with 1, single runs on a busy machine:
-# a gain within that machine's run-to-run spread, so not yet a reason to change every CPU job's
-# segmentation. `make bench` on a quiet machine should settle it (set this to 8 if it holds).
-AUTO_CPU_BATCH = 1
+# On the CPU too, once the gaps are filled (``with_gaps_filled``): tiny.en int8 on a quiet 2-core
+# machine, batch 4 against sequential, 2 threads: 60 s 3.58 s / 4.22 s, 5 min 15.3 s / 19.6 s;
+# 1 thread: 60 s 5.6 s / 6.4 s, 5 min 24.0 s / 26.4 s; WER within 1 point (docs/benchmarks.md).
+# Larger batches gained nothing more on 2 cores.
+AUTO_CPU_BATCH = 4
 # Pieces cut only at pauses of half a second, each padded by 400 ms of its surroundings. With
 # faster-whisper's batched defaults (160 ms pauses, 30 ms pad) tiny.en dropped the first
 # sentence of some pieces: 14.0 % WER against 2.3 % sequential on 84 s of English, 0.9 % with these.
 BATCH_VAD = {"min_silence_duration_ms": 500, "speech_pad_ms": 400}
 MAX_BATCH_SIZE = 64
+# Silences in the batched output longer than this are decoded again (``with_gaps_filled``): above
+# the 0.5 s pauses that VAD cuts at plus its 2 x 0.4 s padding, so pauses seen as such are skipped.
+GAP_SECONDS = 1.0
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 30  # what Whisper hears at once
 
 
-def batch_size_for(requested: int | None, setting: int, device: str) -> int:
-    """The batch size a transcription runs with; 1 means the sequential decoder.
+def batch_size_for(requested: int | None, setting: int, device: str, seconds: float | None = None) -> int:
+    """The batch size a transcription of ``seconds`` of audio runs with; 1 means the sequential decoder.
 
     ``requested`` is the request option (None: not given), ``setting`` is ``BATCH_SIZE``
-    (0: auto)."""
+    (0: auto). Auto leaves audio of one window (30 s or less) to the sequential decoder: there
+    is nothing to batch, and the batched one would only add a VAD pass (and builds its prompt
+    from ``initial_prompt`` a little differently: tiny.en then wrote "comfyUI" for "ComfyUI")."""
     if requested:
         return requested
     if setting:
         return setting
+    if seconds is not None and seconds <= WINDOW_SECONDS:
+        return 1
     return AUTO_CUDA_BATCH if device == "cuda" else AUTO_CPU_BATCH
 
 
@@ -63,6 +72,7 @@ def transcribe(
         "beam_size": options.beam_size,
         "temperature": options.temperature,
         "word_timestamps": options.word_timestamps,
+        "condition_on_previous_text": options.condition_on_previous_text,
         "initial_prompt": options.initial_prompt,
     }
     if batch_size <= 1:
@@ -73,5 +83,46 @@ def transcribe(
     # Timestamps on (faster-whisper's batched default is off): without them a piece comes back as
     # one 30 s segment, and tiny.en was seen to end such a piece early, dropping most of its words.
     batched = BatchedInferencePipeline(model)
-    return batched.transcribe(audio, batch_size=batch_size, vad_filter=True, vad_parameters=dict(BATCH_VAD),
-                              without_timestamps=False, **common)
+    segments, info = batched.transcribe(audio, batch_size=batch_size, vad_filter=True,
+                                        vad_parameters=dict(BATCH_VAD), without_timestamps=False, **common)
+    # The gaps are decoded in the language the pieces were (it was detected once, if not given).
+    return with_gaps_filled(model, audio, segments, {**common, "language": info.language}), info
+
+
+def with_gaps_filled(
+    model: WhisperModel, audio: np.ndarray, segments: Iterable[RawSegment], common: dict[str, Any]
+) -> Iterator[RawSegment]:
+    """The batched segments, plus whatever the sequential decoder hears in the gaps between them.
+
+    A batched piece is decoded in one pass, and tiny.en often ends a piece that fills most of its
+    30 s window early, as if the rest belonged to the next window: the words between its last
+    timestamp and the piece's end are lost (sequential decoding would seek there and go on).
+    Measured on English speech: 9-18 % WER against 1.4-1.8 % sequential. So every silence in the
+    output longer than ``GAP_SECONDS`` is decoded again, sequentially and behind Silero VAD, so
+    that a real pause costs a VAD pass and yields nothing, while lost words come back.
+    Lazy like the segments themselves: a gap is decoded when the segment after it arrives."""
+    rate = SAMPLE_RATE
+    total = len(audio) / rate
+    previous_end = 0.0
+    for segment in segments:
+        if segment.start - previous_end > GAP_SECONDS:
+            yield from _decode_gap(model, audio, previous_end, segment.start, common)
+        yield segment
+        previous_end = max(previous_end, segment.end)
+    if total - previous_end > GAP_SECONDS:
+        yield from _decode_gap(model, audio, previous_end, total, common)
+
+
+def _decode_gap(
+    model: WhisperModel, audio: np.ndarray, start: float, end: float, common: dict[str, Any]
+) -> Iterator[RawSegment]:
+    piece = audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+    found, _ = model.transcribe(piece, vad_filter=True, vad_parameters=dict(BATCH_VAD), **common)
+    # Whisper's last timestamp may run past a short piece's end: times are kept inside the gap.
+    def moved(t: float) -> float:
+        return min(t + start, end)
+
+    for segment in found:
+        words = None if segment.words is None else [
+            replace(w, start=moved(w.start), end=moved(w.end)) for w in segment.words]
+        yield replace(segment, start=moved(segment.start), end=moved(segment.end), words=words)

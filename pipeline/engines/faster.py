@@ -41,7 +41,8 @@ class FasterWhisperEngine:
     ) -> Transcript:
         require_language(self.model_name, self.model.model.is_multilingual, options.language)
         try:
-            batch_size = batched.batch_size_for(options.batch_size, self.batch_setting, self.device)
+            batch_size = batched.batch_size_for(options.batch_size, self.batch_setting, self.device,
+                                                len(audio) / batched.SAMPLE_RATE)
             segments_iter, info = batched.transcribe(self.model, audio, options, batch_size)
         except ValueError as exc:
             raise TranscriptionError(str(exc)) from exc

@@ -129,6 +129,7 @@ class OpenAIWhisperEngine:
                 beam_size=options.beam_size if options.temperature == 0 else None,
                 best_of=options.beam_size if options.temperature > 0 else None,
                 word_timestamps=options.word_timestamps,
+                condition_on_previous_text=options.condition_on_previous_text,
                 initial_prompt=options.initial_prompt,
                 fp16=self.fp16,
                 verbose=None,  # neither its progress bar nor its prints; our bar still runs
