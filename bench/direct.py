@@ -10,9 +10,11 @@ worker does for a job, without the upload, the queues, Redis or the files in bet
 from __future__ import annotations
 
 import gc
+import queue
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.chunks import plan_chunks
 from pipeline.engines import ModelCache
@@ -37,7 +39,10 @@ class DirectRun:
 
 class Direct:
     def __init__(self, model_dir: Path, cpu_threads: int) -> None:
-        self.settings = Settings.from_env({"DEVICE": "cpu", "CPU_THREADS": str(cpu_threads),
+        # BATCH_SIZE=1: faster-whisper's own sequential decoder, the bare engine as a user would call
+        # it; the service's default (batched on long audio, split across transcribers) is measured
+        # against that.
+        self.settings = Settings.from_env({"DEVICE": "cpu", "CPU_THREADS": str(cpu_threads), "BATCH_SIZE": "1",
                                            "MODEL_DIR": str(model_dir), "MODEL_IDLE_TIMEOUT": "0"})
         self.models = ModelCache(self.settings)
         self.load_seconds: dict[str, float] = {}
@@ -96,3 +101,43 @@ class Direct:
         started = time.perf_counter()
         plan = plan_chunks(audio, chunk_seconds)
         return time.perf_counter() - started, len(plan)
+
+
+def _share(model_dir: Path, threads: int, warm_with: Path, paths: list[Path], ready: Any, go: Any) -> None:
+    direct = Direct(model_dir, threads)
+    direct.load("faster-whisper", warm_with)
+    ready.put(True)
+    go.wait()
+    for path in paths:
+        direct.run(path)
+
+
+def run_in_processes(model_dir: Path, paths: list[Path], processes: int, threads: int, warm_with: Path) -> float:
+    """Wall seconds for ``processes`` direct processes of ``threads`` engine threads each to transcribe
+    ``paths`` between them (round robin), models loaded and warm before the clock starts: what the
+    machine's cores can do at most with that layout, with no service around the engine."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Queue(), context.Event()
+    workers = [context.Process(target=_share, args=(model_dir, threads, warm_with, paths[n::processes], ready, go))
+               for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    waiting = len(workers)
+    while waiting:
+        try:
+            ready.get(timeout=1.0)
+            waiting -= 1
+        except queue.Empty:
+            if any(w.exitcode not in (None, 0) for w in workers):
+                for worker in workers:
+                    worker.kill()
+                raise RuntimeError("a direct process died while loading its model") from None
+    started = time.perf_counter()
+    go.set()
+    for worker in workers:
+        worker.join()
+        if worker.exitcode != 0:
+            raise RuntimeError(f"a direct process exited with {worker.exitcode}")
+    return time.perf_counter() - started

@@ -100,7 +100,9 @@ def render_markdown(res: Results, *, quick: bool) -> str:
                              for a, b in zip(e2e_runs, direct_runs, strict=False)])
             best_e2e = min(float(r["seconds"]) for r in e2e_runs)
             best_direct = min(float(r["total"]) for r in direct_runs)
-            rows.append([rec["label"], len(e2e_runs), secs(direct), secs(e2e),
+            scored = res.wer.get(key)
+            rows.append([rec["label"], len(e2e_runs), secs(direct), secs(e2e), f"{e2e / direct:.2f}×",
+                         f"{scored['service']:.1%} / {scored['direct']:.1%}" if scored else "",
                          f"{over * 1000:+,.0f} ms", f"{over / direct:+.1%}", goal_text,
                          f"{paired * 1000:+,.0f} ms ({paired / direct:+.1%})",
                          f"{secs(best_direct)} / {secs(best_e2e)}: {(best_e2e - best_direct) * 1000:+,.0f} ms "
@@ -124,7 +126,8 @@ def render_markdown(res: Results, *, quick: bool) -> str:
             "median of the run-by-run differences (each service run is timed right before its direct run), and "
             "the best run of each.")
         add("")
-        add(table(["recording", "runs", "direct (median)", "service (median)", "overhead", "overhead %", "goal",
+        add(table(["recording", "runs", "direct (median)", "service (median)", "service / direct",
+                   "WER service / direct", "overhead", "overhead %", "goal",
                    "paired overhead", "best direct / best service", "same transcript as direct"], rows))
         add("")
         add("Where the service's time goes (medians of the same runs; stage times from the job's own "
@@ -227,9 +230,10 @@ def render_markdown(res: Results, *, quick: bool) -> str:
     if res.throughput:
         add("### 3. Throughput")
         add("")
-        add("Copies of multilingual.mp3 with distinct bytes (the same encoded audio, another title tag), so "
-            "none is a cache hit, all submitted at once; against one process transcribing the same files one "
-            "after another.")
+        add("Copies of the 60 s English recording with distinct bytes (another title tag), so none is a cache "
+            "hit, all submitted at once; against one direct process (the bare engine, sequential decoder, "
+            "2 threads) transcribing the same files one after another, and against as many bare-engine "
+            "processes as the service has transcribers, which is what these cores can give at most.")
         add("")
         direct_rate = res.throughput.get("direct", {}).get("rate")
         add(table(["configuration", "jobs", "audio", "wall time", "audio seconds per second", "against direct",

@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 from bench.client import BenchError, Followed, Upload
 from bench.concurrency import render as render_concurrency
 from bench.diarize import render as render_diarize
-from bench.direct import Direct
+from bench.direct import Direct, run_in_processes
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
 from bench.report import (
@@ -56,6 +56,7 @@ from bench.report import (
     versions,
     write_doc,
 )
+from bench.speech import wer
 from bench.stack import ROOT, Stack
 from bench.storage import render as render_storage
 from bench.targets import measure as measure_targets
@@ -252,6 +253,7 @@ class Results:
     direct: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # key -> runs
     direct_chunked: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # long recordings
     same_text: dict[str, bool] = field(default_factory=dict)
+    wer: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> service / direct against the words
     plan: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
     throughput: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -314,6 +316,9 @@ class Bench:
                         "GET", f"/api/transcribe/async/{run.task_id}/result?format=text")
                     reference = c.text if long_audio else d.text
                     self.results.same_text[key] = status == 200 and str(text).strip() == reference.strip()
+                    if rec.reference and status == 200:
+                        self.results.wer[key] = {"service": wer(rec.reference, str(text)),
+                                                 "direct": wer(rec.reference, d.text)}
             log(line)
 
     # -- sections -----------------------------------------------------------------------------
@@ -410,6 +415,15 @@ class Bench:
         self.results.throughput["direct"] = {"jobs": len(copies), "audio": audio, "wall": wall,
                                              "rate": audio / wall, "median_job": wall / len(copies)}
         log(f"throughput direct: {audio / wall:.1f} audio s per s")
+        # The most these cores can do: the bare engine in as many processes as the service has
+        # transcribers, with no service around it. The goal (>= 1.6x one direct process) assumes
+        # the machine has that much more to give.
+        wall = run_in_processes(self.args.cache_dir / "models", [rec.path for rec in copies], processes, threads,
+                                self.lib.jfk.path)
+        self.results.throughput[f"direct {processes}×{threads}"] = {
+            "jobs": len(copies), "audio": audio, "wall": wall, "rate": audio / wall,
+            "median_job": wall * processes / len(copies)}
+        log(f"throughput direct {processes}×{threads}: {audio / wall:.1f} audio s per s")
         self.end_section()
 
     def engines(self) -> None:

@@ -25,6 +25,7 @@ from pipeline.transcript import Segment, Transcript, Word
 VAD_WINDOW_SECONDS = 30
 VAD_MARGIN_SECONDS = 5
 _VAD_FRAME = 512  # samples per Silero decision
+SEARCH_SECONDS = 15  # a cut is placed in the pause nearest its target within this many seconds
 
 
 def plan_chunks(audio: np.ndarray | Path, chunk_seconds: float) -> list[tuple[int, int]]:
@@ -49,18 +50,29 @@ def plan_chunks(audio: np.ndarray | Path, chunk_seconds: float) -> list[tuple[in
     step = int(chunk_seconds * SAMPLE_RATE)
     if total <= step * 1.5:
         return [(0, total)]
-    speech = speech_spans(read, total)
-    # Midpoints of the pauses between speech.
-    pauses = [(a[1] + b[0]) // 2 for a, b in itertools.pairwise(speech)]
+    # Only the stretch around each target is searched: the VAD is most of the planning's time
+    # (1.1 s of a 5-minute recording's 1.2 s), and a cut never moves further than this anyway.
+    search = min(step // 2, int(SEARCH_SECONDS * SAMPLE_RATE))
     cuts: list[int] = []
     target = step
     while target < total - step // 2:
-        window = [p for p in pauses if abs(p - target) <= step // 2 and (not cuts or p > cuts[-1])]
-        cut = min(window, key=lambda p: abs(p - target)) if window else target
+        low, high = max(cuts[-1] + 1 if cuts else 0, target - search), min(total, target + search)
+        pauses = _pauses(read, low, high)
+        cut = min(pauses, key=lambda p: abs(p - target)) if pauses else target
         cuts.append(int(cut))
         target = cut + step
     bounds = [0, *cuts, total]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _pauses(read: Callable[[int, int], np.ndarray], low: int, high: int) -> list[int]:
+    """Midpoints of the pauses in samples ``low`` to ``high``: between two stretches of speech, and
+    the silence before the first and after the last (all of it silent: its middle)."""
+    speech = speech_spans(lambda a, b: read(low + a, low + b), high - low)
+    if not speech:
+        return [(low + high) // 2]
+    edges = [(0, 0), *speech, (high - low, high - low)]
+    return [low + (a[1] + b[0]) // 2 for a, b in itertools.pairwise(edges) if b[0] > a[1]]
 
 
 def speech_spans(read: Callable[[int, int], np.ndarray], total: int, *,

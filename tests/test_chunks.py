@@ -40,6 +40,16 @@ def test_plan_cuts_in_pauses_and_covers_everything(long_file: Path) -> None:
     assert plan_chunks(audio[: 50 * SAMPLE_RATE], 45) == [(0, 50 * SAMPLE_RATE)]
 
 
+def test_a_cut_lands_in_a_long_silence_that_starts_before_the_search(long_file: Path) -> None:
+    """Only the 15 s either side of a target are searched; a silence that began earlier and runs
+    into that stretch is still a pause to cut in, and silence alone there is cut in the middle."""
+    speech = decode_audio(long_file)[: 40 * SAMPLE_RATE]
+    audio = np.concatenate([speech, np.zeros(40 * SAMPLE_RATE, np.float32), speech]).astype(np.float32)
+    plan = plan_chunks(audio, 65)  # the target, 65 s, falls in the silence from 40 s to 80 s
+    assert len(plan) == 2
+    assert 40 * SAMPLE_RATE < plan[0][1] < 80 * SAMPLE_RATE
+
+
 def test_merge_orders_shifts_and_renumbers() -> None:
     def part(text: str, language: str = "en") -> Transcript:
         return Transcript(text=text, language=language, duration=10.0, segments=(
