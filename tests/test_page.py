@@ -203,7 +203,9 @@ def test_page_transcribes_with_live_progress_and_downloads(live: Stack, chromium
 def test_page_cancels_a_running_job(live: Stack, chromium: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    recording = long_speech(tmp_path / "long.wav", 12)
+    # Long enough to be still running after its first segments arrive: at the defaults it is
+    # split across both transcribers and decoded in batches, so segments come a batch at a time.
+    recording = long_speech(tmp_path / "long.wav", 40)
     with browser_page(chromium, live) as page:
         page.goto("/")
         page.set_input_files("#file", str(recording))
