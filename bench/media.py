@@ -143,14 +143,9 @@ class Library:
 
     def en60_variants(self, count: int) -> list[Recording]:
         """``count`` copies of the 60 s recording with distinct bytes (a different title each)."""
-        made = self.english(60)
-        out = []
-        for n in range(count):
-            title = f"whisper-pipeline bench copy {n}"
-            rec = self._built(f"en60-copy{n}", f"English FLAC copy {n}", 60, ".flac",
-                              functools.partial(write_flac, title=title))
-            out.append(Recording(f"en60-{n}", rec.label, rec.path, made.seconds, made.reference))
-        return out
+        return [self._built(f"en60-copy{n}", f"English FLAC copy {n}", 60, ".flac",
+                            functools.partial(write_flac, title=f"whisper-pipeline bench copy {n}"))
+                for n in range(count)]
 
     def clips(self, count: int) -> list[Recording]:
         """``count`` copies of jfk.flac's first 2.5 s ("And so my fellow Americans") with distinct

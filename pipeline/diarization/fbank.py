@@ -14,7 +14,8 @@ import functools
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from pipeline.media import SAMPLE_RATE
+
 FRAME = 400  # 25 ms
 SHIFT = 160  # 10 ms
 FFT = 512

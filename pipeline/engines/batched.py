@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.media import SAMPLE_RATE
 from pipeline.options import TranscribeOptions
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ MAX_BATCH_SIZE = 64
 # Silences in the batched output longer than this are decoded again (``with_gaps_filled``): above
 # the 0.5 s pauses that VAD cuts at plus its 2 x 0.4 s padding, so pauses seen as such are skipped.
 GAP_SECONDS = 1.0
-SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30  # what Whisper hears at once
 
 
@@ -101,8 +101,7 @@ def with_gaps_filled(
     output longer than ``GAP_SECONDS`` is decoded again, sequentially and behind Silero VAD, so
     that a real pause costs a VAD pass and yields nothing, while lost words come back.
     Lazy like the segments themselves: a gap is decoded when the segment after it arrives."""
-    rate = SAMPLE_RATE
-    total = len(audio) / rate
+    total = len(audio) / SAMPLE_RATE
     previous_end = 0.0
     for segment in segments:
         if segment.start - previous_end > GAP_SECONDS:

@@ -8,6 +8,7 @@ from pipeline.engines import batched
 from pipeline.engines.base import EngineKey, SegmentCallback, build_transcript, require_language
 from pipeline.errors import ModelNotFound, TranscriptionError
 from pipeline.layout import engine_threads
+from pipeline.media import SAMPLE_RATE
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript, Word
@@ -42,7 +43,7 @@ class FasterWhisperEngine:
         require_language(self.model_name, self.model.model.is_multilingual, options.language)
         try:
             batch_size = batched.batch_size_for(options.batch_size, self.batch_setting, self.device,
-                                                len(audio) / batched.SAMPLE_RATE)
+                                                len(audio) / SAMPLE_RATE)
             segments_iter, info = batched.transcribe(self.model, audio, options, batch_size)
         except ValueError as exc:
             raise TranscriptionError(str(exc)) from exc
