@@ -68,6 +68,7 @@ PIKA_LOGGERS = (
     "pika.connection",
     "pika.heartbeat",
 )
+_HEARTBEAT_AFTER_CLOSE = "Received heartbeat frame without a heartbeat checker"
 _LOSSES = (
     ConnectionError,  # reset by peer, broken pipe, aborted
     pika.exceptions.StreamLostError,
@@ -101,7 +102,14 @@ class _ConnectionLossLog(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING or not _reports_a_loss(record):
+        if record.levelno < logging.WARNING:
+            return True
+        if record.getMessage() == _HEARTBEAT_AFTER_CLOSE:
+            # A heartbeat RabbitMQ sent as it closed the connection, read after pika stopped its
+            # checker: part of a loss (said below), not news of its own.
+            logger.debug("pika (%s, was %s): %s", record.name, record.levelname, _HEARTBEAT_AFTER_CLOSE)
+            return False
+        if not _reports_a_loss(record):
             return True
         self.lost(f"pika ({record.name}, was {record.levelname}): {record.getMessage()}")
         return False

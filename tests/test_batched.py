@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,39 @@ def test_a_real_pause_adds_nothing(models: ModelCache) -> None:
     assert not [s for s in transcript.segments if 11.5 < s.start < 14.5 and s.end < 15.0]
     assert wer(f"{JFK_TEXT} {JFK_TEXT}", transcript.text) < 0.1
     assert any(s.start >= 14.0 for s in transcript.segments)
+
+
+def test_the_last_chunk_of_a_repeated_sentence_does_not_loop(models: ModelCache, tmp_path: Path) -> None:
+    """The service test's long recording (the fixture said 25 times), cut as the service cuts it
+    at 60 s: the last piece ends in a second of near silence after the last word. Decoded as a
+    gap, that second came back as "Thank you very much for your time, and thank you..." over and
+    over (WER 2.0 on the piece, 0.5 on the job); Whisper marks such a decode as failed."""
+    from pipeline.chunks import plan_chunks
+    from tests.helpers import SPEECH_EN_TEXT, long_speech
+
+    audio = decode_audio(long_speech(tmp_path / "long.wav", 25))
+    start, end = plan_chunks(audio, 60)[-1]
+    repeats = round((end - start) / len(audio) * 25)
+    engine = models.get(models.key_for(TranscribeOptions(), "cpu"))
+    transcript = engine.transcribe(audio[start:end], TranscribeOptions(batch_size=4), lambda s: None)
+    assert wer(" ".join([SPEECH_EN_TEXT] * repeats), transcript.text) < 0.15
+    assert "thank" not in transcript.text.lower()
+
+
+def test_a_gap_keeps_only_what_whisper_does_not_mark_as_failed() -> None:
+    from faster_whisper.transcribe import Segment as RawSegment
+
+    def raw(text: str, compression_ratio: float, no_speech_prob: float) -> RawSegment:
+        return RawSegment(id=0, seek=0, start=0.1, end=0.9, text=text, tokens=[1], avg_logprob=-0.4,
+                          compression_ratio=compression_ratio, no_speech_prob=no_speech_prob, words=None,
+                          temperature=0.0)
+
+    class Model:
+        def transcribe(self, piece: object, **kwargs: object) -> tuple[list[RawSegment], None]:
+            return [raw(" noon.", 1.0, 0.1), raw(" thank you, and thank you, and thank you", 16.7, 0.1),
+                    raw(" Thank you.", 1.2, 0.74)], None
+
+    import numpy as np
+
+    kept = list(batched._decode_gap(Model(), np.zeros(16000 * 3, np.float32), 1.0, 2.0, {}))  # type: ignore[arg-type]
+    assert [(s.text, s.start, s.end) for s in kept] == [(" noon.", 1.1, 1.9)]

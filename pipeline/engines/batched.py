@@ -42,6 +42,12 @@ MAX_BATCH_SIZE = 64
 # the 0.5 s pauses that VAD cuts at plus its 2 x 0.4 s padding, so pauses seen as such are skipped.
 GAP_SECONDS = 1.0
 WINDOW_SECONDS = 30  # what Whisper hears at once
+# What a gap's decode must not look like to be kept (``_decode_gap``): Whisper's own marks of a
+# failed window, a text that compresses too well (a loop) or a window it thinks holds no speech.
+# A gap of a second at a piece's end, holding only the tail of the last word, came back as
+# "Thank you very much for your time, and thank you..." (compression ratio 16.7, no-speech 0.74).
+GAP_MAX_COMPRESSION_RATIO = 2.4
+GAP_MAX_NO_SPEECH_PROB = 0.6
 
 
 def batch_size_for(requested: int | None, setting: int, device: str, seconds: float | None = None) -> int:
@@ -99,7 +105,9 @@ def with_gaps_filled(
     timestamp and the piece's end are lost (sequential decoding would seek there and go on).
     Measured on English speech: 9-18 % WER against 1.4-1.8 % sequential. So every silence in the
     output longer than ``GAP_SECONDS`` is decoded again, sequentially and behind Silero VAD, so
-    that a real pause costs a VAD pass and yields nothing, while lost words come back.
+    that a real pause costs a VAD pass and yields nothing, while lost words come back. What a
+    gap gives is kept only where Whisper does not itself mark it as failed: a second of near
+    silence is where it writes a looping "thank you" (``GAP_MAX_COMPRESSION_RATIO``).
     Lazy like the segments themselves: a gap is decoded when the segment after it arrives."""
     total = len(audio) / SAMPLE_RATE
     previous_end = 0.0
@@ -122,6 +130,8 @@ def _decode_gap(
         return min(t + start, end)
 
     for segment in found:
+        if segment.compression_ratio > GAP_MAX_COMPRESSION_RATIO or segment.no_speech_prob > GAP_MAX_NO_SPEECH_PROB:
+            continue
         words = None if segment.words is None else [
             replace(w, start=moved(w.start), end=moved(w.end)) for w in segment.words]
         yield replace(segment, start=moved(segment.start), end=moved(segment.end), words=words)
