@@ -13,7 +13,9 @@ and publishes again as soon as that changes. Between the extract stage's decisio
 transcriber taking the message, the heartbeats still show the slot free: a burst of uploads
 would each see every transcriber idle and all split (8 x 60 s at once moved a third of the
 audio that unsplit jobs did, docs/benchmarks.md). So each decision reserves the slots it counts
-on for ``RESERVE_SECONDS`` (``take_idle_transcribers``), and the next decision sees them taken.
+on for ``RESERVE_SECONDS`` (``take_idle_transcribers``), and the next decision sees them taken;
+a transcriber that takes the message releases its slot (``release_slot``), its heartbeat then
+telling the rest.
 
 ``chunk_seconds`` is the decision, a plain function; the extract stage hands its answer to
 ``pipeline.chunks.plan_chunks``, which places the cuts in pauses.
@@ -95,6 +97,17 @@ def take_idle_transcribers(client: redis.Redis, task_id: str, duration: float, s
     except redis.RedisError as exc:
         log.warning("could not reserve idle transcribers (%s); not splitting for capacity", exc)
         return 0
+
+
+def release_slot(client: redis.Redis, task_id: str, piece: int = 1) -> None:
+    """A transcriber took piece ``piece`` (from 1; a whole job is piece 1) of ``task_id``: its
+    heartbeat says it is busy from now on, so the reservation would count the same slot twice.
+    Kept for its full ``RESERVE_SECONDS``, a finished short job left the next upload (a minute
+    sent right after it) seeing one transcriber too few, and not split."""
+    try:
+        client.zrem(RESERVED_KEY, f"{task_id}:{piece}")
+    except redis.RedisError as exc:  # it expires on its own within seconds
+        log.debug("reservation of %s:%d not released: %s", task_id, piece, exc)
 
 
 def chunk_seconds(duration: float, idle: int, settings: Settings) -> float | None:

@@ -129,6 +129,7 @@ def _stored_audio(ctx: Context, key: str) -> Iterator[np.ndarray]:
 
 def transcribe(ctx: Context, task_id: str) -> Next | None:
     job = ctx.jobs.get(task_id)
+    split.release_slot(ctx.redis, task_id)
     choice = choose_device(ctx.settings)
     if _start_transcribing(ctx, job, device=choice.device, device_reason=choice.reason) is Moved.REFUSED:
         log.info("job %s is %s; transcribe skipped", task_id, job.status)
@@ -164,6 +165,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     merges them and completes the job. A chunk redelivered after it was stored only checks
     whether the job can be completed, so a merge interrupted by a dead worker still happens."""
     job = ctx.jobs.get(task_id)
+    split.release_slot(ctx.redis, task_id, index + 1)
     choice = choose_device(ctx.settings)
     if _start_transcribing(ctx, job, device=choice.device, device_reason=choice.reason) is Moved.REFUSED:
         log.info("job %s is %s; chunk %d skipped", task_id, job.status, index)

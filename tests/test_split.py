@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +21,7 @@ from pipeline.split import (
     chunk_seconds,
     idle_transcribers,
     read_idle_transcribers,
+    release_slot,
     take_idle_transcribers,
 )
 from tests.helpers import SHARED_AUDIO
@@ -31,6 +34,23 @@ def worker(queues: list[str], threads: int = 1, busy: int | None = 0) -> dict[st
     if busy is not None:
         record["busy"] = busy
     return record
+
+
+@contextlib.contextmanager
+def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
+    """A transcribe worker's heartbeat in Redis showing ``threads`` free slots and no reservation;
+    both gone afterwards."""
+    client.delete(RESERVED_KEY)
+    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
+    beat._queues = ["transcribe"]
+    beat._threads = threads
+    try:
+        beat.beat()
+        yield beat
+    finally:
+        client.delete(RESERVED_KEY)
+        for key in client.scan_iter(match="wp:workers*"):
+            client.delete(key)
 
 
 def test_idle_counts_free_threads_of_transcribe_workers_only() -> None:
@@ -179,21 +199,41 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
 
 def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    client.delete(RESERVED_KEY)
     for key in client.scan_iter(match="wp:workers*"):
         client.delete(key)
-    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
-    beat._queues = ["transcribe"]
-    beat._threads = 3
-    try:
-        beat.beat()
+    with idle_slots(client, 3):
         assert take_idle_transcribers(client, "first", 60.0, DEFAULTS) == 3
         assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
         assert take_idle_transcribers(client, "second", 60.0, DEFAULTS) == 2
         assert take_idle_transcribers(client, "third", 60.0, DEFAULTS) == 0
         client.delete(RESERVED_KEY)  # as RESERVE_SECONDS later
         assert take_idle_transcribers(client, "fourth", 60.0, replace(DEFAULTS, split_min_seconds=0)) == 1
-    finally:
+
+
+def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    with idle_slots(client, 2):
+        assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
+        assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 1  # one slot seemed taken
         client.delete(RESERVED_KEY)
-        for key in client.scan_iter(match="wp:workers*"):
-            client.delete(key)
+        assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
+        release_slot(client, "short")  # taken, done: the heartbeat shows both free again
+        assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 2
+        release_slot(client, "minute", 2)
+        assert client.zrange(RESERVED_KEY, 0, -1) == ["minute:1"]
+
+
+def test_the_transcribe_stage_releases_the_slot_its_job_reserved(ctx: Any) -> None:
+    """A short upload followed at once by a minute: the minute is split (the service bench's
+    first 60 s run after jfk.flac was not, for the 3 s the short job's reservation lasted)."""
+    from pipeline import stages
+    from tests.helpers import SPEECH_EN
+    from tests.test_stages import submit
+
+    with idle_slots(ctx.redis, 2):
+        task_id = submit(ctx, SPEECH_EN)
+        assert stages.extract(ctx, task_id) is stages.Next.TRANSCRIBE
+        assert ctx.redis.zrange(RESERVED_KEY, 0, -1) == [f"{task_id}:1"]
+        stages.transcribe(ctx, task_id)
+        assert ctx.jobs.get(task_id).status == "completed"
+        assert ctx.redis.zrange(RESERVED_KEY, 0, -1) == []
