@@ -262,7 +262,8 @@ def events(task_id: str) -> Response:
     def stream() -> Iterator[str]:
         renewed = time.monotonic()
         try:
-            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.stream_max_seconds):
+            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.stream_max_seconds,
+                                    idle=st.settings.stream_keepalive_seconds):
                 if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
                     st.limits.renew_stream(who, slot)
                     renewed = time.monotonic()

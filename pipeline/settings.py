@@ -74,6 +74,9 @@ class Settings:
     max_active_jobs_per_client: int = 100  # queued + running
     max_audio_seconds_per_day: int = 0  # probed duration at upload, per UTC day
     stream_max_seconds: int = 3600  # an event stream ends after this; clients reconnect
+    # A quiet event stream sends a comment this often: it keeps proxies from closing it, and a
+    # client that left is only noticed (its stream slot freed) when a write fails.
+    stream_keepalive_seconds: int = 15
     fetch_timeout_seconds: int = 300  # the whole download of a `url`, not each read
     proxy_hops: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are trusted
     models: tuple[str, ...] = ()  # names a request may ask for; empty: tiny.en, base, DEFAULT_MODEL
@@ -275,6 +278,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_active_jobs_per_client": _INT,
     "max_audio_seconds_per_day": _INT,
     "stream_max_seconds": _POSITIVE_INT,
+    "stream_keepalive_seconds": _POSITIVE_INT,
     "fetch_timeout_seconds": _POSITIVE_INT,
     "proxy_hops": _INT,
     "models": _as_keys,

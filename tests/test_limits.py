@@ -33,6 +33,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateApi]:
         # Four uploads of the fixture fit; a fifth does not (no test but the audio one makes four).
         "MAX_AUDIO_SECONDS_PER_DAY": str(int(SPEECH_SECONDS * 4.5)),
         "SYNC_TIMEOUT_SECONDS": "2",
+        # A closed stream's place is freed when a write to it fails: within seconds, not 30.
+        "STREAM_KEEPALIVE_SECONDS": "1",
         "MODELS": "tiny.en,base,small",
     }) as running:
         yield running
@@ -55,6 +57,7 @@ def test_open_streams_per_client(api: PrivateApi) -> None:
         assert [s.read_headers() for s in streams] == [200, 200, 200]
         for s in streams:
             s.read_until(b"event: status", timeout=10)
+        streams[0].read_until(b": keep-alive", timeout=5)  # every STREAM_KEEPALIVE_SECONDS while quiet
         refused = api.get(f"/api/transcribe/async/{task_id}/events", one, stream=True)
         assert_refused(refused, "too_many_streams", "MAX_OPEN_STREAMS_PER_CLIENT")
         # Another client is counted apart.
@@ -74,7 +77,7 @@ def test_open_streams_per_client(api: PrivateApi) -> None:
         deadline = time.monotonic() + 60
         while (status := reopened()) != 200 and time.monotonic() < deadline:
             streams.pop().close()
-            time.sleep(0.5)  # the server learns of the closed socket at its next write
+            time.sleep(0.5)  # the server learns of the closed socket at its next writes
         assert status == 200
     finally:
         for s in streams:
@@ -168,6 +171,7 @@ def test_limits_are_settings_with_sane_defaults() -> None:
     s = Settings.from_env({})
     assert (s.max_open_streams_per_client, s.max_active_jobs_per_client, s.max_audio_seconds_per_day) == (100, 100, 0)
     assert s.stream_max_seconds == 3600 and s.sync_timeout_seconds == 300 and s.fetch_timeout_seconds == 300
+    assert s.stream_keepalive_seconds == 15
     assert s.allowed_models == ("tiny.en", "base")
     assert s.admin_api_keys == () and s.metrics_token == ""
     parsed = Settings.from_env({"ADMIN_API_KEYS": "a, b", "MAX_AUDIO_SECONDS_PER_DAY": "7200", "MODELS": "small",
@@ -175,7 +179,7 @@ def test_limits_are_settings_with_sane_defaults() -> None:
     assert parsed.admin_api_keys == ("a", "b") and parsed.max_audio_seconds_per_day == 7200
     assert parsed.allowed_models == ("small", "base") and parsed.metrics_token == "t" and parsed.proxy_hops == 1
     for name in ("MAX_OPEN_STREAMS_PER_CLIENT", "MAX_ACTIVE_JOBS_PER_CLIENT", "MAX_AUDIO_SECONDS_PER_DAY",
-                 "STREAM_MAX_SECONDS", "FETCH_TIMEOUT_SECONDS"):
+                 "STREAM_MAX_SECONDS", "STREAM_KEEPALIVE_SECONDS", "FETCH_TIMEOUT_SECONDS"):
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: "-1"})
 
