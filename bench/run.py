@@ -18,7 +18,9 @@ Sections (``--only`` picks some):
 - ``concurrency``: 1,000 event streams, 100 slow uploads and 50 synchronous waits held open
   while jobs run: health and status latency, the API's memory (``bench.concurrency``);
 - ``diarize``: a job with speakers against the same without, its two parts side by side
-  (``bench.diarize``).
+  (``bench.diarize``);
+- ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
+  with one engine thread and with two, time and WER (``bench.decoders``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from typing import Any, TypeVar
 
 from bench.client import BenchError, Followed, Upload
 from bench.concurrency import render as render_concurrency
+from bench.decoders import measure as measure_decoders
+from bench.decoders import render as render_decoders
 from bench.diarize import render as render_diarize
 from bench.direct import Direct, run_in_processes
 from bench.media import SHARED_AUDIO, Library, Recording
@@ -64,7 +68,7 @@ from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize")
+            "diarize", "decoders")
 RECORDINGS = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -264,6 +268,7 @@ class Results:
     storage: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, Any] = field(default_factory=dict)
     diarize: dict[str, Any] = field(default_factory=dict)
+    decoders: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -522,6 +527,15 @@ class Bench:
                 f"(seed's target {secs(row.target)})")
         self.end_section()
 
+    def decoders(self) -> None:
+        self.section("decoders")
+        rows = measure_decoders(self.lib, self.args.cache_dir / "models", self.args.runs_long, quick=self.args.quick)
+        self.results.decoders = [row.to_dict() for row in rows]
+        for row in rows:
+            log(f"decoder {row.recording} threads {row.threads} batch {row.batch_size}: {secs(row.seconds)}, "
+                f"WER {row.wer:.1%}")
+        self.end_section()
+
     def storage(self) -> None:
         from bench import storage
         from tests.support.stack import redis_url
@@ -584,6 +598,7 @@ class Bench:
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
+            "decoders": self.decoders,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -648,7 +663,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = Results(**json.loads(args.from_json.read_text()))
         page = (render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
                 + render_storage(saved.storage) + render_concurrency(saved.concurrency)
-                + render_diarize(saved.diarize))
+                + render_diarize(saved.diarize) + render_decoders(saved.decoders))
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -679,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(asdict(results), indent=2, default=str))
     page = (render_markdown(results, quick=args.quick) + render_targets(results.targets)
             + render_storage(results.storage) + render_concurrency(results.concurrency)
-            + render_diarize(results.diarize))
+            + render_diarize(results.diarize) + render_decoders(results.decoders))
     print(page)
     if not args.no_write:
         write_doc(args.output, page)

@@ -1,0 +1,86 @@
+"""faster-whisper's sequential decoder against its batched one, on the CPU, in this process.
+
+The service decodes audio over 30 s with the batched decoder by default on the CPU
+(``pipeline.engines.batched.AUTO_CPU_BATCH``), because it measured faster there too; this
+section is that measurement: each recording of known words, each decoder, with one engine
+thread (what a transcriber process has at the default layout on 2 cores) and with two (the
+direct baseline's), timed as the median of ``runs`` and scored by word error rate.
+``python -m bench --only decoders`` runs it alone (on GPUs, ``make gpu-check`` compares the
+batch sizes instead).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.media import Library, Recording
+from bench.report import secs, table
+from bench.speech import wer
+from pipeline.engines import ModelCache
+from pipeline.media import decode_audio
+from pipeline.options import TranscribeOptions
+from pipeline.settings import Settings
+
+BATCHES = (1, 4, 8)  # 1: the sequential decoder
+THREADS = (1, 2)
+
+
+@dataclass(frozen=True)
+class DecoderRow:
+    recording: str
+    label: str
+    audio_seconds: float
+    threads: int
+    batch_size: int
+    seconds: float  # median transcription time, audio already decoded
+    wer: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def recordings(lib: Library, quick: bool = False) -> list[Recording]:
+    return [lib.en60] if quick else [lib.en60, lib.long_flac(5)]
+
+
+def measure(lib: Library, model_dir: Path, runs: int, quick: bool = False,
+            batches: Sequence[int] = BATCHES, threads: Sequence[int] = THREADS) -> list[DecoderRow]:
+    rows = []
+    for count in threads:
+        settings = Settings.from_env({"DEVICE": "cpu", "CPU_THREADS": str(count), "MODEL_DIR": str(model_dir),
+                                      "MODEL_IDLE_TIMEOUT": "0"})
+        models = ModelCache(settings)
+        engine = models.get(models.key_for(TranscribeOptions(), "cpu"))
+        for rec in recordings(lib, quick):
+            audio = decode_audio(rec.path)
+            for batch in batches:
+                options = TranscribeOptions(batch_size=batch)
+                times, text = [], ""
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    text = engine.transcribe(audio, options, lambda segment: None).text
+                    times.append(time.perf_counter() - started)
+                rows.append(DecoderRow(rec.key, rec.label, rec.seconds, count, batch, statistics.median(times),
+                                       wer(rec.reference, text)))
+    return rows
+
+
+def render(rows: Sequence[dict[str, Any]]) -> str:
+    """The section for docs/benchmarks.md (empty when the section did not run)."""
+    if not rows:
+        return ""
+    sequential = {(r["recording"], r["threads"]): r["seconds"] for r in rows if r["batch_size"] == 1}
+    body = [(r["label"], str(r["threads"]), "sequential" if r["batch_size"] == 1 else f"batched, {r['batch_size']}",
+             secs(r["seconds"]), f"{r['seconds'] / sequential[(r['recording'], r['threads'])]:.2f}×",
+             f"{r['wer']:.1%}")
+            for r in rows]
+    return ("\n\n### Sequential against batched decoding (CPU)\n\n"
+            "faster-whisper in the benchmark's own process, the model loaded and the audio decoded "
+            "before the clock starts; the median of the runs. *Against sequential*: the same recording "
+            "and threads with the sequential decoder. The service uses batch 4 on audio over 30 s.\n\n"
+            + table(("recording", "engine threads", "decoder", "transcription", "against sequential", "WER"), body))
