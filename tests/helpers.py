@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -95,24 +95,42 @@ def silent_wav_header(path: Path) -> Path:
 
 
 class Receiver:
-    """A webhook receiver on loopback that answers from a script of status codes."""
+    """A webhook receiver on loopback, for the tests that deliver to one.
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    Each POST is answered from ``script``, status codes or (status, headers) pairs, and with
+    200 once the script is spent; or, where ``answer`` is given, by ``answer(seconds since the
+    first request)``. Records each request as (headers, body, monotonic time) in ``requests``
+    and the status it got in ``answers``; ``received`` is set at the first 2xx answer."""
+
+    def __init__(self, script: Sequence[int | tuple[int, dict[str, str]]] = (), *,
+                 answer: Callable[[float], tuple[int, dict[str, str]]] | None = None) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        self.statuses = list(statuses or [])
+        self.script = list(script)
         self.requests: list[tuple[dict[str, str], bytes, float]] = []
+        self.answers: list[int] = []
         self.received = threading.Event()
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body,
-                                          time.monotonic()))
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                now = time.monotonic()
+                with receiver.lock:
+                    since = now - receiver.requests[0][2] if receiver.requests else 0.0
+                    if answer is not None:
+                        status, headers = answer(since)
+                    else:
+                        step = receiver.script.pop(0) if receiver.script else 200
+                        status, headers = (step, {}) if isinstance(step, int) else step
+                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body, now))
+                    receiver.answers.append(status)
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 if 200 <= status < 300:
                     receiver.received.set()
@@ -122,7 +140,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
         self.thread.start()
 
     def close(self) -> None:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -26,45 +25,12 @@ from pipeline.settings import Settings
 from pipeline.stores import Stores
 from pipeline.transcript import Segment, Transcript
 from tests.conftest import WEBHOOK_SECRET
-
-
-class ScriptedReceiver:
-    """Answers each POST from a script of (status, headers), then 200; records what came."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
-        self.script = list(script)
-        self.requests: list[tuple[dict[str, str], bytes, float]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.lock:
-                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body,
-                                              time.monotonic()))
-                    status, headers = receiver.script.pop(0) if receiver.script else (200, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.helpers import Receiver
 
 
 @pytest.fixture
-def receivers() -> Iterator[list[ScriptedReceiver]]:
-    made: list[ScriptedReceiver] = []
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
     yield made
     for r in made:
         r.close()
@@ -112,8 +78,8 @@ def test_a_finished_job_is_in_the_outbox_with_its_state(settings: Settings, redi
 
 
 def test_503_with_retry_after_twice_then_delivered_with_a_valid_signature(
-        settings: Settings, redis_client: redis.Redis, receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([(503, {"Retry-After": "1"}), (503, {"Retry-After": "1"})])
+        settings: Settings, redis_client: redis.Redis, receivers: list[Receiver]) -> None:
+    receiver = Receiver([(503, {"Retry-After": "1"}), (503, {"Retry-After": "1"})])
     receivers.append(receiver)
     # The schedule says "at once" every time: only Retry-After spaces the attempts out.
     stores = make_stores(settings, redis_client, webhook_schedule_seconds=(0,), webhook_max_attempts=5)
@@ -134,8 +100,8 @@ def test_503_with_retry_after_twice_then_delivered_with_a_valid_signature(
 
 
 def test_the_schedule_spaces_attempts_and_gives_up_after_the_last(
-        settings: Settings, redis_client: redis.Redis, receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([(500, {})] * 10)
+        settings: Settings, redis_client: redis.Redis, receivers: list[Receiver]) -> None:
+    receiver = Receiver([(500, {})] * 10)
     receivers.append(receiver)
     stores = make_stores(settings, redis_client, webhook_schedule_seconds=(0, 5, 300),
                          webhook_max_attempts=3)
@@ -158,8 +124,8 @@ def test_the_schedule_spaces_attempts_and_gives_up_after_the_last(
 
 
 def test_a_rejection_is_not_retried(settings: Settings, redis_client: redis.Redis,
-                                    receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([(410, {})])
+                                    receivers: list[Receiver]) -> None:
+    receiver = Receiver([(410, {})])
     receivers.append(receiver)
     stores = make_stores(settings, redis_client)
     task_id = finished_job(stores, receiver.url)
@@ -168,8 +134,8 @@ def test_a_rejection_is_not_retried(settings: Settings, redis_client: redis.Redi
 
 
 def test_sweepers_in_parallel_deliver_each_event_once(
-        settings: Settings, redis_client: redis.Redis, receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([])
+        settings: Settings, redis_client: redis.Redis, receivers: list[Receiver]) -> None:
+    receiver = Receiver([])
     receivers.append(receiver)
     stores = make_stores(settings, redis_client)
     tasks = [finished_job(stores, receiver.url) for _ in range(12)]
@@ -190,8 +156,8 @@ def test_sweepers_in_parallel_deliver_each_event_once(
 
 
 def test_a_deliverer_that_dies_holding_a_claim_only_delays_the_delivery(
-        settings: Settings, redis_client: redis.Redis, receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([])
+        settings: Settings, redis_client: redis.Redis, receivers: list[Receiver]) -> None:
+    receiver = Receiver([])
     receivers.append(receiver)
     stores = make_stores(settings, redis_client)
     task_id = finished_job(stores, receiver.url)
@@ -207,8 +173,8 @@ def test_a_deliverer_that_dies_holding_a_claim_only_delays_the_delivery(
 
 
 def test_the_owner_asks_for_redelivery(settings: Settings, redis_client: redis.Redis,
-                                       receivers: list[ScriptedReceiver]) -> None:
-    receiver = ScriptedReceiver([(404, {})])
+                                       receivers: list[Receiver]) -> None:
+    receiver = Receiver([(404, {})])
     receivers.append(receiver)
     stores = make_stores(settings, redis_client)
     task_id = finished_job(stores, receiver.url)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import http.server
 import json
 import logging
 import random
@@ -30,7 +29,7 @@ from pipeline.options import TranscribeOptions
 from pipeline.stages import Next
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import audio_path, upload_path
-from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, wer
+from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, Receiver, wer
 
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1zdGFnZS10ZXN0cw=="
 
@@ -361,36 +360,6 @@ def test_fail_does_not_touch_a_completed_job(ctx: Context) -> None:
 
 
 # -- notify ----------------------------------------------------------------------------------
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers from a list of status codes."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = list(statuses)
-        self.calls: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.calls.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.statuses.pop(0) if receiver.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver([])
@@ -417,14 +386,14 @@ def test_notify_without_a_webhook_does_nothing(hook_ctx: Context, receiver: Rece
     assert stages.notify(hook_ctx, task_id) is None
     assert snapshot(hook_ctx, task_id) == before
     assert hook_ctx.jobs.get(task_id).webhook_state == ""
-    assert receiver.calls == []
+    assert receiver.requests == []
 
 
 def test_notify_waits_for_a_final_job(hook_ctx: Context, receiver: Receiver) -> None:
     task_id = submit(hook_ctx, webhook_url=receiver.url)
     hook_ctx.jobs.transition(task_id, State.TRANSCRIBING)
     assert stages.notify(hook_ctx, task_id) is None
-    assert receiver.calls == []
+    assert receiver.requests == []
     assert hook_ctx.jobs.get(task_id).webhook_attempts == 0
 
 
@@ -437,8 +406,8 @@ def test_notify_delivers_a_signed_event(hook_ctx: Context, receiver: Receiver) -
     assert job.webhook_last_status == 200
     assert job.status == "completed"  # the webhook never changes the job's state
 
-    assert len(receiver.calls) == 1
-    headers, body = receiver.calls[0]
+    assert len(receiver.requests) == 1
+    headers, body, _ = receiver.requests[0]
     assert headers["content-type"] == "application/json"
     Webhook(SECRET).verify(body, headers)  # raises when the signature is wrong
     event = json.loads(body)
@@ -450,21 +419,21 @@ def test_notify_delivers_a_signed_event(hook_ctx: Context, receiver: Receiver) -
     assert data["transcript"]["text"] == "Hand made."
     # Delivered is delivered: a redelivered notify message sends nothing more.
     assert stages.notify(hook_ctx, task_id) is None
-    assert len(receiver.calls) == 1
+    assert len(receiver.requests) == 1
 
 
 def test_notify_for_a_failed_job_carries_the_error(hook_ctx: Context, receiver: Receiver) -> None:
     task_id = submit(hook_ctx, webhook_url=receiver.url)
     stages.fail(hook_ctx, task_id, UnsupportedMedia("not media"))
     assert stages.notify(hook_ctx, task_id) is None
-    event = json.loads(receiver.calls[0][1])
+    event = json.loads(receiver.requests[0][1])
     assert event["type"] == "transcription.failed"
     assert event["data"]["error"] == {"code": "unsupported_media", "message": "not media"}
     assert event["data"]["result_url"] is None and event["data"]["transcript"] is None
 
 
 def test_notify_retries_on_500_then_records_failed(hook_ctx: Context, receiver: Receiver) -> None:
-    receiver.statuses = [500, 503, 500]
+    receiver.script = [500, 503, 500]
     task_id = completed_job(hook_ctx, receiver.url)
     assert stages.notify(hook_ctx, task_id) == 1  # WEBHOOK_SCHEDULE_SECONDS 0,1,4,8 in the tests
     job = hook_ctx.jobs.get(task_id)
@@ -480,15 +449,15 @@ def test_notify_retries_on_500_then_records_failed(hook_ctx: Context, receiver: 
     assert (job.webhook_state, job.webhook_attempts, job.webhook_last_status) == ("failed", 3, 500)
     assert job.status == "completed"
     assert stages.notify(hook_ctx, task_id) is None
-    assert len(receiver.calls) == 3
+    assert len(receiver.requests) == 3
     # Every attempt carries the same message id, so the receiver can drop duplicates.
-    assert len({headers["webhook-id"] for headers, _ in receiver.calls}) == 1
+    assert len({headers["webhook-id"] for headers, _, _ in receiver.requests}) == 1
 
 
 def test_notify_records_failed_on_a_500_at_the_last_attempt(ctx: Context, receiver: Receiver) -> None:
     one_try = dataclasses.replace(ctx, settings=dataclasses.replace(
         ctx.settings, webhook_allow_private=True, webhook_max_attempts=1))
-    receiver.statuses = [500]
+    receiver.script = [500]
     task_id = completed_job(one_try, receiver.url)
     assert stages.notify(one_try, task_id) is None
     job = one_try.jobs.get(task_id)
@@ -496,7 +465,7 @@ def test_notify_records_failed_on_a_500_at_the_last_attempt(ctx: Context, receiv
 
 
 def test_notify_gives_up_at_once_on_a_client_error(hook_ctx: Context, receiver: Receiver) -> None:
-    receiver.statuses = [404]
+    receiver.script = [404]
     task_id = completed_job(hook_ctx, receiver.url)
     assert stages.notify(hook_ctx, task_id) is None
     job = hook_ctx.jobs.get(task_id)
@@ -521,7 +490,7 @@ def test_notify_refuses_loopback_unless_allowed(ctx: Context, receiver: Receiver
     assert stages.notify(guarded, task_id) is None
     job = guarded.jobs.get(task_id)
     assert job.webhook_state == "failed" and job.webhook_last_status is None
-    assert receiver.calls == []
+    assert receiver.requests == []
 
 
 class _OutOfMemory:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from tests.chaos.conftest import (
     wait_until,
 )
 from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import ROOT, SPEECH_EN_TEXT, long_speech, wer
+from tests.helpers import ROOT, SPEECH_EN_TEXT, Receiver, long_speech, wer
 from tests.support.stack import descendants, read_procfile, service_env, session_members
 
 QUEUES = {"extract", "notify", "transcribe"}
@@ -80,58 +79,28 @@ def test_a_job_recorded_but_never_queued_completes_within_the_reconciler_s_perio
 
 # -- a receiver down for 30 s that says when to come back --------------------------------------------
 
-class DownThenUp:
+def down_then_up(down: float) -> Receiver:
     """Answers 503 with ``Retry-After: 5`` for ``down`` seconds after the first request, then 200."""
-
-    def __init__(self, down: float = 30.0) -> None:
-        self.requests: list[tuple[dict[str, str], bytes, float, int]] = []
-        self.delivered = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                now = time.monotonic()
-                first = receiver.requests[0][2] if receiver.requests else now
-                status = 503 if now - first < down else 200
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body, now, status))
-                self.send_response(status)
-                if status == 503:
-                    self.send_header("Retry-After", "5")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if status == 200:
-                    receiver.delivered.set()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    return Receiver(answer=lambda since: (503, {"Retry-After": "5"}) if since < down else (200, {}))
 
 
 @pytest.mark.timeout(240)
 def test_a_receiver_answering_503_with_retry_after_for_30_s_gets_the_event(chaos: Chaos, tmp_path: Path) -> None:
-    receiver = DownThenUp(30.0)
+    receiver = down_then_up(30.0)
     try:
         task_id = chaos.accepted(unique_speech(tmp_path / "speech.wav"), webhook_url=receiver.url)
         assert chaos.wait_final(task_id)["status"] == "completed"
-        assert receiver.delivered.wait(90), f"not delivered: {[r[3] for r in receiver.requests]}; logs in {chaos.logs}"
+        assert receiver.received.wait(90), f"not delivered: {receiver.answers}; logs in {chaos.logs}"
         time.sleep(2)  # nothing comes after the delivery
     finally:
         receiver.close()
-    answers = [r[3] for r in receiver.requests]
+    answers = receiver.answers
     assert answers[-1] == 200 and answers.count(200) == 1, answers
     assert receiver.requests[-1][2] - receiver.requests[0][2] >= 30
     # Retry-After honoured: never sooner than 5 s after a 503 (the schedule alone says 1 s, 4 s).
     gaps = [b[2] - a[2] for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
     assert all(gap >= 4.9 for gap in gaps), gaps
-    headers, body, _, _ = receiver.requests[-1]
+    headers, body, _ = receiver.requests[-1]
     payload = Webhook(WEBHOOK_SECRET).verify(body, headers)  # raises when the signature is wrong
     assert payload["type"] == "transcription.completed" and payload["data"]["task_id"] == task_id
     assert len({r[0]["webhook-id"] for r in receiver.requests}) == 1
