@@ -88,6 +88,9 @@ class Settings:
     # A diarize stage that fails: fail ends the job failed; ignore completes it without speakers,
     # saying so in the job's warnings.
     diarize_failure: str = "fail"
+    # torch's CPU threads in a process that diarizes. Diarization runs beside transcriptions that
+    # already fill the cores; with torch's default (every core) it ran 2-6x slower there.
+    diarize_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -262,6 +265,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "batch_size": _AUTO_INT,
     "split_min_seconds": _INT,
     "split_min_chunk_seconds": _POSITIVE_INT,
+    "diarize_threads": _POSITIVE_INT,
     "sync_timeout_seconds": _POSITIVE_INT,
     "result_ttl_seconds": _POSITIVE_INT,
     "webhook_max_attempts": _POSITIVE_INT,

@@ -300,6 +300,9 @@ def diarize(ctx: Context, task_id: str) -> Next | None:
     if DIARIZE_PART in ctx.jobs.parts(task_id):
         return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
     from pipeline.diarization import diarize as find_turns  # torch, in the processes that diarize
+    from pipeline.diarization import use_cpu_threads
+
+    use_cpu_threads(ctx.settings.diarize_threads)
 
     def on_progress(fraction: float) -> None:
         _stop_if_cancelled(ctx, task_id)

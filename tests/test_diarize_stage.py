@@ -94,10 +94,15 @@ def submit(ctx: Context, source: Path, options: TranscribeOptions = DIARIZED) ->
 
 
 def test_parts_merge_once_whichever_ends_last(ctx: Context, two_voices: tuple[Path, tuple[Turn, ...]]) -> None:
+    import torch
+
     task_id = submit(ctx, two_voices[0])
     assert stages.extract(ctx, task_id) is Next.TRANSCRIBE
-    # Diarization first: it stores its part, names what still runs, and waits.
+    # Diarization first: it stores its part, names what still runs, and waits. It runs on
+    # DIARIZE_THREADS (1), not on torch's every core, whatever the process had before.
+    torch.set_num_threads(2)
     assert stages.diarize(ctx, task_id) is None
+    assert torch.get_num_threads() == ctx.settings.diarize_threads == 1
     job = ctx.jobs.get(task_id)
     assert job.status == State.TRANSCRIBING and job.stage == "transcribe"
     assert 0.5 <= job.progress < 1.0  # the diarize half is done
