@@ -45,6 +45,7 @@ class Inbox:
         self.channel = channel
         self._queue: queue.Queue[str | None] = queue.Queue(INBOX_SIZE)
         self.overflowed = False
+        self.closing = False  # the process is stopping: an event stream should end now
 
     def put(self, data: str | None) -> None:
         try:
@@ -73,12 +74,14 @@ class EventHub:
         self._pending: set[str] = set()  # channels whose (un)subscription the reader must make
         self._reader: threading.Thread | None = None
         self._stopping = False
+        self._ending = False
 
     # -- for listeners -------------------------------------------------------------------------
     @contextlib.contextmanager
     def listen(self, channel: str) -> Iterator[Inbox]:
         inbox = Inbox(channel)
         with self._lock:
+            inbox.closing = self._ending
             listeners = self._inboxes.setdefault(channel, set())
             listeners.add(inbox)
             confirmed = self._confirmed.get(channel)
@@ -109,6 +112,17 @@ class EventHub:
     def close(self) -> None:
         self._stopping = True
         self._wake()
+
+    def end_streams(self) -> None:
+        """The process is stopping: every listener is woken with ``closing`` set, and later
+        ones start with it. An event stream then ends (its client reconnects, to a process that
+        is not stopping); a synchronous wait ignores it and goes on to its job's end."""
+        with self._lock:
+            self._ending = True
+            inboxes = [i for group in self._inboxes.values() for i in group]
+        for inbox in inboxes:
+            inbox.closing = True
+            inbox.put(None)
 
     # -- the reader ----------------------------------------------------------------------------
     def _wake(self) -> None:

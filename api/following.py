@@ -46,8 +46,9 @@ def wait_final(hub: EventHub, jobs: JobStore, task_id: str, timeout: float) -> J
 def job_events(hub: EventHub, jobs: JobStore, task_id: str, *, max_seconds: float,
                idle: float = 15.0) -> Iterator[dict[str, Any] | None]:
     """A job's events for its SSE stream: where it stands first (status, then the segments
-    decoded so far), then each event as published, until the job is final or ``max_seconds``
-    have passed. ``None`` after ``idle`` quiet seconds, for the caller's keep-alive."""
+    decoded so far), then each event as published, until the job is final, ``max_seconds``
+    have passed or the process is stopping (``EventHub.end_streams``). ``None`` after ``idle``
+    quiet seconds, for the caller's keep-alive."""
     deadline = time.monotonic() + max_seconds
     with hub.listen(events_channel(task_id)) as inbox:
         job = jobs.get(task_id)
@@ -65,11 +66,13 @@ def job_events(hub: EventHub, jobs: JobStore, task_id: str, *, max_seconds: floa
             yield snapshot
             return
         quiet_since = time.monotonic()
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not inbox.closing:
             try:
                 data = inbox.get(min(left, idle - (time.monotonic() - quiet_since)))
             except Overflowed:
                 return  # the client reconnects and starts from the record
+            if inbox.closing:
+                return  # the process is stopping: the client reconnects to another
             if data is None:
                 if is_final(jobs, task_id):
                     return

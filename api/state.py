@@ -36,6 +36,12 @@ def init_state(app: Flask, state: ApiState) -> None:
     app.extensions[EXTENSION] = state
 
 
+def end_streams(app: Flask) -> None:
+    """End this process's event streams: it is stopping (``api/gunicorn_conf.py``)."""
+    app_state: ApiState = app.extensions[EXTENSION]
+    app_state.hub.end_streams()
+
+
 def state() -> ApiState:
     result: ApiState = current_app.extensions[EXTENSION]
     return result

@@ -203,3 +203,28 @@ def test_the_api_publishes_on_one_rabbitmq_connection(api: PrivateApi) -> None:
     assert {a.status_code for a in answers} == {202}
     (worker,) = api.worker_pids()
     assert amqp_connections(worker) == 1
+
+
+def test_a_stopping_api_ends_its_event_streams_and_exits_at_once(tmp_path: Path) -> None:
+    """SIGTERM: gunicorn waits for the requests in flight, and a stream on a job that is still
+    queued never ends by itself. The streams end with their `end` event (the client reconnects)
+    and the process exits in seconds, not after the 30 s graceful timeout."""
+    with private_api(tmp_path, "stopping", {}) as api:
+        task_id = api.upload().json()["task_id"]
+        streams = [SseClient(api.url, f"/api/transcribe/async/{task_id}/events") for _ in range(3)]
+        try:
+            assert {s.read_headers() for s in streams} == {200}
+            for s in streams:
+                s.read_until(b"event: status", timeout=10)
+            web = api.service.procs["web"]
+            started = time.monotonic()
+            web.terminate()
+            for s in streams:
+                body = s.read_to_close(timeout=10).decode()
+                end = json.loads(re.search(r"event: end\r?\ndata: (.*)", body).group(1))  # type: ignore[union-attr]
+                assert end["status"] == "queued"
+            web.wait(timeout=15)
+            assert time.monotonic() - started < 10
+        finally:
+            for s in streams:
+                s.close()
