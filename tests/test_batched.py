@@ -148,17 +148,18 @@ def test_the_last_chunk_of_a_repeated_sentence_does_not_loop(models: ModelCache,
 def test_a_gap_keeps_only_what_whisper_does_not_mark_as_failed() -> None:
     from faster_whisper.transcribe import Segment as RawSegment
 
-    def raw(text: str, compression_ratio: float, no_speech_prob: float) -> RawSegment:
-        return RawSegment(id=0, seek=0, start=0.1, end=0.9, text=text, tokens=[1], avg_logprob=-0.4,
+    def raw(text: str, compression_ratio: float, no_speech_prob: float, avg_logprob: float = -0.4) -> RawSegment:
+        return RawSegment(id=0, seek=0, start=0.1, end=0.9, text=text, tokens=[1], avg_logprob=avg_logprob,
                           compression_ratio=compression_ratio, no_speech_prob=no_speech_prob, words=None,
                           temperature=0.0)
 
     class Model:
         def transcribe(self, piece: object, **kwargs: object) -> tuple[list[RawSegment], None]:
             return [raw(" noon.", 1.0, 0.1), raw(" thank you, and thank you, and thank you", 16.7, 0.1),
-                    raw(" Thank you.", 1.2, 0.74)], None
+                    raw(" Thank you.", 1.2, 0.74, avg_logprob=-1.3),
+                    raw(" Yes.", 1.0, 0.7)], None  # no speech, Whisper thinks, but sure of the word
 
     import numpy as np
 
     kept = list(batched._decode_gap(Model(), np.zeros(16000 * 3, np.float32), 1.0, 2.0, {}))  # type: ignore[arg-type]
-    assert [(s.text, s.start, s.end) for s in kept] == [(" noon.", 1.1, 1.9)]
+    assert [(s.text, s.start, s.end) for s in kept] == [(" noon.", 1.1, 1.9), (" Yes.", 1.1, 1.9)]

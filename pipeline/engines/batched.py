@@ -43,11 +43,13 @@ MAX_BATCH_SIZE = 64
 GAP_SECONDS = 1.0
 WINDOW_SECONDS = 30  # what Whisper hears at once
 # What a gap's decode must not look like to be kept (``_decode_gap``): Whisper's own marks of a
-# failed window, a text that compresses too well (a loop) or a window it thinks holds no speech.
+# failed window, a text that compresses too well (a loop), or its silence rule (below).
 # A gap of a second at a piece's end, holding only the tail of the last word, came back as
 # "Thank you very much for your time, and thank you..." (compression ratio 16.7, no-speech 0.74).
 GAP_MAX_COMPRESSION_RATIO = 2.4
-GAP_MAX_NO_SPEECH_PROB = 0.6
+# Whisper's own silence rule: a window it thinks holds no speech and whose words it doubts.
+GAP_NO_SPEECH_PROB = 0.6
+GAP_LOW_LOGPROB = -1.0
 
 
 def batch_size_for(requested: int | None, setting: int, device: str, seconds: float | None = None) -> int:
@@ -130,7 +132,8 @@ def _decode_gap(
         return min(t + start, end)
 
     for segment in found:
-        if segment.compression_ratio > GAP_MAX_COMPRESSION_RATIO or segment.no_speech_prob > GAP_MAX_NO_SPEECH_PROB:
+        if segment.compression_ratio > GAP_MAX_COMPRESSION_RATIO or (
+                segment.no_speech_prob > GAP_NO_SPEECH_PROB and segment.avg_logprob < GAP_LOW_LOGPROB):
             continue
         words = None if segment.words is None else [
             replace(w, start=moved(w.start), end=moved(w.end)) for w in segment.words]
