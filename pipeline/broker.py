@@ -35,13 +35,10 @@ def _describe() -> dict[str, Any]:
 
 def _preload_diarization() -> None:
     from pipeline.context import worker_context
-    from pipeline.diarization import use_cpu_threads
     from pipeline.diarization.models import get_models
     from pipeline.engines import choose_device
 
-    settings = worker_context().settings
-    use_cpu_threads(settings.diarize_threads)
-    get_models(choose_device(settings).device)
+    get_models(choose_device(worker_context().settings).device)
 
 
 def _redis() -> Any:

@@ -299,7 +299,8 @@ def diarize(ctx: Context, task_id: str) -> Next | None:
         return None
     if DIARIZE_PART in ctx.jobs.parts(task_id):
         return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
-    from pipeline.diarization import diarize as find_turns  # torch, in the processes that diarize
+    # torch, in the processes that diarize; its threads set per job, where the settings are.
+    from pipeline.diarization import diarize as find_turns
     from pipeline.diarization import use_cpu_threads
 
     use_cpu_threads(ctx.settings.diarize_threads)

@@ -38,9 +38,11 @@ def worker(queues: list[str], threads: int = 1, busy: int | None = 0) -> dict[st
 
 @contextlib.contextmanager
 def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
-    """A transcribe worker's heartbeat in Redis showing ``threads`` free slots and no reservation;
-    both gone afterwards."""
+    """A transcribe worker's heartbeat in Redis showing ``threads`` free slots, the only worker
+    there, and no reservation; all gone afterwards."""
     client.delete(RESERVED_KEY)
+    for key in client.scan_iter(match="wp:workers*"):
+        client.delete(key)
     beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
     beat._queues = ["transcribe"]
     beat._threads = threads
@@ -122,14 +124,8 @@ class Message:
 
 def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    for key in client.scan_iter(match="wp:workers:*"):
-        client.delete(key)
-    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
-    beat._queues = ["transcribe"]
-    beat._threads = 2
     broker = dramatiq.get_broker()
-    try:
-        beat.beat()
+    with idle_slots(client, 2) as beat:
         assert read_idle_transcribers(client) == 2
         beat.before_process_message(broker, Message("a"))
         beat.beat()
@@ -142,9 +138,6 @@ def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
         beat.after_skip_message(broker, Message("never-started"))  # skipped before it ran
         beat.beat()
         assert read_idle_transcribers(client) == 2
-    finally:
-        for key in client.scan_iter(match="wp:workers:*"):
-            client.delete(key)
 
 
 def test_unreadable_heartbeats_mean_no_split() -> None:
@@ -173,11 +166,7 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: ctx.redis)
-    beat._queues = ["transcribe"]
-    beat._threads = 2  # two free slots, as two one-thread processes would show
-    try:
-        beat.beat()
+    with idle_slots(ctx.redis, 2) as beat:  # two free slots, as two one-thread processes would show
         split_job = submit(ctx, minute)
         assert stages.extract(ctx, split_job) is stages.Next.CHUNKS
         plan = ctx.jobs.get(split_job).chunks
@@ -192,15 +181,10 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         beat.beat()
         whole_job = submit(ctx, minute)
         assert stages.extract(ctx, whole_job) is stages.Next.TRANSCRIBE
-    finally:
-        for key in ctx.redis.scan_iter(match="wp:workers*"):
-            ctx.redis.delete(key)
 
 
 def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    for key in client.scan_iter(match="wp:workers*"):
-        client.delete(key)
     with idle_slots(client, 3):
         assert take_idle_transcribers(client, "first", 60.0, DEFAULTS) == 3
         assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
