@@ -103,24 +103,27 @@ class Direct:
         return time.perf_counter() - started, len(plan)
 
 
-def _share(model_dir: Path, threads: int, warm_with: Path, paths: list[Path], ready: Any, go: Any) -> None:
+def _share(model_dir: Path, threads: int, warm_with: Path, paths: list[Path], ready: Any, go: Any,
+           spent: Any) -> None:
     direct = Direct(model_dir, threads)
     direct.load("faster-whisper", warm_with)
     ready.put(True)
     go.wait()
-    for path in paths:
-        direct.run(path)
+    spent.put(sum(direct.run(path).cpu for path in paths))
 
 
-def run_in_processes(model_dir: Path, paths: list[Path], processes: int, threads: int, warm_with: Path) -> float:
-    """Wall seconds for ``processes`` direct processes of ``threads`` engine threads each to transcribe
-    ``paths`` between them (round robin), models loaded and warm before the clock starts: what the
-    machine's cores can do at most with that layout, with no service around the engine."""
+def run_in_processes(model_dir: Path, paths: list[Path], processes: int, threads: int,
+                     warm_with: Path) -> tuple[float, float]:
+    """Wall seconds (and the CPU seconds they spent on the work) for ``processes`` direct processes
+    of ``threads`` engine threads each to transcribe ``paths`` between them (round robin), models
+    loaded and warm before the clock starts: what the machine's cores can do at most with that
+    layout, with no service around the engine."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    ready, go = context.Queue(), context.Event()
-    workers = [context.Process(target=_share, args=(model_dir, threads, warm_with, paths[n::processes], ready, go))
+    ready, go, spent = context.Queue(), context.Event(), context.Queue()
+    workers = [context.Process(target=_share,
+                               args=(model_dir, threads, warm_with, paths[n::processes], ready, go, spent))
                for n in range(processes)]
     for worker in workers:
         worker.start()
@@ -140,4 +143,5 @@ def run_in_processes(model_dir: Path, paths: list[Path], processes: int, threads
         worker.join()
         if worker.exitcode != 0:
             raise RuntimeError(f"a direct process exited with {worker.exitcode}")
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    return wall, sum(spent.get(timeout=5) for _ in workers)

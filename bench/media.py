@@ -6,6 +6,7 @@ git ignores) with PyAV, never with an ffmpeg binary, and never copied into the p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -140,6 +141,29 @@ class Library:
     def long_video(self, minutes: int) -> Recording:
         return self._built(f"mp4{minutes}m", f"{minutes}-minute MP4 video ({{seconds:.0f}} s; mpeg4 64x48 2 fps + AAC)",
                            minutes * 60, ".mp4", write_video)
+
+    def _conversation(self, key: str, label: str, names: list[str], with_english: bool = False) -> Recording:
+        made = speech.conversation(self.audio_dir, names, with_english=with_english)
+        path = self.cache_dir / f"{key}-{RECIPE}.flac"
+        _atomic(path, lambda p: write_flac(p, made.audio))
+        return Recording(key, label.format(seconds=made.seconds), path, made.seconds)
+
+    def meetings60(self, count: int) -> list[Recording]:
+        """``count`` different minutes of real meetings: excerpts n and n + 1 of the nine, end to end."""
+        names = speech.MEETINGS
+        return [self._conversation(f"meet60-{n}", f"meetings {names[n % 9]}+{names[(n + 1) % 9]} ({{seconds:.1f}} s)",
+                                   [names[n % 9], names[(n + 1) % 9]])
+                for n in range(count)]
+
+    @property
+    def meet60(self) -> Recording:
+        return dataclasses.replace(self.meetings60(1)[0], key="meet60")
+
+    @property
+    def meet5m(self) -> Recording:
+        """All nine meeting excerpts and multilingual.mp3's English half: five minutes of real speech."""
+        return self._conversation("meet5m", "nine meetings + English ({seconds:.0f} s)", list(speech.MEETINGS),
+                                  with_english=True)
 
     def en60_variants(self, count: int) -> list[Recording]:
         """``count`` copies of the 60 s recording with distinct bytes (a different title each)."""

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 JFK_GOAL = 0.150
 OVERHEAD_GOAL = 0.05
 CACHE_GOAL = 0.020
-E2E_ORDER = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
+E2E_ORDER = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 
 
 def _med(runs: list[dict[str, Any]], name: str) -> float:
@@ -230,18 +230,30 @@ def render_markdown(res: Results, *, quick: bool) -> str:
     if res.throughput:
         add("### 3. Throughput")
         add("")
-        add("Copies of the 60 s English recording with distinct bytes (another title tag), so none is a cache "
-            "hit, all submitted at once; against one direct process (the bare engine, sequential decoder, "
+        add("Different minutes of real meetings (two excerpts end to end, a different pair for each job), all "
+            "submitted at once; against one direct process (the bare engine, sequential decoder, "
             "2 threads) transcribing the same files one after another, and against as many bare-engine "
-            "processes as the service has transcribers, which is what these cores can give at most.")
+            "processes as the service has transcribers, which is what these cores can give at most. "
+            "*CPU per audio second* counts the CPU the configuration itself used; *others' CPU*, what the "
+            "rest of the machine used meanwhile (the cores are shared: where it is large, compare CPU, "
+            "not wall times).")
         add("")
         direct_rate = res.throughput.get("direct", {}).get("rate")
         add(table(["configuration", "jobs", "audio", "wall time", "audio seconds per second", "against direct",
-                   "median job (upload → completed)"],
+                   "median job (upload → completed)", "CPU per audio second", "others' CPU"],
                   [[name, int(t["jobs"]), f"{t['audio']:.0f} s", secs(t["wall"]), f"{t['rate']:.1f}",
-                    f"{t['rate'] / direct_rate:.2f}×" if direct_rate else "", secs(t["median_job"])]
+                    f"{t['rate'] / direct_rate:.2f}×" if direct_rate else "", secs(t["median_job"]),
+                    f"{t['cpu'] / t['audio']:.3f}" if "cpu" in t else "",
+                    secs(t["others"]) if "others" in t else ""]
                    for name, t in res.throughput.items()]))
         add("")
+        split = [(name, proc, secs(cpu)) for name, t in res.throughput.items()
+                 for proc, cpu in (t.get("cpu_by_process") or {}).items()]
+        if split:
+            add("Where the service's CPU went (CPU seconds per process over the whole run):")
+            add("")
+            add(table(["configuration", "process", "CPU"], split))
+            add("")
     engine_rows = []
     for engine, prefix in (("faster-whisper", ""), ("openai-whisper", "openai:")):
         for key in ("jfk", "en60"):

@@ -20,7 +20,13 @@ Sections (``--only`` picks some):
 - ``diarize``: a job with speakers against the same without, its two parts side by side
   (``bench.diarize``);
 - ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
-  with one engine thread and with two, time and WER (``bench.decoders``).
+  with one engine thread and with two, time and WER (``bench.decoders``);
+- ``consistency``: the nine meeting excerpts alone and inside the five-minute recording of all
+  of them: how far the words move with their place, and decoding loops (``bench.consistency``).
+
+The recordings are real by default: jfk.flac, 60 s of English read aloud (words known, for WER),
+minutes of real meetings (``meet60``: two excerpts end to end, a different pair for each
+throughput job) and five minutes of all nine meetings with English (``meet5m``).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ from typing import Any, TypeVar
 
 from bench.client import BenchError, Followed, Upload
 from bench.concurrency import render as render_concurrency
+from bench.consistency import measure as measure_consistency
+from bench.consistency import render as render_consistency
 from bench.decoders import measure as measure_decoders
 from bench.decoders import render as render_decoders
 from bench.diarize import render as render_diarize
@@ -61,15 +69,15 @@ from bench.report import (
     write_doc,
 )
 from bench.speech import wer
-from bench.stack import ROOT, Stack
+from bench.stack import ROOT, Stack, machine_cpu_seconds
 from bench.storage import render as render_storage
 from bench.targets import measure as measure_targets
 from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize", "decoders")
-RECORDINGS = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
+            "diarize", "decoders", "consistency")
+RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
 API_WARM_JOBS = 16  # at once: as many as the API has threads (2 workers × 8), so most threads get one
@@ -94,7 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-sizes", default="2,20", help="upload sizes in MiB, small,large (default 2,20)")
     parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)} (default all)")
     parser.add_argument("--recordings", help=f"comma-separated recordings for e2e among {', '.join(RECORDINGS)} "
-                                             "(default all; quick: jfk,en60,flac5m)")
+                                             "(default all; quick: jfk,en60,meet60,meet5m)")
     parser.add_argument("--follow", choices=("sse", "poll"), default="sse",
                         help="follow each job by its event stream (default) or by polling its status every 20 ms")
     parser.add_argument("--redis-db", type=int, help="Redis database to claim (default: the first free of 1-15)")
@@ -118,7 +126,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    args.recordings = tuple(r for r in (args.recordings or ",".join(RECORDINGS[:3] if quick else RECORDINGS))
+    args.recordings = tuple(r for r in (args.recordings or ",".join(RECORDINGS[:4] if quick else RECORDINGS))
                             .split(",") if r)
     unknown = set(args.recordings) - set(RECORDINGS)
     if unknown:
@@ -260,7 +268,7 @@ class Results:
     wer: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> service / direct against the words
     plan: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
-    throughput: dict[str, dict[str, float]] = field(default_factory=dict)
+    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_warmup: dict[str, float] = field(default_factory=dict)
     probe: dict[str, float] = field(default_factory=dict)
@@ -269,6 +277,7 @@ class Results:
     concurrency: dict[str, Any] = field(default_factory=dict)
     diarize: dict[str, Any] = field(default_factory=dict)
     decoders: list[dict[str, Any]] = field(default_factory=list)
+    consistency: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -328,7 +337,8 @@ class Bench:
 
     # -- sections -----------------------------------------------------------------------------
     def recordings_for_e2e(self) -> list[Recording]:
-        make = {"jfk": lambda: self.lib.jfk, "en60": lambda: self.lib.en60, "flac5m": lambda: self.lib.long_flac(5),
+        make = {"jfk": lambda: self.lib.jfk, "en60": lambda: self.lib.en60, "meet60": lambda: self.lib.meet60,
+                "meet5m": lambda: self.lib.meet5m, "flac5m": lambda: self.lib.long_flac(5),
                 "flac30m": lambda: self.lib.long_flac(30), "mp430m": lambda: self.lib.long_video(30)}
         return [make[key]() for key in self.args.recordings]
 
@@ -379,7 +389,7 @@ class Bench:
         self.end_section()
 
     def throughput_service(self, name: str) -> None:
-        copies = self.lib.en60_variants(self.args.jobs)
+        copies = self.lib.meetings60(self.args.jobs)
         self.stack.client.clear_cache()
         gate = threading.Event()
 
@@ -388,6 +398,7 @@ class Bench:
             return self.stack.client.submit(rec.path)
 
         threads_started = time.time()
+        cpu_before, machine_before = self.stack.cpu_by_process(), machine_cpu_seconds()
         pending = [functools.partial(submit, rec) for rec in copies]
         timer = threading.Timer(0.2, gate.set)
         timer.start()
@@ -400,10 +411,17 @@ class Bench:
         begin = min(up.started for up in uploads)
         wall = max(s.done_at for s in seen) - begin
         audio = sum(rec.seconds for rec in copies)
+        cpu_after, machine_after = self.stack.cpu_by_process(), machine_cpu_seconds()
+        # Where the service's CPU went, process by process, and what everything else on the
+        # machine took meanwhile: with the cores shared, CPU seconds per audio second stay
+        # comparable when wall times do not.
+        spent = {proc: cpu_after.get(proc, 0.0) - cpu_before.get(proc, 0.0) for proc in cpu_after}
         self.results.throughput[name] = {"jobs": len(copies), "audio": audio, "wall": wall,
                                          "rate": audio / wall,
                                          "median_job": median([r.seconds for r in runs]),
-                                         "setup": begin - threads_started}
+                                         "setup": begin - threads_started, "cpu": sum(spent.values()),
+                                         "cpu_by_process": spent,
+                                         "others": machine_after - machine_before - sum(spent.values())}
         log(f"throughput {name}: {len(copies)} jobs, {audio:.0f} s of audio in {wall:.1f} s "
             f"({audio / wall:.1f} audio s per s)")
 
@@ -411,23 +429,25 @@ class Bench:
         self.section("throughput")
         processes, threads = self.stack.transcriber
         self.throughput_service(f"service {processes}×{threads}")
-        copies = self.lib.en60_variants(self.args.jobs)
-        started = time.perf_counter()
-        for rec in copies:
-            self.direct.run(rec.path)
+        copies = self.lib.meetings60(self.args.jobs)
+        started, machine_before = time.perf_counter(), machine_cpu_seconds()
+        cpu = sum(self.direct.run(rec.path).cpu for rec in copies)
         wall = time.perf_counter() - started
         audio = sum(rec.seconds for rec in copies)
         self.results.throughput["direct"] = {"jobs": len(copies), "audio": audio, "wall": wall,
-                                             "rate": audio / wall, "median_job": wall / len(copies)}
+                                             "rate": audio / wall, "median_job": wall / len(copies), "cpu": cpu,
+                                             "others": machine_cpu_seconds() - machine_before - cpu}
         log(f"throughput direct: {audio / wall:.1f} audio s per s")
         # The most these cores can do: the bare engine in as many processes as the service has
         # transcribers, with no service around it. The goal (>= 1.6x one direct process) assumes
         # the machine has that much more to give.
-        wall = run_in_processes(self.args.cache_dir / "models", [rec.path for rec in copies], processes, threads,
-                                self.lib.jfk.path)
+        machine_before = machine_cpu_seconds()
+        wall, cpu = run_in_processes(self.args.cache_dir / "models", [rec.path for rec in copies], processes, threads,
+                                     self.lib.jfk.path)
         self.results.throughput[f"direct {processes}×{threads}"] = {
             "jobs": len(copies), "audio": audio, "wall": wall, "rate": audio / wall,
-            "median_job": wall * processes / len(copies)}
+            "median_job": wall * processes / len(copies), "cpu": cpu,
+            "others": machine_cpu_seconds() - machine_before - cpu}
         log(f"throughput direct {processes}×{threads}: {audio / wall:.1f} audio s per s")
         self.end_section()
 
@@ -536,6 +556,12 @@ class Bench:
                 f"WER {row.wer:.1%}")
         self.end_section()
 
+    def consistency(self) -> None:
+        self.section("consistency")
+        rows = measure_consistency(self.lib, self.args.cache_dir / "models")
+        self.results.consistency = [row.to_dict() for row in rows]
+        self.end_section()
+
     def storage(self) -> None:
         from bench import storage
         from tests.support.stack import redis_url
@@ -576,7 +602,7 @@ class Bench:
         self.recordings_for_e2e()
         if "parallel" in self.args.sections and not self.args.quick:
             self.lib.long_flac(30)
-        self.lib.en60_variants(self.args.jobs)
+        self.lib.meetings60(self.args.jobs)
         self.lib.clips(API_WARM_JOBS)
         for size in self.args.sizes:
             self.lib.blob(size)
@@ -598,7 +624,7 @@ class Bench:
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
-            "decoders": self.decoders,
+            "decoders": self.decoders, "consistency": self.consistency,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -657,13 +683,18 @@ def command_line(args: argparse.Namespace) -> str:
     return f".venv/bin/{shown}"
 
 
+def render_page(results: Results, quick: bool) -> str:
+    return (render_markdown(results, quick=quick) + render_targets(results.targets)
+            + render_storage(results.storage) + render_concurrency(results.concurrency)
+            + render_diarize(results.diarize) + render_decoders(results.decoders)
+            + render_consistency(results.consistency))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         saved = Results(**json.loads(args.from_json.read_text()))
-        page = (render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
-                + render_storage(saved.storage) + render_concurrency(saved.concurrency)
-                + render_diarize(saved.diarize) + render_decoders(saved.decoders))
+        page = render_page(saved, quick="quick-" in args.from_json.name)
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -692,9 +723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (results_dir / f"{'quick' if args.quick else 'full'}-{stamp}.json").write_text(
         json.dumps(asdict(results), indent=2, default=str))
-    page = (render_markdown(results, quick=args.quick) + render_targets(results.targets)
-            + render_storage(results.storage) + render_concurrency(results.concurrency)
-            + render_diarize(results.diarize) + render_decoders(results.decoders))
+    page = render_page(results, quick=args.quick)
     print(page)
     if not args.no_write:
         write_doc(args.output, page)

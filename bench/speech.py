@@ -73,6 +73,31 @@ def english(audio_dir: Path, seconds: float) -> Speech:
     return Speech(f"English, {total / SAMPLE_RATE:.0f} s", np.concatenate(audio), " ".join(texts))
 
 
+MEETINGS = ("dev00", "dev01", "trn03", "trn04", "trn05", "trn06", "trn07", "trn08", "trn09")
+
+
+def meeting(audio_dir: Path, name: str) -> np.ndarray:
+    return decode_audio(audio_dir / "meetings" / f"{name}.wav")
+
+
+def conversation(audio_dir: Path, names: list[str], *, with_english: bool = False) -> Speech:
+    """Real meeting excerpts (far-field, overlapping talk) end to end, with a pause between them;
+    ``with_english`` adds multilingual.mp3's English half at the end. Nobody wrote down what is said
+    in the meetings, so these are scored against the bare engine's text, not against words."""
+    if not (audio_dir / "meetings").is_dir():
+        raise SystemExit(f"{audio_dir / 'meetings'} is missing: the benchmark needs ../shared/audio/meetings")
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    audio: list[np.ndarray] = []
+    for name in names:
+        audio += [meeting(audio_dir, name), gap]
+    label = "+".join(names)
+    if with_english:
+        audio += [pieces(audio_dir)[1].audio, gap]
+        label += "+English half"
+    joined = np.concatenate(audio)
+    return Speech(label, joined, "")
+
+
 def words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("licence", "license")).split()
 

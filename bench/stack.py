@@ -46,6 +46,20 @@ def children(pid: int) -> list[int]:
     return sorted(descendants({pid}) - {pid})
 
 
+def _cpu(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / CLK_TCK
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has used (all cores, not idle or waiting)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 class Stack:
     def __init__(self, run_dir: Path, model_dir: Path, *, redis_db: int | None, extra_env: dict[str, str]) -> None:
         self.run_dir = run_dir
@@ -156,14 +170,13 @@ class Stack:
 
     def cpu_seconds(self) -> float:
         """CPU seconds used so far by every process of the stack (not the shared servers)."""
-        total = 0
-        for pid in self.pids():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(stat[11]) + int(stat[12])
-        return total / CLK_TCK
+        return sum(_cpu(pid) for pid in self.pids())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        """CPU seconds used so far by each Procfile process (its children included)."""
+        assert self.service is not None
+        return {name: sum(_cpu(pid) for pid in (self.service.pid(name), *children(self.service.pid(name))))
+                for name in self.commands if self.service.running(name)}
 
     def job_field(self, task_id: str, name: str) -> str | None:
         assert self.redis is not None

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
     from faster_whisper.transcribe import TranscriptionInfo
 
 AUTO_CUDA_BATCH = 16  # the batch gpu-check measured best for tiny.en and base on one GPU
-# On the CPU too, once the gaps are filled (``with_gaps_filled``): tiny.en int8 on a quiet 2-core
-# machine, batch 4 against sequential, 2 threads: 60 s 3.58 s / 4.22 s, 5 min 15.3 s / 19.6 s;
-# 1 thread: 60 s 5.6 s / 6.4 s, 5 min 24.0 s / 26.4 s; WER within 1 point (docs/benchmarks.md).
-# Larger batches gained nothing more on 2 cores.
-AUTO_CPU_BATCH = 4
+# Not on the CPU: on real conversation (far-field meetings, short turns) the batched decoder's VAD
+# pass and gap re-decoding cost more than batching saves with one engine thread per process, and
+# it spends more CPU per audio second, so a loaded machine moves less audio (docs/benchmarks.md,
+# "Sequential against batched decoding"). It won only on read English with two threads.
+AUTO_CPU_BATCH = 1
 # Pieces cut only at pauses of half a second, each padded by 400 ms of its surroundings. With
 # faster-whisper's batched defaults (160 ms pauses, 30 ms pad) tiny.en dropped the first
 # sentence of some pieces: 14.0 % WER against 2.3 % sequential on 84 s of English, 0.9 % with these.
