@@ -69,7 +69,7 @@ from bench.report import (
     write_doc,
 )
 from bench.speech import wer
-from bench.stack import ROOT, Stack, machine_cpu_seconds
+from bench.stack import ROOT, Stack, machine_cpu_seconds, pss
 from bench.storage import render as render_storage
 from bench.targets import measure as measure_targets
 from bench.targets import render as render_targets
@@ -278,6 +278,7 @@ class Results:
     diarize: dict[str, Any] = field(default_factory=dict)
     decoders: list[dict[str, Any]] = field(default_factory=list)
     consistency: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, float] = field(default_factory=dict)  # MiB of PSS
     notes: list[str] = field(default_factory=list)
 
 
@@ -399,6 +400,15 @@ class Bench:
 
         threads_started = time.time()
         cpu_before, machine_before = self.stack.cpu_by_process(), machine_cpu_seconds()
+        idle_pss, peak_pss = self.stack.pss(), [0.0]
+        running = threading.Event()
+
+        def sample() -> None:
+            while not running.wait(0.5):
+                peak_pss[0] = max(peak_pss[0], self.stack.pss())
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         pending = [functools.partial(submit, rec) for rec in copies]
         timer = threading.Timer(0.2, gate.set)
         timer.start()
@@ -408,6 +418,10 @@ class Bench:
         seen = parallel([functools.partial(self.stack.client.follow, up.body["task_id"], self.args.follow, 3600)
                          for up in uploads])
         runs = [service_run(self.stack, up, s) for up, s in zip(uploads, seen, strict=True)]
+        running.set()
+        sampler.join()
+        self.results.memory = {"stack_idle": idle_pss, "stack_peak": max(peak_pss[0], idle_pss),
+                               "direct": pss(os.getpid())}
         begin = min(up.started for up in uploads)
         wall = max(s.done_at for s in seen) - begin
         audio = sum(rec.seconds for rec in copies)

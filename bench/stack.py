@@ -54,6 +54,18 @@ def _cpu(pid: int) -> float:
     return (int(stat[11]) + int(stat[12])) / CLK_TCK
 
 
+def pss(pid: int) -> float:
+    """Proportional set size of ``pid`` in MiB: shared pages split among the processes sharing
+    them, so the sum over a stack is what the stack costs the machine (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def machine_cpu_seconds() -> float:
     """CPU seconds every process on the machine has used (all cores, not idle or waiting)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -177,6 +189,10 @@ class Stack:
         assert self.service is not None
         return {name: sum(_cpu(pid) for pid in (self.service.pid(name), *children(self.service.pid(name))))
                 for name in self.commands if self.service.running(name)}
+
+    def pss(self) -> float:
+        """MiB of memory the whole stack holds (its processes' PSS, not the shared servers')."""
+        return sum(pss(pid) for pid in self.pids())
 
     def job_field(self, task_id: str, name: str) -> str | None:
         assert self.redis is not None
