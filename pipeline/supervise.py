@@ -9,6 +9,11 @@ foreground. Each program's output reaches the console a line at a time behind it
 honcho showed it, through ``python -m pipeline.supervise --prefix NAME -- COMMAND``, which
 also passes supervisord's stop signal on to the command and exits with its status.
 
+Each port has its own state folder (``data/run-PORT``: configuration, control socket, pid
+file), so two stacks on different ports run side by side from one checkout. Started again
+while the previous supervisor of the same port is still stopping (Ctrl-C, then ``make run`` at
+once), it waits for that one to exit instead of failing on its socket.
+
 Production runs the same commands under systemd or Kubernetes (docs/operations.md).
 """
 
@@ -22,7 +27,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -139,6 +145,42 @@ def prefix_output(name: str, command: Sequence[str]) -> int:
     return 128 - status if status < 0 else status
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:
+        return b"supervisord" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux): trust the signal
+
+
+def wait_for_previous(state_dir: Path, timeout: float = STOP_WAIT_SECONDS + 15,
+                      say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                      pause: Callable[[float], None] = time.sleep) -> None:
+    """Wait until the supervisor that last ran from ``state_dir`` has exited, then clear what it
+    left (its pid file and control socket). A supervisor that is still up after ``timeout``
+    is running, not stopping: stop with a message that says so."""
+    pidfile, socket = state_dir / "supervisord.pid", state_dir / "supervisor.sock"
+    try:
+        pid = int(pidfile.read_text().strip() or 0)
+    except (OSError, ValueError):
+        pid = 0
+    if pid and _alive(pid):
+        say(f"waiting for the previous supervisor of this port (pid {pid}) to stop ...")
+        deadline = clock() + timeout
+        while _alive(pid):
+            if clock() > deadline:
+                raise SystemExit(f"a supervisor of this port (pid {pid}, {state_dir}) is still running: stop it "
+                                 "first, or start this one on another port (PORT=9000 make run)")
+            pause(0.2)
+    pidfile.unlink(missing_ok=True)
+    socket.unlink(missing_ok=True)
+
+
 def supervisord_path() -> str:
     beside = Path(sys.executable).with_name("supervisord")
     found = str(beside) if beside.exists() else shutil.which("supervisord")
@@ -151,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     parser = argparse.ArgumentParser(prog="python -m pipeline.supervise", description=__doc__.split("\n\n")[0])
     parser.add_argument("-f", "--procfile", type=Path, default=Path("Procfile"))
     parser.add_argument("-p", "--port", type=int, default=int(os.environ.get("PORT", "8511")))
-    parser.add_argument("--state-dir", type=Path, default=Path("data"),
-                        help="where supervisord.conf, its socket and pid file go")
+    parser.add_argument("--state-dir", type=Path,
+                        help="where supervisord.conf, its socket and pid file go (default data/run-PORT)")
     parser.add_argument("--prefix", metavar="NAME", help=argparse.SUPPRESS)
     parser.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -161,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         sys.exit(prefix_output(args.prefix, command))
 
     root = Path.cwd()  # where the commands run, as honcho ran them: the project's folder
-    state_dir = args.state_dir.resolve()
+    state_dir = (args.state_dir or Path("data") / f"run-{args.port}").resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    wait_for_previous(state_dir)
     config = state_dir / "supervisord.conf"
     config.write_text(render_config(read_procfile(args.procfile), root=root, state_dir=state_dir,
                                     port=args.port))
