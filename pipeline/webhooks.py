@@ -76,11 +76,22 @@ def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> s
     return url
 
 
+def header_value_ok(value: str) -> bool:
+    """Whether HTTP can carry ``value`` as a header value as it is: visible ASCII, spaces and
+    tabs. Anything else either smuggles a second header (CR, LF) or cannot be encoded at all
+    (U+2028 and every other character past Latin-1), which used to fail only at delivery."""
+    return all(c == "\t" or " " <= c <= "~" for c in value)
+
+
 def check_auth_header(name: str, value: str, field: str = "webhook_auth_header_name") -> tuple[str, str]:
     """Refuse a webhook auth header whose name is not in ``AUTH_HEADER_NAMES`` or whose value
-    could smuggle a second header."""
+    could smuggle a second header or cannot be sent."""
     if any(c in value for c in "\r\n\0"):
         raise InvalidOption("webhook_auth_header_value must be one line.", field="webhook_auth_header_value")
+    if not header_value_ok(value):
+        bad = next(c for c in value if not header_value_ok(c))
+        raise InvalidOption(f"webhook_auth_header_value must be printable ASCII (an HTTP header cannot carry "
+                            f"U+{ord(bad):04X}).", field="webhook_auth_header_value")
     if name.lower() not in AUTH_HEADER_NAMES:
         raise InvalidOption(f"{field} must be one of {', '.join(sorted(AUTH_HEADER_NAMES))}, not {name!r}.",
                             field=field)
@@ -137,6 +148,9 @@ def deliver(http: requests.Session, url: str, body: str, headers: dict[str, str]
         return Delivery(False, None, True, f"{exc.__class__.__name__}")
     except requests.RequestException as exc:
         return Delivery(False, None, False, f"{exc.__class__.__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the request could not even be made: an attempt all the same
+        log.warning("webhook to %s could not be sent: %r", url, exc)
+        return Delivery(False, None, True, f"the request could not be made ({exc.__class__.__name__})")
     status = response.status_code
     if 200 <= status < 300:
         return Delivery(True, status, False, "delivered")
