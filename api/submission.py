@@ -28,7 +28,7 @@ from pipeline.errors import (
     UploadTooLarge,
 )
 from pipeline.jobs import Job, State, new_task_id
-from pipeline.options import TranscribeOptions
+from pipeline.options import TranscribeOptions, is_ascii_number
 from pipeline.uploads import UploadSink, remove_job_files
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,9 @@ def fetch(url: str, writer: UploadSink, st: ApiState) -> UploadSink:
                 http.get(url, stream=True, timeout=(min(10, allowed), min(60, allowed))) as response:
             if response.status_code != 200:
                 raise BadRequest(f"Fetching url answered HTTP {response.status_code}.", field="url")
-            declared = int(response.headers.get("Content-Length") or 0)
+            length = response.headers.get("Content-Length") or "0"
+            # The remote server's word, held to ASCII digits like a client's (int() takes more).
+            declared = int(length) if is_ascii_number(length, integer=True) else 0
             if declared > limit:
                 raise UploadTooLarge(f"The file at url is larger than this service accepts "
                                      f"({st.settings.max_upload_mb} MB).", field="url")

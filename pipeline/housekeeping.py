@@ -64,7 +64,7 @@ class Runner:
                 outbox.sweep(self.stores)
             except redis.RedisError:
                 raise
-            except Exception:  # noqa: BLE001 - webhooks never keep the reconciler and pruning from running
+            except Exception:  # webhooks never keep the reconciler and pruning from running
                 log.exception("webhook sweep failed")
         if now < self._next_exclusive:
             return None

@@ -188,7 +188,7 @@ def _deliver(stores: Stores, outbox: Outbox, job: Job, token: str,
         delivery = webhooks.deliver(http, job.webhook_url, body, headers)
     except redis.RedisError:
         raise  # not this delivery's fault: the claim lapses and it comes due again
-    except Exception as exc:  # noqa: BLE001 - a delivery that breaks is an attempt, never a stuck entry
+    except Exception as exc:  # a delivery that breaks is an attempt, never a stuck entry
         log.exception("webhook for %s: the event could not be built or sent", job.task_id)
         delivery = webhooks.Delivery(False, None, True, f"the event could not be sent ({exc.__class__.__name__})")
     number = job.webhook_attempts + 1
@@ -236,7 +236,7 @@ def sweep(stores: Stores, *, now: float | None = None, limit: int = SWEEP_BATCH,
         except redis.RedisError as exc:
             log.warning("webhook for %s: %s", task_id, exc)
             return None
-        except Exception:  # noqa: BLE001 - one broken delivery never stops the others in the sweep
+        except Exception:  # one broken delivery never stops the others in the sweep
             log.exception("webhook for %s: the attempt failed", task_id)
             return None
 

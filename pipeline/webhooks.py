@@ -166,7 +166,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)
