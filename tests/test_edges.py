@@ -198,3 +198,41 @@ def test_only_the_owner_may_ask_for_redelivery(app_client: FlaskClient) -> None:
     assert app_client.post(f"/api/transcribe/async/{new_task_id()}/webhook", headers=auth()).status_code == 404
     assert app_client.post(f"/api/transcribe/async/{task_id}/webhook").status_code == 401
     assert state().jobs.get(task_id).webhook_state == "pending"  # untouched by the refusals
+
+
+def test_every_answer_says_nosniff_and_a_policy_fit_for_it(app_client: FlaskClient) -> None:
+    import base64
+    import hashlib
+    import re
+
+    task_id = make_job(app_client)
+    answers = {
+        "json": app_client.get(f"/api/transcribe/async/status/{task_id}", headers=auth()),
+        "error": app_client.get("/api/transcribe/async/status/" + "0" * 32, headers=auth()),
+        "unauthorised": app_client.get("/api/transcribe/async"),
+        "no route": app_client.get("/nothing-here"),
+        "srt": app_client.get(f"/api/transcribe/async/{task_id}/result?format=srt", headers=auth()),
+        "text": app_client.get(f"/api/transcribe/async/{task_id}/result?format=text", headers=auth()),
+        "openapi": app_client.get("/api/openapi.json"),
+        "health": app_client.get("/api/health"),
+        "asset": app_client.get("/assets/page.js"),
+    }
+    for what, response in answers.items():
+        assert response.headers["X-Content-Type-Options"] == "nosniff", what
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "sandbox" in policy, (what, policy)
+        response.close()
+    page = app_client.get("/")
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+    for docs in ("/api/docs", "/api/redoc"):
+        response = app_client.get(docs)
+        policy = response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        script_src = next(p for p in policy.split("; ") if p.startswith("script-src"))
+        assert "unsafe-inline" not in script_src and "frame-ancestors 'none'" in policy
+        # Each inline script the page holds is allowed by its hash, and nothing else inline.
+        inline = re.findall(r"<script>(.*?)</script>", response.get_data(as_text=True), re.DOTALL)
+        hashes = {f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in inline}
+        assert set(script_src.split()[2:]) == hashes, (docs, script_src)
