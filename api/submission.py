@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from flask import Flask, Request, g, request, url_for
+from flask import Flask, Request, g, request
 
 from api.auth import client
 from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
+from api.urls import service_url
 from pipeline import media, queues, webhooks
 from pipeline.errors import (
     BadRequest,
@@ -114,7 +115,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         "filename": filename[:255],
         "upload_path": f"{st.storage.url}/{writer.key}",
         **webhook,
-        "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
+        "result_url": service_url("transcribe.result", task_id=task_id),
         "size": writer.size,
         "owner": str(g.get("owner", "")),
     }

@@ -236,3 +236,27 @@ def test_every_answer_says_nosniff_and_a_policy_fit_for_it(app_client: FlaskClie
         inline = re.findall(r"<script>(.*?)</script>", response.get_data(as_text=True), re.DOTALL)
         hashes = {f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in inline}
         assert set(script_src.split()[2:]) == hashes, (docs, script_src)
+
+
+@pytest.mark.parametrize("public_url", ["", "https://stt.example.com/speech"])
+def test_no_url_the_service_writes_comes_from_the_clients_host(
+        settings: Settings, redis_client: redis.Redis, tmp_path: Path, public_url: str) -> None:
+    app = create_app(replace(settings, upload_dir=tmp_path / "uploads", api_keys=KEYS, public_url=public_url,
+                             webhook_allow_private=True))
+    hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "gopher",
+               **auth()}
+    with app.app_context(), SPEECH_EN.open("rb") as fh:
+        client = app.test_client()
+        accepted = client.post("/api/transcribe/async", headers=hostile,
+                               data={"file": (fh, "speech.wav"), "webhook_url": "http://127.0.0.1:9/hook"})
+        assert accepted.status_code == 202, accepted.json
+        task_id = accepted.json["task_id"]
+        status = client.get(f"/api/transcribe/async/status/{task_id}", headers=hostile).json
+        listed = client.get("/api/transcribe/async", headers=hostile).json["jobs"][0]
+        stored = state().jobs.get(task_id).result_url
+    written = [accepted.json["status_url"], accepted.json["result_url"], status["status_url"],
+               status["result_url"], listed["status_url"], listed["result_url"], stored]
+    assert all("evil" not in url and "gopher" not in url for url in written), written
+    assert accepted.json["status_url"] == f"{public_url}/api/transcribe/async/status/{task_id}"
+    # The stored URL is what the signed webhook body carries.
+    assert stored == f"{public_url}/api/transcribe/async/{task_id}/result"
