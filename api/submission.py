@@ -20,6 +20,7 @@ from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
 from api.urls import service_url
 from pipeline import media, queues, webhooks
+from pipeline.cache import scoped
 from pipeline.errors import (
     BadRequest,
     DependencyUnavailable,
@@ -118,8 +119,9 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         "result_url": service_url("transcribe.result", task_id=task_id),
         "size": writer.size,
         "owner": str(g.get("owner", "")),
+        "cache_scope": str(g.get("owner", "")) if st.settings.cache_per_client else "",
     }
-    cached = st.cache.get(writer.sha256, options)
+    cached = st.cache.get(scoped(writer.sha256, fields["cache_scope"]), options)
     if cached is not None:
         # Answered here, without a broker hop: the job is born completed.
         st.jobs.create(task_id, options, **fields)

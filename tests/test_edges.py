@@ -260,3 +260,30 @@ def test_no_url_the_service_writes_comes_from_the_clients_host(
     assert accepted.json["status_url"] == f"{public_url}/api/transcribe/async/status/{task_id}"
     # The stored URL is what the signed webhook body carries.
     assert stored == f"{public_url}/api/transcribe/async/{task_id}/result"
+
+
+@pytest.mark.parametrize(("scope", "keys", "hit"), [("client", KEYS, False), ("global", KEYS, True),
+                                                    ("client", (), True)])
+def test_cache_scope_says_whose_transcripts_an_upload_may_reuse(
+        settings: Settings, redis_client: redis.Redis, tmp_path: Path, scope: str, keys: tuple[str, ...],
+        hit: bool) -> None:
+    """Another client's transcript of the same bytes: a hit only with CACHE_SCOPE=global, or
+    with no keys at all (one client is everyone)."""
+    import hashlib
+
+    from api.auth import owner_of
+    from pipeline.cache import scoped
+
+    app = create_app(replace(settings, upload_dir=tmp_path / "uploads", api_keys=keys, cache_scope=scope))
+    with app.app_context(), SPEECH_EN.open("rb") as fh:
+        st = state()
+        options = TranscribeOptions.parse({"language": "en"}, st.settings)
+        transcript = Transcript(text=" Hello.", language="en", duration=1.0,
+                                segments=(Segment(id=0, start=0.0, end=1.0, text=" Hello."),))
+        digest = hashlib.sha256(SPEECH_EN.read_bytes()).hexdigest()
+        # As the first key's job stored it.
+        st.cache.put(scoped(digest, owner_of(KEYS[0]) if st.settings.cache_per_client else ""), options, transcript)
+        answer = app.test_client().post("/api/transcribe/async", headers=auth(KEYS[1]) if keys else {},
+                                        data={"file": (fh, "speech.wav"), "language": "en"})
+    assert answer.status_code == 202, answer.json
+    assert answer.json["cached"] is hit
