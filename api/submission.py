@@ -111,6 +111,7 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     if writer.size == 0:
         raise BadRequest("The uploaded file is empty.", field="file")
 
+    scope = str(g.get("owner", "")) if st.settings.cache_per_client else ""
     fields = {
         "sha256": writer.sha256,
         "filename": filename[:255],
@@ -119,9 +120,9 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         "result_url": service_url("transcribe.result", task_id=task_id),
         "size": writer.size,
         "owner": str(g.get("owner", "")),
-        "cache_scope": str(g.get("owner", "")) if st.settings.cache_per_client else "",
+        "cache_scope": scope,
     }
-    cached = st.cache.get(scoped(writer.sha256, fields["cache_scope"]), options)
+    cached = st.cache.get(scoped(writer.sha256, scope), options)
     if cached is not None:
         # Answered here, without a broker hop: the job is born completed.
         st.jobs.create(task_id, options, **fields)
