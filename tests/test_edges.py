@@ -287,3 +287,14 @@ def test_cache_scope_says_whose_transcripts_an_upload_may_reuse(
                                         data={"file": (fh, "speech.wav"), "language": "en"})
     assert answer.status_code == 202, answer.json
     assert answer.json["cached"] is hit
+
+
+@pytest.mark.parametrize("field", ["initial_prompt", "webhook_url", "hotwords"])
+def test_a_form_field_too_large_is_a_413_naming_it_and_its_limit(app_client: FlaskClient, field: str) -> None:
+    with SPEECH_EN.open("rb") as fh:
+        response = app_client.post("/api/transcribe/async", headers=auth(),
+                                   data={"language": "en", field: "x" * 1_000_000, "file": (fh, "speech.wav")})
+    assert response.status_code == 413, response.json
+    error = response.json["error"]
+    assert error["field"] == field and "500 kB a field" in error["message"], error
+    assert "MB" not in error["message"]
