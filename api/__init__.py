@@ -34,6 +34,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from api import cache, health, metrics, openai_compat, page, transcribe
     from api.auth import init_auth, log_access
     from api.docs import init_docs
+    from api.headers import init_headers
     from api.submission import init_uploads
 
     settings = config if isinstance(config, Settings) else Settings.from_env(**(config or {}))
@@ -73,6 +74,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     init_validation(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
+    init_headers(app)
     configure_logging(settings.log_format)
     log_access(settings)
     _init_job_logging(app)

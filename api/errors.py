@@ -8,7 +8,7 @@ from typing import Any
 
 import pika.exceptions
 import redis
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, PipelineError
@@ -46,8 +46,11 @@ def http_error_body(exc: HTTPException) -> tuple[dict[str, Any], int]:
     message = exc.description or exc.name
     if status == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        if limit:
+        length = request.content_length if request else None
+        if limit and (length is None or length > limit):
             message = f"The upload is larger than this service accepts ({limit // 2**20} MB)."
+        else:  # a part of the form, not the whole of it (api.uploads names a field where it can)
+            message = "A part of this request is larger than this service accepts."
     return {"error": {"code": _http_code(exc), "message": message}}, status
 
 

@@ -43,7 +43,7 @@ class OpenAIForm(schemas.Strict):
     model = ma.fields.String(load_default="whisper-1")
     prompt = ma.fields.String()
     response_format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(OPENAI_FORMATS))
-    temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
+    temperature = schemas.Float(validate=ma.validate.Range(0, 1))
     timestamp_granularities = ma.fields.List(
         ma.fields.String(validate=ma.validate.OneOf(["word", "segment"])),
         data_key="timestamp_granularities[]", metadata={"description": "word and/or segment"})
@@ -54,8 +54,8 @@ class TranscriptionForm(OpenAIForm):
     response_format = ma.fields.String(load_default="json",
                                        validate=ma.validate.OneOf([*OPENAI_FORMATS, DIARIZED_JSON]))
     diarize = ma.fields.Boolean(metadata={"description": "label speakers (implied by diarized_json)"})
-    min_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
-    max_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
+    min_speakers = schemas.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
+    max_speakers = schemas.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
 
 
 def _answer(form: dict[str, Any], task: str) -> Response:

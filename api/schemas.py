@@ -8,7 +8,7 @@ from flask_smorest.fields import Upload
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.formats import FORMATS
 from pipeline.jobs import State
-from pipeline.options import LANGUAGES, MAX_SPEAKERS, TASKS
+from pipeline.options import LANGUAGES, MAX_SPEAKERS, TASKS, is_ascii_number
 
 STATES = [s.value for s in State]
 
@@ -16,6 +16,24 @@ STATES = [s.value for s in State]
 class Strict(ma.Schema):
     class Meta:
         unknown = ma.RAISE  # an unknown field is a mistake worth a 422 naming it
+
+
+class Integer(ma.fields.Integer):
+    """A whole number in ASCII digits: int() alone also takes "1_0" and fullwidth digits."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> int:
+        if isinstance(value, str) and not is_ascii_number(value, integer=True):
+            raise self.make_error("invalid")
+        return int(super()._deserialize(value, attr, data, **kwargs))
+
+
+class Float(ma.fields.Float):
+    """A number in ASCII digits, as ``Integer``."""
+
+    def _deserialize(self, value: object, attr: str | None, data: object, **kwargs: object) -> float:
+        if isinstance(value, str) and not is_ascii_number(value):
+            raise self.make_error("invalid")
+        return float(super()._deserialize(value, attr, data, **kwargs))
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -50,15 +68,15 @@ class TranscribeForm(Strict):
     initial_prompt = ma.fields.String(metadata={
         "description": "text that steers the first window (every window with "
                        "condition_on_previous_text)"})
-    temperature = ma.fields.Float(validate=ma.validate.Range(0, 1))
-    beam_size = ma.fields.Integer(validate=ma.validate.Range(1, 20))
+    temperature = Float(validate=ma.validate.Range(0, 1))
+    beam_size = Integer(validate=ma.validate.Range(1, 20))
     batch_size = ma.fields.Raw(metadata={"description": "1: sequential decoding; 2-64: batched; auto "
                                          "(default): BATCH_SIZE, else batched on a GPU only"})
     diarize = ma.fields.Boolean(metadata={"description": "label who speaks when (SPEAKER_00, ...); "
                                           "runs beside the transcription"})
-    min_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
+    min_speakers = Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
         "description": "with diarize: at least this many speakers (a hint)"})
-    max_speakers = ma.fields.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
+    max_speakers = Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
         "description": "with diarize: at most this many speakers (a hint)"})
     webhook_url = ma.fields.String(metadata={"description": "http(s) URL told when the job ends"})
     webhook_auth_header_name = ma.fields.String()
@@ -146,7 +164,7 @@ class JobList(ma.Schema):
 
 class ListQuery(Strict):
     status = ma.fields.String(validate=ma.validate.OneOf(STATES))
-    limit = ma.fields.Integer(load_default=20, validate=ma.validate.Range(1, 100))
+    limit = Integer(load_default=20, validate=ma.validate.Range(1, 100))
     cursor = ma.fields.String(metadata={"description": "next_cursor of the previous page"})
     all = ma.fields.Boolean(load_default=False, metadata={
         "description": "every client's jobs, not only the caller's (admin keys only)"})

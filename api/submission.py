@@ -13,12 +13,14 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from flask import Flask, Request, g, request, url_for
+from flask import Flask, Request, g, request
 
 from api.auth import client
 from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
+from api.urls import service_url
 from pipeline import media, queues, webhooks
+from pipeline.cache import scoped
 from pipeline.errors import (
     BadRequest,
     DependencyUnavailable,
@@ -28,7 +30,7 @@ from pipeline.errors import (
     UploadTooLarge,
 )
 from pipeline.jobs import Job, State, new_task_id
-from pipeline.options import TranscribeOptions
+from pipeline.options import TranscribeOptions, is_ascii_number
 from pipeline.uploads import UploadSink, remove_job_files
 
 log = logging.getLogger(__name__)
@@ -109,16 +111,18 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     if writer.size == 0:
         raise BadRequest("The uploaded file is empty.", field="file")
 
+    scope = str(g.get("owner", "")) if st.settings.cache_per_client else ""
     fields = {
         "sha256": writer.sha256,
         "filename": filename[:255],
         "upload_path": f"{st.storage.url}/{writer.key}",
         **webhook,
-        "result_url": url_for("transcribe.result", task_id=task_id, _external=True),
+        "result_url": service_url("transcribe.result", task_id=task_id),
         "size": writer.size,
         "owner": str(g.get("owner", "")),
+        "cache_scope": scope,
     }
-    cached = st.cache.get(writer.sha256, options)
+    cached = st.cache.get(scoped(writer.sha256, scope), options)
     if cached is not None:
         # Answered here, without a broker hop: the job is born completed.
         st.jobs.create(task_id, options, **fields)
@@ -194,7 +198,9 @@ def fetch(url: str, writer: UploadSink, st: ApiState) -> UploadSink:
                 http.get(url, stream=True, timeout=(min(10, allowed), min(60, allowed))) as response:
             if response.status_code != 200:
                 raise BadRequest(f"Fetching url answered HTTP {response.status_code}.", field="url")
-            declared = int(response.headers.get("Content-Length") or 0)
+            length = response.headers.get("Content-Length") or "0"
+            # The remote server's word, held to ASCII digits like a client's (int() takes more).
+            declared = int(length) if is_ascii_number(length, integer=True) else 0
             if declared > limit:
                 raise UploadTooLarge(f"The file at url is larger than this service accepts "
                                      f"({st.settings.max_upload_mb} MB).", field="url")

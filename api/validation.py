@@ -13,6 +13,8 @@ from pipeline.errors import InvalidOption, JobNotFound
 
 # pipeline.jobs.new_task_id: uuid4().hex
 TASK_ID = re.compile(r"[0-9a-f]{32}")
+# next_cursor: a job's creation time as repr(float) writes it.
+CURSOR = re.compile(r"[0-9]{1,12}(\.[0-9]{1,20})?", re.ASCII)
 
 
 def check_task_id(task_id: str) -> str:
@@ -26,10 +28,9 @@ def check_cursor(cursor: str | None) -> str | None:
     """A listing cursor is the creation time of the last job shown (``next_cursor``)."""
     if cursor is None:
         return None
-    try:
-        value = float(cursor)
-    except ValueError:
-        value = math.nan
+    # ASCII digits only: float() also takes "1_000" and other scripts' digits, which Redis then
+    # refuses, and that refusal looked like Redis being down.
+    value = float(cursor) if CURSOR.fullmatch(cursor) else math.nan
     if not math.isfinite(value) or value < 0:
         raise InvalidOption("cursor must be a value from next_cursor", field="cursor")
     return cursor

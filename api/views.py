@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import url_for
-
+from api.urls import service_url
 from pipeline.jobs import Job, JobStore
 
 
@@ -19,8 +18,8 @@ def accepted(job: Job) -> dict[str, Any]:
         "task_id": job.task_id,
         "status": job.status,
         "cached": job.cached,
-        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
-        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+        "status_url": service_url("transcribe.status", task_id=job.task_id),
+        "result_url": service_url("transcribe.result", task_id=job.task_id),
     }
 
 
@@ -41,8 +40,8 @@ def summary(job: Job) -> dict[str, Any]:
         "finished_at": iso(job.finished_at),
         "error": job.error,
         **({"warnings": job.warnings} if job.warnings else {}),
-        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
-        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+        "status_url": service_url("transcribe.status", task_id=job.task_id),
+        "result_url": service_url("transcribe.result", task_id=job.task_id),
     }
 
 
@@ -73,8 +72,8 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
             "attempts": job.webhook_attempts,
             "last_status": job.webhook_last_status,
         } if job.webhook_url else None,
-        "status_url": url_for("transcribe.status", task_id=job.task_id, _external=True),
-        "result_url": url_for("transcribe.result", task_id=job.task_id, _external=True),
+        "status_url": service_url("transcribe.status", task_id=job.task_id),
+        "result_url": service_url("transcribe.result", task_id=job.task_id),
     }
     if job.status == "queued":
         body["queue_position"] = jobs.queue_position(job.task_id)

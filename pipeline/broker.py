@@ -81,5 +81,5 @@ broker.add_middleware(PreloadModel())
 # A diarizer loads its models as it boots too (3-5 s on a CPU).
 broker.add_middleware(PreloadDiarization(_preload_diarization, queue=DIARIZE_QUEUE))
 if settings.worker_metrics_port:
-    broker.add_middleware(worker_metrics(settings.worker_metrics_port))
+    broker.add_middleware(worker_metrics(settings.worker_metrics_port, settings.worker_metrics_bind))
 dramatiq.set_broker(broker)

@@ -27,6 +27,15 @@ STATS = f"{PREFIX}:stats"
 PARTIAL_GRACE_SECONDS = 3600  # a partial file younger than this may still be being written
 
 
+def scoped(sha256: str, scope: str) -> str:
+    """The cache's name for an input of digest ``sha256`` seen by ``scope`` (a client, with
+    CACHE_SCOPE=client and keys on; "" where every client shares one cache). A client never
+    hits, or learns of, another's transcript of the same recording."""
+    if not scope or not sha256:
+        return sha256
+    return hashlib.sha256(f"scope:{scope}\n{sha256}".encode()).hexdigest()
+
+
 def cache_digest(sha256: str, options: TranscribeOptions) -> str:
     return hashlib.sha256(f"{sha256}\n{options.fingerprint()}".encode()).hexdigest()
 

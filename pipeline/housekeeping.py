@@ -60,7 +60,12 @@ class Runner:
         settings = self.stores.settings
         if now >= self._next_sweep:
             self._next_sweep = now + settings.webhook_sweep_seconds
-            outbox.sweep(self.stores)
+            try:
+                outbox.sweep(self.stores)
+            except redis.RedisError:
+                raise
+            except Exception:  # webhooks never keep the reconciler and pruning from running
+                log.exception("webhook sweep failed")
         if now < self._next_exclusive:
             return None
         self._next_exclusive = now + settings.reconcile_period_seconds

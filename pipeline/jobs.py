@@ -225,6 +225,7 @@ class Job:
     webhook_last_status: int | None = None
     result_url: str = ""
     owner: str = ""
+    cache_scope: str = ""  # whose transcripts this job may reuse: "" for everyone's (pipeline.cache.scoped)
     chunks: list[tuple[int, int]] = field(default_factory=list)  # sample ranges of a long recording
     extra: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what the result lacks, in words
@@ -232,6 +233,13 @@ class Job:
     @property
     def is_final(self) -> bool:
         return self.status.is_final
+
+    @property
+    def cache_input(self) -> str:
+        """What the transcript cache knows this job's input by: its bytes' digest, within its scope."""
+        from pipeline.cache import scoped
+
+        return scoped(self.sha256, self.cache_scope)
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> Job:
@@ -267,6 +275,7 @@ class Job:
             else None,
             result_url=data.get("result_url", ""),
             owner=data.get("owner", ""),
+            cache_scope=data.get("cache_scope", ""),
             chunks=[(int(a), int(b)) for a, b in json.loads(data["chunks"])] if data.get("chunks") else [],
             extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
             warnings=json.loads(data["warnings"]) if data.get("warnings") else [],

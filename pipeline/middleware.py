@@ -54,15 +54,16 @@ class RecycleAfter(Middleware):
             self.recycle()
 
 
-def configure_worker_metrics(port: int) -> None:
-    """Point Dramatiq's Prometheus middleware at ``port`` and its folder of per-process
-    counters. It reads both into module globals when ``dramatiq.middleware`` is first
+def configure_worker_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Point Dramatiq's Prometheus middleware at ``host:port`` and its folder of per-process
+    counters. It reads them into module globals when ``dramatiq.middleware`` is first
     imported, before any setting of ours, and looks them up again when it counts; so they are
-    set here, in every process."""
+    set here, in every process. The port has no authentication: loopback unless
+    WORKER_METRICS_BIND widens it (Dramatiq's own default is every interface)."""
     from dramatiq.middleware import prometheus
 
     prometheus.HTTP_PORT = port
-    prometheus.HTTP_HOST = os.environ.get("dramatiq_prom_host", "0.0.0.0")
+    prometheus.HTTP_HOST = host
     prometheus.DB_PATH = os.environ.get("dramatiq_prom_db") or os.path.join(
         tempfile.gettempdir(), f"dramatiq-prometheus-{port}")
     os.makedirs(prometheus.DB_PATH, exist_ok=True)
@@ -79,7 +80,8 @@ def serve_worker_metrics() -> int:
 
     from pipeline.settings import Settings
 
-    configure_worker_metrics(Settings.from_env().worker_metrics_port)
+    settings = Settings.from_env()
+    configure_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_bind)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=prometheus.DB_PATH)
     server, thread = start_http_server(prometheus.HTTP_PORT, prometheus.HTTP_HOST, registry=registry)
@@ -91,10 +93,10 @@ def serve_worker_metrics() -> int:
     return 0
 
 
-def worker_metrics(port: int) -> Middleware:
+def worker_metrics(port: int, host: str = "127.0.0.1") -> Middleware:
     from dramatiq.middleware.prometheus import Prometheus
 
-    configure_worker_metrics(port)
+    configure_worker_metrics(port, host)
 
     class WorkerMetrics(Prometheus):
         """Dramatiq's counters, exported by ``serve_worker_metrics`` instead of its own server."""

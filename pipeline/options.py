@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -23,6 +24,16 @@ LANGUAGES = frozenset(
 
 # A speaker-count hint above this is a mistake rather than a meeting.
 MAX_SPEAKERS = 32
+
+# Numbers as a client writes them, in ASCII. int() and float() also take underscores
+# ("1_000"), fullwidth and Arabic-Indic digits and surrounding whitespace; a request is held to
+# what it would mean to every other parser.
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+ASCII_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def is_ascii_number(text: str, *, integer: bool = False) -> bool:
+    return bool((ASCII_INTEGER if integer else ASCII_NUMBER).fullmatch(text.strip(" ")))
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,8 @@ def _float(
     value = form[name]
     if isinstance(value, bool):  # JSON true is not a number, whatever float() says
         raise InvalidOption(f"{name} must be a number, not {value!r}", field=name)
+    if isinstance(value, str) and not is_ascii_number(value):
+        raise InvalidOption(f"{name} must be a number written in ASCII digits, not {value!r}", field=name)
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -181,10 +181,16 @@ def attempt(stores: Stores, task_id: str, *, http: requests.Session | None = Non
 def _deliver(stores: Stores, outbox: Outbox, job: Job, token: str,
              http: requests.Session | None) -> Attempt:
     settings = stores.settings
-    body, headers = webhooks.job_event(job, stores.jobs.result(job.task_id) if job.status == "completed"
-                                       else None, settings.webhook_secret)
-    http = http or webhooks.session(allow_private=settings.webhook_allow_private)
-    delivery = webhooks.deliver(http, job.webhook_url, body, headers)
+    try:
+        body, headers = webhooks.job_event(job, stores.jobs.result(job.task_id) if job.status == "completed"
+                                           else None, settings.webhook_secret)
+        http = http or webhooks.session(allow_private=settings.webhook_allow_private)
+        delivery = webhooks.deliver(http, job.webhook_url, body, headers)
+    except redis.RedisError:
+        raise  # not this delivery's fault: the claim lapses and it comes due again
+    except Exception as exc:  # a delivery that breaks is an attempt, never a stuck entry
+        log.exception("webhook for %s: the event could not be built or sent", job.task_id)
+        delivery = webhooks.Delivery(False, None, True, f"the event could not be sent ({exc.__class__.__name__})")
     number = job.webhook_attempts + 1
     again = delivery.retryable and number < settings.webhook_max_attempts
     state = "delivered" if delivery.delivered else ("pending" if again else "failed")
@@ -229,6 +235,9 @@ def sweep(stores: Stores, *, now: float | None = None, limit: int = SWEEP_BATCH,
             return attempt(stores, task_id, http=http() if http else None, now=now, outbox=outbox)
         except redis.RedisError as exc:
             log.warning("webhook for %s: %s", task_id, exc)
+            return None
+        except Exception:  # one broken delivery never stops the others in the sweep
+            log.exception("webhook for %s: the attempt failed", task_id)
             return None
 
     with ThreadPoolExecutor(max_workers=min(SWEEP_THREADS, len(due)), thread_name_prefix="webhook") as pool:

@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 DEVICES = ("auto", "cuda", "cpu")
 DIARIZE_FAILURES = ("fail", "ignore")
+CACHE_SCOPES = ("client", "global")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,19 @@ class Settings:
     stream_keepalive_seconds: int = 15
     fetch_timeout_seconds: int = 300  # the whole download of a `url`, not each read
     proxy_hops: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are trusted
+    # -- what a hostile client may not do ---------------------------------------------------------
+    # The service's address as clients reach it (https://stt.example.com, or with a path prefix):
+    # every absolute URL it writes (status_url, result_url, the webhook body) starts with it.
+    # Empty: URLs are relative to the API, never built from a client's Host header.
+    public_url: str = ""
+    # With API keys, a transcript is reused only for the key that made it (client); global also
+    # shares it between keys, for a single-tenant deployment that wants cross-key hits.
+    cache_scope: str = "client"
+    # Failed authentications one address may make (limits syntax, per window), RATE_LIMIT or not;
+    # off turns it off. Past it, the address is refused outright, right keys included, until
+    # the window ends: guessing is throttled even where no RATE_LIMIT is set.
+    failed_auth_limit: str = "20/minute"
+    worker_metrics_bind: str = "127.0.0.1"  # where a worker's metrics port listens (0.0.0.0: every interface)
     models: tuple[str, ...] = ()  # names a request may ask for; empty: tiny.en, base, DEFAULT_MODEL
     # -- storage (issue 11): where a job's files live (pipeline.storage) --------------------------
     # A folder, or s3://bucket/prefix with boto3's standard AWS_* variables; empty: UPLOAD_DIR.
@@ -146,15 +160,40 @@ class Settings:
         for model in self.models:
             if not model_name_ok(model):
                 raise SettingsError(f"MODELS must list model names such as tiny.en or base, not paths: {model!r}")
-        if self.rate_limit:
-            from limits import parse_many
+        for name, spec in (("RATE_LIMIT", self.rate_limit), ("FAILED_AUTH_LIMIT", self.failed_auth_limit)):
+            if spec and spec.lower() != "off":
+                from limits import parse_many
 
-            try:
-                parse_many(self.rate_limit)
-            except ValueError:
-                raise SettingsError(
-                    f"RATE_LIMIT must look like '60/minute' or '10/second;1000/day', not {self.rate_limit!r}"
-                ) from None
+                try:
+                    parse_many(spec)
+                except ValueError:
+                    raise SettingsError(
+                        f"{name} must look like '60/minute' or '10/second;1000/day', not {spec!r}"
+                    ) from None
+        if self.cache_scope not in CACHE_SCOPES:
+            raise SettingsError(f"CACHE_SCOPE must be client or global, not {self.cache_scope!r}")
+        if self.public_url and not public_url_ok(self.public_url):
+            raise SettingsError("PUBLIC_URL must be the absolute http:// or https:// address clients reach the "
+                                f"service at, with no query or fragment, such as https://stt.example.com: "
+                                f"{self.public_url!r}")
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.worker_metrics_bind)
+        except ValueError:
+            raise SettingsError("WORKER_METRICS_BIND must be an IP address such as 127.0.0.1 or 0.0.0.0, "
+                                f"not {self.worker_metrics_bind!r}") from None
+
+    @property
+    def keys_on(self) -> bool:
+        """Whether callers must send a key (API_KEYS or ADMIN_API_KEYS set)."""
+        return bool(self.api_keys or self.admin_api_keys)
+
+    @property
+    def cache_per_client(self) -> bool:
+        """Whether transcripts are reused only for the key that made them: with keys on,
+        unless CACHE_SCOPE=global (with no keys every caller is one client anyway)."""
+        return self.keys_on and self.cache_scope != "global"
 
     @property
     def allowed_models(self) -> tuple[str, ...]:
@@ -187,6 +226,14 @@ def webhook_secret_ok(secret: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return 24 <= len(key) <= 64
+
+
+def public_url_ok(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.query
+            and not parts.fragment and not parts.username and not parts.password)
 
 
 def model_name_ok(name: str) -> bool:
@@ -285,6 +332,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "stream_keepalive_seconds": _POSITIVE_INT,
     "fetch_timeout_seconds": _POSITIVE_INT,
     "proxy_hops": _INT,
+    "public_url": lambda name, raw: raw.rstrip("/"),
+    "cache_scope": lambda name, raw: raw.lower(),
     "models": _as_keys,
     "scratch_dir": _as_path,
 }

@@ -77,7 +77,7 @@ def extract(ctx: Context, task_id: str) -> Next | None:
         _stop_if_cancelled(ctx, task_id)
         duration = round(samples / SAMPLE_RATE, 3)
         ctx.jobs.set_fields(task_id, duration=duration, stage="cache-lookup")
-        cached = ctx.cache.get(job.sha256, job.options)
+        cached = ctx.cache.get(job.cache_input, job.options)
         if cached is not None:
             return _complete(ctx, job, cached, cached_hit=True)
         plan = [(0, samples)]
@@ -137,21 +137,21 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
     if job.options.diarize and TRANSCRIBE_PART in ctx.jobs.parts(task_id):
         return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
     # A twin upload may have finished while this one waited in the queue.
-    cached = ctx.cache.get(job.sha256, job.options)
-    if cached is None and not ctx.cache.claim(job.sha256, job.options, task_id):
+    cached = ctx.cache.get(job.cache_input, job.options)
+    if cached is None and not ctx.cache.claim(job.cache_input, job.options, task_id):
         cached = _wait_for_twin(ctx, job)
     if cached is not None:
         return _complete(ctx, job, cached, cached_hit=True)
     try:
         transcript = _run_engine(ctx, job, choice.device)
         if not job.options.diarize:  # a diarized job's cache entry is the merged result
-            ctx.cache.put(job.sha256, job.options, transcript)
+            ctx.cache.put(job.cache_input, job.options, transcript)
         count_audio_seconds(ctx.redis, transcript.duration)
     except BaseException:
         release_memory()
         raise
     finally:
-        ctx.cache.release(job.sha256, job.options, task_id)
+        ctx.cache.release(job.cache_input, job.options, task_id)
     try:
         if job.options.diarize:
             return _save_part(ctx, job, TRANSCRIBE_PART, {"transcript": transcript.to_dict()})
@@ -205,7 +205,7 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
         return _save_part(ctx, job, TRANSCRIBE_PART, {"transcript": merged.to_dict()})
     if ctx.jobs.complete(task_id, merged, cached=False) is not Moved.MOVED:
         return None
-    ctx.cache.put(job.sha256, job.options, merged)
+    ctx.cache.put(job.cache_input, job.options, merged)
     count_audio_seconds(ctx.redis, merged.duration)
     remove_job_files(ctx.storage, task_id)
     return Next.NOTIFY
@@ -220,10 +220,10 @@ def _wait_for_twin(ctx: Context, job: Job) -> Transcript | None:
     log.info("job %s waits for a twin transcribing the same input", job.task_id)
     while True:
         _stop_if_cancelled(ctx, job.task_id)
-        found = ctx.cache.peek(job.sha256, job.options)
+        found = ctx.cache.peek(job.cache_input, job.options)
         if found is not None:
             return found
-        if ctx.cache.claim(job.sha256, job.options, job.task_id):
+        if ctx.cache.claim(job.cache_input, job.options, job.task_id):
             return None
         time.sleep(0.25)
 
@@ -244,7 +244,7 @@ def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) ->
         ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration),
                              part=_progress_part(job), parts=PARTS)
         # Only while this job still holds it: a claim that lapsed is its successor's now.
-        ctx.cache.renew(job.sha256, job.options, owner=task_id)
+        ctx.cache.renew(job.cache_input, job.options, owner=task_id)
 
     key = ctx.models.key_for(job.options, device)
     ctx.jobs.reset_segments(task_id)
@@ -369,7 +369,7 @@ def _merge_parts(ctx: Context, job: Job) -> Next | None:
     if ctx.jobs.complete(job.task_id, transcript, cached=False, **extra) is not Moved.MOVED:
         return None
     if not warning:
-        ctx.cache.put(job.sha256, job.options, transcript)
+        ctx.cache.put(job.cache_input, job.options, transcript)
     if job.chunks:
         count_audio_seconds(ctx.redis, transcript.duration)
     remove_job_files(ctx.storage, job.task_id)

@@ -9,6 +9,7 @@ name re-pointed at an internal address between the two (DNS rebinding) is still 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import uuid
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 from requests_hardened import Config, HTTPSession
 from requests_hardened.ip_filter import InvalidIPAddress, filter_host
+from requests_hardened.ip_filter_adapter import IPFilterAdapter
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.errors import BadRequest, InvalidOption
@@ -40,6 +42,63 @@ AUTH_HEADER_NAMES = frozenset({
     "authorization", "x-api-key", "api-key", "x-auth-token", "x-access-token", "x-webhook-token",
     "x-webhook-secret", "x-webhook-key",
 })
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Every IPv6 form that carries an IPv4 address inside it, and the IPv4 address it carries
+# (None where the form is refused whatever it carries).
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291): ::a.b.c.d
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[bool, ipaddress.IPv4Address | None]:
+    """(whether ``ip`` is a form that embeds an IPv4 address, the address where one is read)."""
+    if ip.ipv4_mapped is not None:
+        return True, ip.ipv4_mapped
+    if ip in _IPV4_COMPATIBLE:
+        return True, ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return True, ip.sixtofour
+    if ip.teredo is not None:
+        return True, ip.teredo[1]
+    if any(ip in net for net in _NAT64):
+        return True, ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return False, None
+
+
+def address_allowed(ip: IPAddress) -> bool:
+    """Whether the service may call ``ip``: a global unicast address, and no IPv6 form that
+    carries an IPv4 address. requests-hardened judges IPv4-mapped addresses by their IPv4
+    part but let ``::127.0.0.1`` (IPv4-compatible) through as a global IPv6 address; here an
+    IPv4-mapped address is judged by what it carries and every other embedding is refused,
+    since what a relay or translator (6to4, Teredo, NAT64) does with it is not ours to know."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            return False
+        embeds, inner = embedded_ipv4(ip)
+        if embeds:
+            return ip.ipv4_mapped is not None and inner is not None and address_allowed(inner)
+    return ip.is_global and not ip.is_multicast
+
+
+def _refuse_unless_allowed(host: str) -> str:
+    """``host`` (an address as requests-hardened resolved it, IPv6 in brackets) or InvalidIPAddress."""
+    ip = ipaddress.ip_address(host.strip("[]"))
+    if not address_allowed(ip):
+        log.warning("refused outbound address %s", ip)
+        raise InvalidIPAddress(ip)
+    return host
+
+
+class GuardedAdapter(IPFilterAdapter):
+    """requests-hardened's adapter (it connects to the very address it checked), with
+    ``address_allowed`` checked on that address too."""
+
+    def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: bool | str,
+                                             cert: str | tuple[str, str] | None = None) -> Any:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        _refuse_unless_allowed(str(host_params["host"]))
+        return host_params, pool_kwargs
 
 
 @dataclass(frozen=True)
@@ -66,8 +125,8 @@ def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> s
     except ValueError:
         raise BadRequest(f"{field} has an invalid port.", field=field) from None
     try:
-        filter_host(parts.hostname, port, allow_loopback=False)
-    except InvalidIPAddress:
+        _refuse_unless_allowed(filter_host(parts.hostname, port, allow_loopback=False))
+    except (InvalidIPAddress, ValueError):
         raise BadRequest(
             f"{field} points at a loopback, private, link-local or metadata address, "
             "which this service does not call.", field=field) from None
@@ -76,11 +135,22 @@ def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> s
     return url
 
 
+def header_value_ok(value: str) -> bool:
+    """Whether HTTP can carry ``value`` as a header value as it is: visible ASCII, spaces and
+    tabs. Anything else either smuggles a second header (CR, LF) or cannot be encoded at all
+    (U+2028 and every other character past Latin-1), which used to fail only at delivery."""
+    return all(c == "\t" or " " <= c <= "~" for c in value)
+
+
 def check_auth_header(name: str, value: str, field: str = "webhook_auth_header_name") -> tuple[str, str]:
     """Refuse a webhook auth header whose name is not in ``AUTH_HEADER_NAMES`` or whose value
-    could smuggle a second header."""
+    could smuggle a second header or cannot be sent."""
     if any(c in value for c in "\r\n\0"):
         raise InvalidOption("webhook_auth_header_value must be one line.", field="webhook_auth_header_value")
+    if not header_value_ok(value):
+        bad = next(c for c in value if not header_value_ok(c))
+        raise InvalidOption(f"webhook_auth_header_value must be printable ASCII (an HTTP header cannot carry "
+                            f"U+{ord(bad):04X}).", field="webhook_auth_header_value")
     if name.lower() not in AUTH_HEADER_NAMES:
         raise InvalidOption(f"{field} must be one of {', '.join(sorted(AUTH_HEADER_NAMES))}, not {name!r}.",
                             field=field)
@@ -89,7 +159,7 @@ def check_auth_header(name: str, value: str, field: str = "webhook_auth_header_n
 
 def session(*, allow_private: bool, follow_redirects: bool = False) -> requests.Session:
     """Webhooks never follow redirects; fetching a recording may (each hop is checked)."""
-    return HTTPSession(
+    http = HTTPSession(
         Config(
             ip_filter_enable=not allow_private,
             ip_filter_allow_loopback_ips=False,
@@ -98,6 +168,10 @@ def session(*, allow_private: bool, follow_redirects: bool = False) -> requests.
             user_agent_override="whisper-pipeline-webhooks/1",
         )
     )
+    if not allow_private:
+        for scheme in ("http://", "https://"):
+            http.mount(scheme, GuardedAdapter(is_https_proto=scheme == "https://", allow_loopback=False))
+    return http
 
 
 def signed_headers(secret: str, message_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
@@ -137,6 +211,9 @@ def deliver(http: requests.Session, url: str, body: str, headers: dict[str, str]
         return Delivery(False, None, True, f"{exc.__class__.__name__}")
     except requests.RequestException as exc:
         return Delivery(False, None, False, f"{exc.__class__.__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the request could not even be made: an attempt all the same
+        log.warning("webhook to %s could not be sent: %r", url, exc)
+        return Delivery(False, None, True, f"the request could not be made ({exc.__class__.__name__})")
     status = response.status_code
     if 200 <= status < 300:
         return Delivery(True, status, False, "delivered")
@@ -152,7 +229,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit() alone takes "²", which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -88,6 +88,9 @@ def test_webhook_to_an_internal_address_is_refused_at_submit(make_client: Any, u
       "webhook_auth_header_value": "x"}, "webhook_auth_header_name", 422),
     ({"webhook_url": "http://127.0.0.1/h", "webhook_auth_header_name": "X-Token",
       "webhook_auth_header_value": "a\r\nInjected: 1"}, "webhook_auth_header_value", 422),
+    # HTTP cannot carry it: refused here rather than failing at every delivery.
+    ({"webhook_url": "http://127.0.0.1/h", "webhook_auth_header_name": "X-Webhook-Token",
+      "webhook_auth_header_value": "tok\u2028en"}, "webhook_auth_header_value", 422),
 ])
 def test_webhook_fields_are_checked(make_client: Any, form: dict[str, str], field: str, status: int) -> None:
     response = upload(make_client(webhook_allow_private=True), **form)

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from pipeline import outbox, webhooks
 from pipeline.cache import ResultCache
-from pipeline.errors import JobConflict
+from pipeline.errors import InvalidOption, JobConflict
 from pipeline.jobs import WEBHOOKS_DUE_KEY, JobStore, State, new_task_id
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
@@ -214,3 +214,35 @@ def test_retry_after_is_read_as_seconds_or_a_date_and_bounded() -> None:
     assert webhooks.retry_delay(1, schedule, retry_after=60) == 60  # asks for longer: honoured
     assert webhooks.retry_delay(2, schedule, retry_after=60) == 300  # never sooner than scheduled
     assert webhooks.retry_delay(1, schedule, retry_after=10**9, retry_after_max=3600) == 3600
+
+
+def test_a_header_http_cannot_carry_is_one_failed_delivery_beside_healthy_ones(
+        settings: Settings, redis_client: redis.Redis, receivers: list[Receiver]) -> None:
+    """A job stored with a header value that cannot be encoded (written before the check at
+    upload, or by hand) uses its attempts on schedule and ends failed; the sweep that meets it
+    still delivers every other job's event."""
+    receiver = Receiver([])
+    receivers.append(receiver)
+    stores = make_stores(settings, redis_client, webhook_schedule_seconds=(0,), webhook_max_attempts=3)
+    healthy = [finished_job(stores, receiver.url) for _ in range(3)]
+    poisoned = new_task_id()
+    stores.jobs.create(poisoned, TranscribeOptions(), webhook_url=receiver.url, webhook_state="pending",
+                       webhook_auth_header_name="X-Webhook-Token", webhook_auth_header_value="tok\u2028en")
+    stores.jobs.transition(poisoned, State.FAILED)
+    assert sweep_until_settled(stores, poisoned) == "failed"
+    job = stores.jobs.get(poisoned)
+    assert job.webhook_attempts == 3 and job.webhook_last_status is None
+    assert "could not be" in stores.redis.hget(f"wp:job:{poisoned}", "webhook_last_error")  # type: ignore[operator]
+    assert outbox.Outbox(redis_client).due_at(poisoned) is None
+    assert all(stores.jobs.get(t).webhook_state == "delivered" for t in healthy)
+    assert sorted(json.loads(b)["data"]["task_id"] for _, b, _ in receiver.requests) == sorted(healthy)
+
+
+@pytest.mark.parametrize("value", ["tok\u2028en", "caf\u00e9", "a\u0007b", "\u00a0x", "tab\tok "])
+def test_a_header_value_is_checked_at_submit(value: str) -> None:
+    if value == "tab\tok ":
+        assert webhooks.check_auth_header("X-Webhook-Token", value) == ("X-Webhook-Token", value)
+        return
+    with pytest.raises(InvalidOption) as refused:
+        webhooks.check_auth_header("X-Webhook-Token", value)
+    assert refused.value.field == "webhook_auth_header_value" and "U+" in str(refused.value)

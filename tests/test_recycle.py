@@ -79,7 +79,8 @@ def test_worker_exports_dramatiq_metrics_when_asked(test_env: dict[str, str], tm
         port = sock.getsockname()[1]
     with own_vhost("whisper-pipeline-metrics") as amqp:
         env = {**os.environ, **test_env, "RABBITMQ_URL": amqp, "WORKER_METRICS_PORT": str(port),
-               "dramatiq_prom_db": str(tmp_path / "prom"), "dramatiq_prom_host": "127.0.0.1"}
+               "dramatiq_prom_db": str(tmp_path / "prom")}
+        env.pop("WORKER_METRICS_BIND", None)  # the default: loopback only
         worker = subprocess.Popen(
             [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
              "--processes", "1", "--threads", "1", "--queues", "notify"],
@@ -98,6 +99,26 @@ def test_worker_exports_dramatiq_metrics_when_asked(test_env: dict[str, str], tm
                 assert time.monotonic() < deadline, "no metrics served"
                 time.sleep(0.3)
             assert "dramatiq_workers_total" in text or "dramatiq_messages_total" in text
+            # The port has no authentication: it listens on loopback alone unless told otherwise.
+            assert listening_on(port) == {"127.0.0.1"}
         finally:
             worker.terminate()
             worker.wait(timeout=30)
+
+
+def listening_on(port: int) -> set[str]:
+    """The local addresses with a socket listening on TCP ``port``, from /proc/net/tcp{,6}."""
+    import ipaddress
+
+    found = set()
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            host, _, hex_port = local.partition(":")
+            if state != "0A" or int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(host)
+            # The kernel writes each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
+            found.add(str(ipaddress.ip_address(raw)))
+    return found

@@ -76,11 +76,12 @@ def test_metrics_need_the_metrics_token(api: PrivateApi) -> None:
     scraped = api.get("/metrics", METRICS_TOKEN)
     assert scraped.status_code == 200 and scraped.headers["Content-Type"].startswith("text/plain")
     assert "# TYPE" in scraped.text
+    assert api.get("/metrics", ADMIN).status_code == 200  # an admin key reads them too
 
 
 def test_the_start_up_log_names_the_keys(api: PrivateApi) -> None:
     lines = [line for line in api.log().splitlines() if "API keys required" in line]
-    assert lines and "3 keys, 1 of them admin keys" in lines[0] and "METRICS_TOKEN" in lines[0]
+    assert lines and "3 keys, 1 of them admin keys" in lines[0] and "an admin key or METRICS_TOKEN" in lines[0]
 
 
 def test_with_no_keys_the_service_stays_open_and_says_so(tmp_path: Path) -> None:
@@ -93,3 +94,25 @@ def test_with_no_keys_the_service_stays_open_and_says_so(tmp_path: Path) -> None
         warnings = [line for line in api.log().splitlines() if "the API is open" in line]
         assert len(warnings) == 1, api.log()[-2000:]
         assert "API_KEYS" in warnings[0]
+
+
+def test_with_keys_metrics_need_an_admin_key_and_failed_keys_are_throttled(tmp_path: Path) -> None:
+    """With keys on and no METRICS_TOKEN, /metrics is for admin keys only. Failed
+    authentications, /metrics' included, have a budget per address of their own (RATE_LIMIT is
+    unset here): once spent, the address is refused outright, a right key included."""
+    with private_api(tmp_path, "keys-metrics", {"API_KEYS": USER, "ADMIN_API_KEYS": ADMIN,
+                                                "FAILED_AUTH_LIMIT": "6/minute"}) as api:
+        assert api.get("/metrics", ADMIN).status_code == 200
+        for key in (None, USER):
+            refused = api.get("/metrics", key)
+            assert refused.status_code == 401 and "ADMIN_API_KEYS" in refused.json()["error"]["message"]
+        assert api.get("/api/transcribe/async", USER).status_code == 200
+        guesses = [api.get("/api/transcribe/async", f"guess-{i}").status_code for i in range(6)]
+        assert guesses == [401] * 4 + [429] * 2, guesses
+        refused = api.get("/api/transcribe/async", USER)
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert error["limit"] == "FAILED_AUTH_LIMIT" and "FAILED_AUTH_LIMIT" in error["message"]
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert api.get("/metrics", ADMIN).status_code == 429
+        assert api.get("/api/health").status_code == 200  # never limited

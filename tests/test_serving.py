@@ -228,3 +228,44 @@ def test_a_stopping_api_ends_its_event_streams_and_exits_at_once(tmp_path: Path)
         finally:
             for s in streams:
                 s.close()
+
+
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is and read the answer to its end (gunicorn closes after an error)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_errors_gunicorn_answers_itself_are_json_too(tmp_path: Path) -> None:
+    with private_api(tmp_path, "gunicorn-errors", {}) as api:
+        host = api.url.removeprefix("http://")
+        cases = {
+            "long request line": (f"GET /api/health?{'q' * 9000} HTTP/1.1\r\nHost: {host}\r\n\r\n", 414,
+                                  "request_uri_too_large", "8190 bytes"),
+            "large header": (f"GET /api/health HTTP/1.1\r\nHost: {host}\r\nX-Big: {'h' * 9000}\r\n\r\n", 431,
+                             "request_header_fields_too_large", "8190 bytes a header"),
+            "too many headers": (f"GET /api/health HTTP/1.1\r\nHost: {host}\r\n"
+                                 + "".join(f"X-H{i}: v\r\n" for i in range(150)) + "\r\n", 431,
+                                 "request_header_fields_too_large", "100 headers"),
+            "not HTTP": ("BREW /pot HTCPCP/1.0\r\n\r\n", 400, "bad_request", "not valid HTTP"),
+        }
+        for what, (request, status, code, words) in cases.items():
+            got, headers, body = raw_exchange(api.url, request.encode())
+            assert got == status, (what, got, body[:200])
+            assert headers["content-type"] == "application/json", (what, headers)
+            assert headers["x-content-type-options"] == "nosniff"
+            error = json.loads(body)["error"]
+            assert error["code"] == code and words in error["message"], (what, error)
+        # Under the limits, the app answers as ever.
+        fine = requests.get(f"{api.url}/api/health?{'q' * 4000}", headers={"X-Big": "h" * 8000}, timeout=30)
+        assert fine.status_code == 200

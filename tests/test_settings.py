@@ -303,3 +303,26 @@ def test_ensure_dirs_creates_upload_dir_and_disk_cache_only_when_enabled(
     on = Settings(upload_dir=tmp_path / "u2" / "deep", cache_dir=tmp_path / "c2", enable_disk_cache=True)
     on.ensure_dirs()
     assert (tmp_path / "u2" / "deep").is_dir() and (tmp_path / "c2").is_dir()
+
+
+@pytest.mark.parametrize(("var", "raw"), [
+    ("PUBLIC_URL", "stt.example.com"), ("PUBLIC_URL", "ftp://stt.example.com"),
+    ("PUBLIC_URL", "https://stt.example.com/?x=1"), ("PUBLIC_URL", "https://user:pw@stt.example.com"),
+    ("CACHE_SCOPE", "tenant"), ("FAILED_AUTH_LIMIT", "lots"), ("WORKER_METRICS_BIND", "localhost"),
+])
+def test_the_security_settings_name_a_bad_value(var: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=var):
+        Settings.from_env({var: raw})
+
+
+def test_the_security_defaults() -> None:
+    s = Settings()
+    assert (s.public_url, s.cache_scope, s.failed_auth_limit, s.worker_metrics_bind) == (
+        "", "client", "20/minute", "127.0.0.1")
+    assert not s.cache_per_client  # no keys: one client is everyone
+    assert Settings(api_keys=("k",)).cache_per_client
+    assert not Settings(api_keys=("k",), cache_scope="global").cache_per_client
+    assert Settings.from_env({"PUBLIC_URL": "https://stt.example.com/v/", "CACHE_SCOPE": "Global",
+                              "FAILED_AUTH_LIMIT": "off", "WORKER_METRICS_BIND": "::"}) == Settings(
+        public_url="https://stt.example.com/v", cache_scope="global", failed_auth_limit="off",
+        worker_metrics_bind="::")
