@@ -19,6 +19,8 @@ Sections (``--only`` picks some):
   while jobs run: health and status latency, the API's memory (``bench.concurrency``);
 - ``diarize``: a job with speakers against the same without, its two parts side by side
   (``bench.diarize``);
+- ``meetings``: who spoke when on nine real AMI meeting excerpts, DER at collar 0.25 s and 0,
+  with and without speaker-count hints, one torch thread (``bench.diarize_meetings``);
 - ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
   with one engine thread and with two, time and WER (``bench.decoders``).
 """
@@ -46,6 +48,7 @@ from bench.concurrency import render as render_concurrency
 from bench.decoders import measure as measure_decoders
 from bench.decoders import render as render_decoders
 from bench.diarize import render as render_diarize
+from bench.diarize_meetings import render as render_meetings
 from bench.direct import Direct, run_in_processes
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
@@ -68,7 +71,7 @@ from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize", "decoders")
+            "diarize", "meetings", "decoders")
 RECORDINGS = ("jfk", "en60", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -268,6 +271,7 @@ class Results:
     storage: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, Any] = field(default_factory=dict)
     diarize: dict[str, Any] = field(default_factory=dict)
+    meetings: dict[str, Any] = field(default_factory=dict)
     decoders: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -562,6 +566,14 @@ class Bench:
                                                runs=1 if self.args.quick else 3)
         self.end_section()
 
+    def meetings(self) -> None:
+        from bench import diarize_meetings
+
+        # In this process, not through the service: the table is about the diarizer's accuracy.
+        self.section("meetings")
+        self.results.meetings = diarize_meetings.measure()
+        self.end_section()
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> Results:
         res = self.results
@@ -598,7 +610,7 @@ class Bench:
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
-            "decoders": self.decoders,
+            "meetings": self.meetings, "decoders": self.decoders,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -663,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = Results(**json.loads(args.from_json.read_text()))
         page = (render_markdown(saved, quick="quick-" in args.from_json.name) + render_targets(saved.targets)
                 + render_storage(saved.storage) + render_concurrency(saved.concurrency)
-                + render_diarize(saved.diarize) + render_decoders(saved.decoders))
+                + render_diarize(saved.diarize) + render_meetings(saved.meetings) + render_decoders(saved.decoders))
         print(page)
         if not args.no_write:
             write_doc(args.output, page)
@@ -694,7 +706,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(asdict(results), indent=2, default=str))
     page = (render_markdown(results, quick=args.quick) + render_targets(results.targets)
             + render_storage(results.storage) + render_concurrency(results.concurrency)
-            + render_diarize(results.diarize) + render_decoders(results.decoders))
+            + render_diarize(results.diarize) + render_meetings(results.meetings)
+            + render_decoders(results.decoders))
     print(page)
     if not args.no_write:
         write_doc(args.output, page)
