@@ -42,7 +42,7 @@ from pipeline.metrics import count_audio_seconds
 from pipeline.options import TranscribeOptions
 from pipeline.publisher import SegmentPublisher
 from pipeline.speakers import apply_speakers
-from pipeline.storage import audio_key, chunk_key, upload_key
+from pipeline.storage import audio_key, chunk_key, speaker_key, upload_key
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import remove_job_files
 
@@ -325,11 +325,30 @@ def diarize(ctx: Context, task_id: str) -> Next | None:
                 release_memory()
                 turns = find_turns(np.asarray(audio), device="cpu", progress=on_progress,
                                    min_speakers=low, max_speakers=high)
+                device = "cpu"
+            if job.options.known_speaker_names:
+                turns = _name_known_speakers(ctx, job, np.asarray(audio), turns, device)
     finally:
         release_memory()
     ctx.jobs.set_progress(task_id, 1.0, part=DIARIZE_PART, parts=PARTS)
     log.info("job %s: %d speakers in %d turns", task_id, len({t.speaker for t in turns}), len(turns))
     return _save_part(ctx, job, DIARIZE_PART, {"turns": [asdict(t) for t in turns]})
+
+
+def _name_known_speakers(ctx: Context, job: Job, audio: np.ndarray, turns: list[Turn], device: str) -> list[Turn]:
+    """Speakers that sound like a reference clip take its name (pipeline.diarization.known)."""
+    from pipeline.diarization.known import Reference, name_speakers, reference_embedding
+
+    references = []
+    for index, name in enumerate(job.options.known_speaker_names):
+        with _stored_audio(ctx, speaker_key(job.task_id, index)) as clip:
+            embedding = reference_embedding(np.asarray(clip), field=f"known_speaker_references[{index}]",
+                                            device=device)
+        references.append(Reference(name, embedding))
+    named = name_speakers(audio, turns, references, device=device)
+    log.info("job %s: %d of %d known speakers matched", job.task_id,
+             len({t.speaker for t in named} - {t.speaker for t in turns}), len(references))
+    return named
 
 
 def diarize_failed(ctx: Context, task_id: str, error: PipelineError) -> Next | None:
