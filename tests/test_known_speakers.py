@@ -117,3 +117,30 @@ def test_bad_references_are_422_naming_the_field(
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == field, response.text
     assert field in json.dumps(response.json()["error"])
+
+
+def test_twin_diarized_uploads_diarize_once(live: Stack, meeting: dict[str, Any]) -> None:
+    """Two identical diarized uploads at once: one diarization (the other takes its turns, or
+    the whole result from the cache), the same speakers in both."""
+    import threading
+
+    log = live.logs / "diarizer.log"
+    before = log.read_text(errors="replace").count("s of audio in") if log.exists() else 0
+    recording: Path = meeting["recording"]
+    answers: list[requests.Response] = []
+
+    def one() -> None:
+        answers.append(post(live, "/api/transcribe/async", recording, [], diarize="true", max_speakers="3"))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [202, 202], [a.text for a in answers]
+    results = [live.wait_final(a.json()["task_id"]) for a in answers]
+    assert [r["status"] for r in results] == ["completed", "completed"], results
+    speakers = [[(s["start"], s["end"], s["speaker"]) for s in r["result"]["segments"]] for r in results]
+    assert speakers[0] == speakers[1] and {s for *_, s in speakers[0]}
+    after = log.read_text(errors="replace").count("s of audio in")
+    assert after - before == 1, f"{after - before} diarizations for two identical uploads"
