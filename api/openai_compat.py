@@ -10,6 +10,8 @@ What is chosen here, where OpenAI's API has no equivalent:
 - ``response_format=diarized_json`` (OpenAI's shape) diarizes whatever the model; speakers are
   named ``SPEAKER_00``, ``SPEAKER_01``, ... as in this service's other formats, not ``A``, ``B``.
   ``diarize``, ``min_speakers`` and ``max_speakers`` are accepted as on ``/api/transcribe``.
+  ``known_speaker_names[]`` with ``known_speaker_references[]`` (files or data URLs) name the
+  speakers that match a clip; the others keep ``SPEAKER_NN``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class TranscriptionForm(OpenAIForm):
     diarize = ma.fields.Boolean(metadata={"description": "label speakers (implied by diarized_json)"})
     min_speakers = schemas.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
     max_speakers = schemas.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
+    known_speaker_names = schemas.KNOWN_NAMES()
+    known_speaker_references = schemas.KNOWN_REFERENCES()
 
 
 def _answer(form: dict[str, Any], task: str) -> Response:

@@ -48,6 +48,17 @@ class Error(ma.Schema):
 
 
 # -- submitting -----------------------------------------------------------------------------
+def KNOWN_NAMES() -> ma.fields.List:
+    return ma.fields.List(ma.fields.String(), data_key="known_speaker_names[]", metadata={
+        "description": "with diarize: names of speakers to recognise, one per known_speaker_references[]"})
+
+
+def KNOWN_REFERENCES() -> ma.fields.List:
+    return ma.fields.List(ma.fields.Raw(), data_key="known_speaker_references[]", metadata={
+        "description": "a short clip (1-60 s) of each named speaker: an audio file part sent after "
+                       "'file', or a data URL (data:audio/wav;base64,...)"})
+
+
 class TranscribeForm(Strict):
     file = Upload(metadata={"description": "the recording: audio or video in any container FFmpeg "
                             "reads, judged by its content (or give url instead)"})
@@ -78,6 +89,8 @@ class TranscribeForm(Strict):
         "description": "with diarize: at least this many speakers (a hint)"})
     max_speakers = Integer(validate=ma.validate.Range(1, MAX_SPEAKERS), metadata={
         "description": "with diarize: at most this many speakers (a hint)"})
+    known_speaker_names = KNOWN_NAMES()
+    known_speaker_references = KNOWN_REFERENCES()
     webhook_url = ma.fields.String(metadata={"description": "http(s) URL told when the job ends"})
     webhook_auth_header_name = ma.fields.String()
     webhook_auth_header_value = ma.fields.String()

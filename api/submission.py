@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 import requests
 from flask import Flask, Request, g, request
+from werkzeug.datastructures import FileStorage
 
 from api.auth import client
+from api.known_speakers import store_references
 from api.state import ApiState, state
 from api.uploads import UPLOAD_TARGET, upload_writer
 from api.urls import service_url
@@ -105,7 +107,19 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         writer, filename = uploaded, req.files["file"].filename or ""
     writer.close()
     option_form = {(aliases or {}).get(k, k): v for k, v in form.items()
-                   if k not in (*WEBHOOK_FIELDS, "response_format", "file", "url")}
+                   if k not in (*WEBHOOK_FIELDS, "response_format", "file", "url", "known_speaker_references")}
+    references = list(form.get("known_speaker_references") or [])
+    if references or "known_speaker_names" in form:
+        if any(isinstance(r, FileStorage) and r.stream is writer for r in references):
+            raise BadRequest("Send the recording's 'file' part before known_speaker_references[].",
+                             field="known_speaker_references")
+        names = list(form.get("known_speaker_names") or [])
+        if len(names) != len(references):
+            raise InvalidOption(f"known_speaker_names[] and known_speaker_references[] must pair up: "
+                                f"{len(names)} names, {len(references)} references.",
+                                field="known_speaker_references")
+        option_form["known_speaker_digests"] = store_references(
+            st.storage, task_id, references, st.settings.scratch_dir)
     options = TranscribeOptions.parse(option_form, st.settings)
     webhook = _webhook_fields(form, st)
     if writer.size == 0:

@@ -19,6 +19,8 @@ Sections (``--only`` picks some):
   while jobs run: health and status latency, the API's memory (``bench.concurrency``);
 - ``diarize``: a job with speakers against the same without, its two parts side by side
   (``bench.diarize``);
+- ``meetings``: who spoke when on nine real AMI meeting excerpts, DER at collar 0.25 s and 0,
+  with and without speaker-count hints, one torch thread (``bench.diarize_meetings``);
 - ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
   with one engine thread and with two, time and WER (``bench.decoders``);
 - ``consistency``: the nine meeting excerpts alone and inside the five-minute recording of all
@@ -54,6 +56,7 @@ from bench.consistency import render as render_consistency
 from bench.decoders import measure as measure_decoders
 from bench.decoders import render as render_decoders
 from bench.diarize import render as render_diarize
+from bench.diarize_meetings import render as render_meetings
 from bench.direct import Direct, run_in_processes
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
@@ -76,7 +79,7 @@ from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize", "decoders", "consistency")
+            "diarize", "meetings", "decoders", "consistency")
 RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -276,6 +279,7 @@ class Results:
     storage: dict[str, Any] = field(default_factory=dict)
     concurrency: dict[str, Any] = field(default_factory=dict)
     diarize: dict[str, Any] = field(default_factory=dict)
+    meetings: dict[str, Any] = field(default_factory=dict)
     decoders: list[dict[str, Any]] = field(default_factory=list)
     consistency: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)  # MiB of PSS
@@ -602,6 +606,14 @@ class Bench:
                                                runs=1 if self.args.quick else 3)
         self.end_section()
 
+    def meetings(self) -> None:
+        from bench import diarize_meetings
+
+        # In this process, not through the service: the table is about the diarizer's accuracy.
+        self.section("meetings")
+        self.results.meetings = diarize_meetings.measure()
+        self.end_section()
+
     # -- the whole run --------------------------------------------------------------------------
     def run(self) -> Results:
         res = self.results
@@ -638,7 +650,7 @@ class Bench:
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
-            "decoders": self.decoders, "consistency": self.consistency,
+            "meetings": self.meetings, "decoders": self.decoders, "consistency": self.consistency,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -700,8 +712,8 @@ def command_line(args: argparse.Namespace) -> str:
 def render_page(results: Results, quick: bool) -> str:
     return (render_markdown(results, quick=quick) + render_targets(results.targets)
             + render_storage(results.storage) + render_concurrency(results.concurrency)
-            + render_diarize(results.diarize) + render_decoders(results.decoders)
-            + render_consistency(results.consistency))
+            + render_diarize(results.diarize) + render_meetings(results.meetings)
+            + render_decoders(results.decoders) + render_consistency(results.consistency))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,8 @@ LANGUAGES = frozenset(
 
 # A speaker-count hint above this is a mistake rather than a meeting.
 MAX_SPEAKERS = 32
+# As many reference clips as one request may bring (OpenAI takes 4).
+MAX_KNOWN_SPEAKERS = 8
 
 # Numbers as a client writes them, in ASCII. int() and float() also take underscores
 # ("1_000"), fullwidth and Arabic-Indic digits and surrounding whitespace; a request is held to
@@ -58,6 +60,10 @@ class TranscribeOptions:
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
+    # Speakers known by name: each name's reference clip is stored with the job (the API decodes
+    # it; messages never carry it) and its digest is here, so the cache key covers the clips.
+    known_speaker_names: tuple[str, ...] = ()
+    known_speaker_digests: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -66,7 +72,8 @@ class TranscribeOptions:
     def from_json(cls, raw: str) -> TranscribeOptions:
         data = json.loads(raw)
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
 
     def fingerprint(self) -> str:
         """The part of a cache key that depends on options: every field changes the output."""
@@ -132,7 +139,26 @@ class TranscribeOptions:
                 raw = form[name]
                 values[name] = (None if raw is None or (isinstance(raw, str) and not raw.strip())
                                 else int(_float(form, name, 1, MAX_SPEAKERS, integer=True)))
+        if "known_speaker_names" in form or "known_speaker_digests" in form:
+            names = tuple(str(n).strip() for n in form.get("known_speaker_names") or ())
+            digests = tuple(str(d) for d in form.get("known_speaker_digests") or ())
+            if any(not n for n in names):
+                raise InvalidOption("known_speaker_names[] must not hold an empty name", field="known_speaker_names")
+            if len(set(names)) != len(names):
+                raise InvalidOption("known_speaker_names[] must not name one speaker twice",
+                                    field="known_speaker_names")
+            if len(names) > MAX_KNOWN_SPEAKERS or any(len(n) > 100 for n in names):
+                raise InvalidOption(f"known_speaker_names[] takes at most {MAX_KNOWN_SPEAKERS} names of up to "
+                                    "100 characters", field="known_speaker_names")
+            if len(names) != len(digests):
+                raise InvalidOption(f"known_speaker_names[] and known_speaker_references[] must pair up: "
+                                    f"{len(names)} names, {len(digests)} references.",
+                                    field="known_speaker_references")
+            values["known_speaker_names"], values["known_speaker_digests"] = names, digests
         parsed = replace(opts, **values)
+        if parsed.known_speaker_names and not parsed.diarize:
+            raise InvalidOption("known_speaker_names[] names speakers: give diarize=true (or "
+                                "response_format=diarized_json) with it", field="known_speaker_names")
         if (parsed.min_speakers is not None and parsed.max_speakers is not None
                 and parsed.min_speakers > parsed.max_speakers):
             raise InvalidOption(f"min_speakers ({parsed.min_speakers}) must not be larger than "

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import requests
 
 from pipeline import chunks, outbox, split
+from pipeline.cache import cache_digest
 from pipeline.chunks import plan_chunks
 from pipeline.context import Context
 from pipeline.diarization.turns import Turn
@@ -42,7 +43,7 @@ from pipeline.metrics import count_audio_seconds
 from pipeline.options import TranscribeOptions
 from pipeline.publisher import SegmentPublisher
 from pipeline.speakers import apply_speakers
-from pipeline.storage import audio_key, chunk_key, upload_key
+from pipeline.storage import audio_key, chunk_key, speaker_key, upload_key
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import remove_job_files
 
@@ -290,23 +291,78 @@ def _progress_part(job: Job) -> str:
     return TRANSCRIBE_PART if job.options.diarize else ""
 
 
+# Turns found for one input and one set of speaker options, kept briefly so that a twin upload
+# (the same bytes and options, at the same time) takes them instead of diarizing again.
+TWIN_TURNS_SECONDS = 600
+
+
+def speaker_options(options: TranscribeOptions) -> TranscribeOptions:
+    """The options that change who speaks when: the key under which twins share their turns."""
+    return TranscribeOptions(engine="", model="", diarize=True, min_speakers=options.min_speakers,
+                             max_speakers=options.max_speakers, known_speaker_names=options.known_speaker_names,
+                             known_speaker_digests=options.known_speaker_digests)
+
+
+def _twin_turns_key(job: Job) -> str:
+    return f"wp:diarize:turns:{cache_digest(job.sha256, speaker_options(job.options))}"
+
+
 def diarize(ctx: Context, task_id: str) -> Next | None:
     """Find who spoke when over the job's whole audio, beside its transcription; whichever of
-    the two stores its part last merges them and completes the job."""
+    the two stores its part last merges them and completes the job. Twin uploads diarize once:
+    the first claims the work, the others wait for its turns (as transcription does)."""
     job = ctx.jobs.get(task_id)
     if _start_transcribing(ctx, job) is Moved.REFUSED:
         log.info("job %s is %s; diarize skipped", task_id, job.status)
         return None
     if DIARIZE_PART in ctx.jobs.parts(task_id):
         return _merge_parts(ctx, job)  # stored by an earlier delivery; only the merge may be left
+    shared = speaker_options(job.options)
+    turns = _twin_turns(ctx, job) if job.sha256 else None
+    if turns is None and job.sha256 and not ctx.cache.claim(job.sha256, shared, task_id):
+        log.info("job %s waits for a twin diarizing the same input", task_id)
+        while turns is None:
+            _stop_if_cancelled(ctx, task_id)
+            if ctx.jobs.get(task_id).status != State.TRANSCRIBING:
+                return None  # completed meanwhile (from the twin's cached result) or failed
+            turns = _twin_turns(ctx, job)
+            if turns is None and ctx.cache.claim(job.sha256, shared, task_id):
+                break  # the twin failed or died: the work is this job's now
+            if turns is None:
+                time.sleep(0.25)
+    if turns is None:
+        try:
+            turns = _find_turns(ctx, job)
+            if job.sha256:
+                ctx.redis.set(_twin_turns_key(job), json.dumps([asdict(t) for t in turns]), ex=TWIN_TURNS_SECONDS)
+        finally:
+            if job.sha256:
+                ctx.cache.release(job.sha256, shared, task_id)
+    else:
+        log.info("job %s: speakers taken from a twin upload", task_id)
+    ctx.jobs.set_progress(task_id, 1.0, part=DIARIZE_PART, parts=PARTS)
+    log.info("job %s: %d speakers in %d turns", task_id, len({t.speaker for t in turns}), len(turns))
+    return _save_part(ctx, job, DIARIZE_PART, {"turns": [asdict(t) for t in turns]})
+
+
+def _twin_turns(ctx: Context, job: Job) -> list[Turn] | None:
+    raw = cast(str | None, ctx.redis.get(_twin_turns_key(job)))
+    return None if raw is None else [Turn(**t) for t in json.loads(raw)]
+
+
+def _find_turns(ctx: Context, job: Job) -> list[Turn]:
+    task_id = job.task_id
     # torch, in the processes that diarize; its threads set per job, where the settings are.
     from pipeline.diarization import diarize as find_turns
     from pipeline.diarization import use_cpu_threads
 
     use_cpu_threads(ctx.settings.diarize_threads)
+    shared = speaker_options(job.options)
 
     def on_progress(fraction: float) -> None:
         _stop_if_cancelled(ctx, task_id)
+        if job.sha256:
+            ctx.cache.renew(job.sha256, shared, owner=task_id)
         if not ctx.jobs.set_progress(task_id, min(0.99, fraction), part=DIARIZE_PART, parts=PARTS):
             # No longer transcribing: failed, or completed from a twin's cached result.
             raise JobCancelled("The job ended while its speakers were being found.")
@@ -325,11 +381,28 @@ def diarize(ctx: Context, task_id: str) -> Next | None:
                 release_memory()
                 turns = find_turns(np.asarray(audio), device="cpu", progress=on_progress,
                                    min_speakers=low, max_speakers=high)
+                device = "cpu"
+            if job.options.known_speaker_names:
+                turns = _name_known_speakers(ctx, job, np.asarray(audio), turns, device)
     finally:
         release_memory()
-    ctx.jobs.set_progress(task_id, 1.0, part=DIARIZE_PART, parts=PARTS)
-    log.info("job %s: %d speakers in %d turns", task_id, len({t.speaker for t in turns}), len(turns))
-    return _save_part(ctx, job, DIARIZE_PART, {"turns": [asdict(t) for t in turns]})
+    return turns
+
+
+def _name_known_speakers(ctx: Context, job: Job, audio: np.ndarray, turns: list[Turn], device: str) -> list[Turn]:
+    """Speakers that sound like a reference clip take its name (pipeline.diarization.known)."""
+    from pipeline.diarization.known import Reference, name_speakers, reference_embedding
+
+    references = []
+    for index, name in enumerate(job.options.known_speaker_names):
+        with _stored_audio(ctx, speaker_key(job.task_id, index)) as clip:
+            embedding = reference_embedding(np.asarray(clip), field=f"known_speaker_references[{index}]",
+                                            device=device)
+        references.append(Reference(name, embedding))
+    named = name_speakers(audio, turns, references, device=device)
+    log.info("job %s: %d of %d known speakers matched", job.task_id,
+             len({t.speaker for t in named} - {t.speaker for t in turns}), len(references))
+    return named
 
 
 def diarize_failed(ctx: Context, task_id: str, error: PipelineError) -> Next | None:

@@ -69,6 +69,13 @@ def audio_key(task_id: str) -> str:
     return job_prefix(task_id) + "audio.npy"
 
 
+def speaker_key(task_id: str, index: int) -> str:
+    """A known speaker's reference clip, decoded (``known_speaker_references[index]``)."""
+    if index < 0:
+        raise ValueError(f"speaker index {index} is negative")
+    return job_prefix(task_id) + f"speakers/{index}.npy"
+
+
 def chunk_key(task_id: str, index: int) -> str:
     if index < 0:
         raise ValueError(f"chunk index {index} is negative")

@@ -261,7 +261,8 @@ def test_every_field_at_once() -> None:
 @pytest.mark.parametrize("opts", [TranscribeOptions(), TranscribeOptions.parse(FULL, SETTINGS)])
 def test_json_round_trip(opts: TranscribeOptions) -> None:
     raw = opts.to_json()
-    assert json.loads(raw) == dataclasses.asdict(opts)
+    # Tuples (the known speakers) are JSON lists.
+    assert json.loads(raw) == {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(opts).items()}
     back = TranscribeOptions.from_json(raw)
     assert back == opts
     assert back.to_json() == raw
@@ -294,6 +295,8 @@ CHANGES: dict[str, Any] = {
     "diarize": True,
     "min_speakers": 2,
     "max_speakers": 3,
+    "known_speaker_names": ("Ada",),
+    "known_speaker_digests": ("a" * 64,),
 }
 
 
@@ -338,3 +341,20 @@ def test_bad_speaker_options_name_their_field(form: dict[str, Any], field: str) 
         TranscribeOptions.parse(form, SETTINGS)
     assert info.value.field == field
     assert field in info.value.message
+
+
+def test_known_speakers_pair_up_need_diarize_and_round_trip() -> None:
+    form = {"diarize": "true", "known_speaker_names": ["Ada", "Bob"], "known_speaker_digests": ["a" * 64, "b" * 64]}
+    opts = TranscribeOptions.parse(form, SETTINGS)
+    assert opts.known_speaker_names == ("Ada", "Bob")
+    back = TranscribeOptions.from_json(opts.to_json())
+    assert back == opts and back.fingerprint() != TranscribeOptions(diarize=True).fingerprint()
+    other = TranscribeOptions.parse({**form, "known_speaker_digests": ["a" * 64, "c" * 64]}, SETTINGS)
+    assert other.fingerprint() != opts.fingerprint()  # another clip, another cache entry
+    for bad, field in (({**form, "known_speaker_digests": ["a" * 64]}, "known_speaker_references"),
+                       ({**form, "diarize": "false"}, "known_speaker_names"),
+                       ({**form, "known_speaker_names": ["Ada", "Ada"]}, "known_speaker_names"),
+                       ({**form, "known_speaker_names": ["Ada", " "]}, "known_speaker_names")):
+        with pytest.raises(InvalidOption) as info:
+            TranscribeOptions.parse(bad, SETTINGS)
+        assert info.value.field == field

@@ -100,8 +100,10 @@ def _serving(folder: Path, proc: subprocess.Popen[bytes]) -> Callable[[], bool]:
     return check
 
 
-def test_started_again_at_once_it_waits_for_the_old_one_and_runs(tmp_path: Path,
-                                                                  start: Callable[[int], subprocess.Popen[bytes]]) -> None:
+Start = Callable[[int], subprocess.Popen[bytes]]
+
+
+def test_started_again_at_once_it_waits_for_the_old_one_and_runs(tmp_path: Path, start: Start) -> None:
     state = tmp_path / "data" / "run-9311"
     first = start(9311)
     until(_serving(state, first), what="the first supervisor's socket")
@@ -116,8 +118,7 @@ def test_started_again_at_once_it_waits_for_the_old_one_and_runs(tmp_path: Path,
     assert "Another program is already listening" not in out
 
 
-def test_two_ports_run_side_by_side_from_one_folder(tmp_path: Path,
-                                                    start: Callable[[int], subprocess.Popen[bytes]]) -> None:
+def test_two_ports_run_side_by_side_from_one_folder(tmp_path: Path, start: Start) -> None:
     a, b = start(9312), start(9313)
     until(_serving(tmp_path / "data" / "run-9312", a), what="port 9312's supervisor")
     until(_serving(tmp_path / "data" / "run-9313", b), what="port 9313's supervisor")

@@ -82,9 +82,26 @@ def cluster_embeddings(
             labels[labels == k] = target
         labels, count = _compact(labels)
 
-    if count < low or count > high:
-        wanted = low if count < low else high
-        labels = fcluster(tree, t=wanted, criterion="maxclust") - 1
+    while count < low:
+        # Too few: the window least like its own speaker becomes a new one. Cutting the tree
+        # lower instead splits a voice heard at length in two, which costs much of its time; the
+        # people a count hint adds are, in meetings, those heard least.
+        cents = _centroids(embeddings, labels, count)
+        fit = np.einsum("ij,ij->i", embeddings, cents[labels])
+        sizes = np.bincount(labels, minlength=count)
+        fit[sizes[labels] < 2] = np.inf
+        labels = labels.copy()
+        labels[int(np.argmin(fit))] = count
+        labels, count = _compact(labels)
+    while count > high:
+        # Too many: the smallest speaker joins the one it sounds most like. Cutting the tree
+        # higher instead may merge two large speakers, which costs far more time.
+        sizes = np.bincount(labels, minlength=count)
+        cents = _centroids(embeddings, labels, count)
+        small = int(np.argmin(sizes))
+        sims = cents @ cents[small]
+        sims[small] = -np.inf
+        labels[labels == small] = int(np.argmax(sims))
         labels, count = _compact(labels)
 
     if full.shape[0] != n:
