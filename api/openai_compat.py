@@ -46,6 +46,7 @@ class OpenAIForm(schemas.Strict):
     prompt = ma.fields.String()
     response_format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(OPENAI_FORMATS))
     temperature = schemas.Float(validate=ma.validate.Range(0, 1))
+    hotwords = ma.fields.String(metadata={"description": schemas.HOTWORDS_HELP})
     timestamp_granularities = ma.fields.List(
         ma.fields.String(validate=ma.validate.OneOf(["word", "segment"])),
         data_key="timestamp_granularities[]", metadata={"description": "word and/or segment"})

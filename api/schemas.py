@@ -8,9 +8,12 @@ from flask_smorest.fields import Upload
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.formats import FORMATS
 from pipeline.jobs import State
-from pipeline.options import LANGUAGES, MAX_SPEAKERS, TASKS, is_ascii_number
+from pipeline.options import LANGUAGES, MAX_HOTWORDS, MAX_HOTWORDS_CHARS, MAX_SPEAKERS, TASKS, is_ascii_number
 
 STATES = [s.value for s in State]
+HOTWORDS_HELP = (f"terms to favour, such as product names, comma-separated in one field (at most "
+                 f"{MAX_HOTWORDS} terms, {MAX_HOTWORDS_CHARS} characters); openai-whisper adds them "
+                 f"to the prompt instead and says so in the result's warnings")
 
 
 class Strict(ma.Schema):
@@ -79,6 +82,7 @@ class TranscribeForm(Strict):
     initial_prompt = ma.fields.String(metadata={
         "description": "text that steers the first window (every window with "
                        "condition_on_previous_text)"})
+    hotwords = ma.fields.String(metadata={"description": HOTWORDS_HELP})
     temperature = Float(validate=ma.validate.Range(0, 1))
     beam_size = Integer(validate=ma.validate.Range(1, 20))
     batch_size = ma.fields.Raw(metadata={"description": "1: sequential decoding; 2-64: batched; auto "
@@ -126,6 +130,9 @@ class ResultOut(ma.Schema):
     segments = ma.fields.List(ma.fields.Nested(SegmentOut), required=True)
     speakers = ma.fields.List(ma.fields.Nested(SpeakerOut), metadata={
         "description": "diarized jobs only: each speaker and their talk time"})
+    warnings = ma.fields.List(ma.fields.String(), metadata={
+        "description": "where the engine did the nearest thing to an option it lacks (hotwords "
+                       "on openai-whisper)"})
 
 
 class WebhookOut(ma.Schema):

@@ -96,5 +96,6 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
                     for s in result.segments
                 ],
                 **({"speakers": [sp.to_dict() for sp in result.speakers]} if result.speakers else {}),
+                **({"warnings": list(result.warnings)} if result.warnings else {}),
             }
     return body

@@ -145,4 +145,6 @@ def merge(parts: list[tuple[int, Transcript]], duration: float) -> Transcript:
         engine=first.engine,
         model=first.model,
         device=first.device,
+        # Each chunk says the same thing about the same options: said once.
+        warnings=tuple(dict.fromkeys(w for _, t in ordered for w in t.warnings)),
     )

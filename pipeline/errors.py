@@ -83,6 +83,14 @@ class JobNotFound(PipelineError):
     retryable = False
 
 
+class UnknownModel(PipelineError):
+    """A model id that ``GET /v1/models/<id>`` does not list."""
+
+    code = "model_not_listed"
+    http_status = 404
+    retryable = False
+
+
 class JobConflict(PipelineError):
     code = "conflict"
     http_status = 409
@@ -269,6 +277,7 @@ ERRORS_BY_CODE: dict[str, type[PipelineError]] = {
         MediaDecodeError,
         MediaTooLong,
         JobNotFound,
+        UnknownModel,
         JobConflict,
         ResultNotReady,
         ResultOfFailedJob,

@@ -66,6 +66,12 @@ def _speakers(t: Transcript, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def _warnings(t: Transcript, body: dict[str, Any]) -> dict[str, Any]:
+    if t.warnings:
+        body["warnings"] = list(t.warnings)
+    return body
+
+
 def _turns(t: Transcript) -> list[tuple[str | None, list[Segment]]]:
     """Runs of consecutive cues with the same speaker."""
     runs: list[tuple[str | None, list[Segment]]] = []
@@ -79,7 +85,7 @@ def _turns(t: Transcript) -> list[tuple[str | None, list[Segment]]]:
 
 def to_json(t: Transcript) -> str:
     return json.dumps(
-        _speakers(t, {
+        _warnings(t, _speakers(t, {
             "text": t.text,
             "language": t.language,
             "duration": t.duration,
@@ -87,7 +93,7 @@ def to_json(t: Transcript) -> str:
                 _with_speaker({"id": s.id, "start": s.start, "end": s.end, "text": s.text}, s.speaker)
                 for s in t.segments
             ],
-        }),
+        })),
         ensure_ascii=False,
     )
 
@@ -119,7 +125,7 @@ def to_verbose_json(t: Transcript) -> str:
     if words:
         body["words"] = [_with_speaker({"word": w.word, "start": w.start, "end": w.end}, w.speaker)
                          for w in words]
-    return json.dumps(_speakers(t, body), ensure_ascii=False)
+    return json.dumps(_warnings(t, _speakers(t, body)), ensure_ascii=False)
 
 
 def to_diarized_json(t: Transcript) -> str:

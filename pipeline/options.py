@@ -37,6 +37,11 @@ ASCII_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 def is_ascii_number(text: str, *, integer: bool = False) -> bool:
     return bool((ASCII_INTEGER if integer else ASCII_NUMBER).fullmatch(text.strip(" ")))
 
+# Hotwords go into every window's prompt, which holds at most 223 tokens: more than this
+# crowds out the text before the window and is a list pasted by mistake.
+MAX_HOTWORDS = 100
+MAX_HOTWORDS_CHARS = 1000
+
 
 @dataclass(frozen=True)
 class TranscribeOptions:
@@ -52,6 +57,8 @@ class TranscribeOptions:
     # each chunk without context anyway, so off also makes split and whole runs agree.
     condition_on_previous_text: bool = False
     initial_prompt: str | None = None
+    # Terms to favour, ", "-joined (faster-whisper's ``hotwords``; openai-whisper: the prompt).
+    hotwords: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
     # None: BATCH_SIZE decides (pipeline.engines.batched); 1: sequential; more: batched decoding.
@@ -124,6 +131,8 @@ class TranscribeOptions:
                 values[name] = _flag(form, name)
         if "initial_prompt" in form:
             values["initial_prompt"] = _text(form, "initial_prompt") or None
+        if "hotwords" in form:
+            values["hotwords"] = _hotwords(form)
         if "temperature" in form:
             values["temperature"] = _float(form, "temperature", 0.0, 1.0)
         if "beam_size" in form:
@@ -179,6 +188,22 @@ def _text(form: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise InvalidOption(f"{name} must be a string", field=name)
     return value.strip()
+
+
+def _hotwords(form: Mapping[str, Any]) -> str | None:
+    """One comma-separated string: the terms, each kept once (a term cannot hold a comma)."""
+    raw = form["hotwords"]
+    if not isinstance(raw, str):
+        raise InvalidOption("hotwords must be a comma-separated string of terms", field="hotwords")
+    terms = list(dict.fromkeys(t for t in (part.strip() for part in raw.split(",")) if t))
+    if len(terms) > MAX_HOTWORDS:
+        raise InvalidOption(f"hotwords may hold at most {MAX_HOTWORDS} terms, not {len(terms)}",
+                            field="hotwords")
+    joined = ", ".join(terms)
+    if len(joined) > MAX_HOTWORDS_CHARS:
+        raise InvalidOption(f"hotwords may be at most {MAX_HOTWORDS_CHARS} characters long, "
+                            f"not {len(joined)}", field="hotwords")
+    return joined or None
 
 
 def _flag(form: Mapping[str, Any], name: str) -> bool:

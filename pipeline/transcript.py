@@ -91,6 +91,9 @@ class Transcript:
     device: str = ""
     # Empty unless the job was diarized.
     speakers: tuple[Speaker, ...] = ()
+    # What the result does differently from what was asked, in words (an engine's nearest
+    # equivalent of an option it lacks); empty for most jobs, and then left out of the JSON.
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -106,6 +109,8 @@ class Transcript:
         }
         if self.speakers:
             data["speakers"] = [s.to_dict() for s in self.speakers]
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -121,4 +126,5 @@ class Transcript:
             model=data.get("model", ""),
             device=data.get("device", ""),
             speakers=tuple(Speaker.from_dict(s) for s in data.get("speakers", ())),
+            warnings=tuple(str(w) for w in data.get("warnings", ())),
         )

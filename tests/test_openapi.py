@@ -21,7 +21,8 @@ def test_document_and_doc_pages_are_served_without_network(live: Stack) -> None:
     assert {"/api/transcribe/async", "/api/transcribe", "/api/transcribe/async/status/{task_id}",
             "/api/transcribe/async/{task_id}/result", "/api/transcribe/async/{task_id}/events",
             "/api/health", "/api/gpu-status", "/api/cache-stats", "/api/cache/clear",
-            "/v1/audio/transcriptions", "/v1/audio/translations"} <= paths
+            "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models",
+            "/v1/models/{model_id}", "/api/models"} <= paths
     upload = document["paths"]["/api/transcribe/async"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload
     for page in ("/api/docs", "/api/redoc"):

@@ -289,6 +289,7 @@ CHANGES: dict[str, Any] = {
     "vad_filter": True,
     "condition_on_previous_text": True,
     "initial_prompt": "context",
+    "hotwords": "ComfyUI",
     "temperature": 0.2,
     "beam_size": 1,
     "batch_size": 8,

@@ -54,6 +54,7 @@ def build_transcript(
     *,
     language: str,
     language_probability: float | None,
+    warnings: tuple[str, ...] = (),
 ) -> Transcript:
     """The engine's segments as the service's transcript, timed against the audio it was given."""
     return Transcript(
@@ -66,4 +67,5 @@ def build_transcript(
         engine=engine.name,
         model=engine.model_name,
         device=engine.device,
+        warnings=warnings,
     )

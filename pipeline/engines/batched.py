@@ -82,6 +82,7 @@ def transcribe(
         "word_timestamps": options.word_timestamps,
         "condition_on_previous_text": options.condition_on_previous_text,
         "initial_prompt": options.initial_prompt,
+        "hotwords": options.hotwords,
     }
     if batch_size <= 1:
         return model.transcribe(audio, vad_filter=options.vad_filter, **common)

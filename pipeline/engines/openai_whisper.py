@@ -130,7 +130,7 @@ class OpenAIWhisperEngine:
                 best_of=options.beam_size if options.temperature > 0 else None,
                 word_timestamps=options.word_timestamps,
                 condition_on_previous_text=options.condition_on_previous_text,
-                initial_prompt=options.initial_prompt,
+                initial_prompt=prompt_with_hotwords(options),
                 fp16=self.fp16,
                 verbose=None,  # neither its progress bar nor its prints; our bar still runs
             )
@@ -144,8 +144,21 @@ class OpenAIWhisperEngine:
         probability = None
         if options.language is None and self.model.is_multilingual:
             probability = _language_probability(self.model, source, language)
+        warnings = (HOTWORDS_WARNING,) if options.hotwords else ()
         return build_transcript(self, audio, options, segments, language=language,
-                                language_probability=probability)
+                                language_probability=probability, warnings=warnings)
+
+
+# openai-whisper has no hotwords; the prompt is the nearest thing it has: text the first window
+# (every window with condition_on_previous_text) reads as already said, spellings included.
+HOTWORDS_WARNING = ("openai-whisper has no hotwords: they were added to the initial prompt "
+                    "instead, which steers the first 30 s window (every window with "
+                    "condition_on_previous_text).")
+
+
+def prompt_with_hotwords(options: TranscribeOptions) -> str | None:
+    parts = [p for p in (options.initial_prompt, options.hotwords) if p]
+    return " ".join(parts) or None
 
 
 def _segment(raw: dict[str, Any], index: int, restore: Callable[[float, bool], float]) -> Segment:
