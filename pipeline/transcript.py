@@ -128,3 +128,16 @@ class Transcript:
             speakers=tuple(Speaker.from_dict(s) for s in data.get("speakers", ())),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
         )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stretch of time during which one speaker talks (overlapping turns are allowed)."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import stages
-from pipeline.chunks import merge, plan_chunks
-from pipeline.context import Context
 from pipeline.jobs import new_task_id
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import upload_path
+from pipeline.worker import stages
+from pipeline.worker.chunks import merge, plan_chunks
+from pipeline.worker.context import Context
+from pipeline.worker.stages import Next
 from tests.helpers import SPEECH_EN_TEXT, long_speech, wer
 
 
