@@ -24,7 +24,7 @@ from typing import cast
 import redis
 
 from pipeline.errors import SettingsError
-from pipeline.jobs import QUEUED_KEY, job_key
+from pipeline.keys import QUEUED_KEY, job_key
 
 log = logging.getLogger(__name__)
 

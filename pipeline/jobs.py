@@ -18,10 +18,25 @@ from typing import Any, cast
 import redis
 
 from pipeline.errors import JobNotFound
+from pipeline.keys import (
+    ACTIVE_KEY,
+    METRICS_KEY,
+    QUEUED_KEY,
+    STAGE_SECONDS_KEY,
+    WEBHOOKS_DUE_KEY,
+    events_channel,
+    job_cancel_key,
+    job_chunks_key,
+    job_history_key,
+    job_key,
+    job_lease_key,
+    job_parts_key,
+    job_result_key,
+    job_segments_key,
+    jobs_index_key,
+)
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
-
-PREFIX = "wp"
 
 
 class State(StrEnum):
@@ -66,21 +81,6 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
-def job_key(task_id: str) -> str:
-    return f"{PREFIX}:job:{task_id}"
-
-
-def events_channel(task_id: str) -> str:
-    return f"{PREFIX}:job:{task_id}:events"
-
-
-METRICS_KEY = f"{PREFIX}:metrics:jobs"
-STAGE_SECONDS_KEY = f"{PREFIX}:metrics:state_seconds"
-QUEUED_KEY = f"{PREFIX}:queued"
-# Non-final jobs scored by when they last moved, for the reconciler (pipeline.worker.reconciler); and
-# finished jobs' webhook deliveries scored by when they are due (pipeline.outbox).
-ACTIVE_KEY = f"{PREFIX}:active"
-WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
 # Listing indexes drop members older than a result's TTL plus this: a job ends well within it.
 INDEX_GRACE_SECONDS = 24 * 3600
 STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -297,7 +297,7 @@ def _flatten(fields: dict[str, Any]) -> list[str]:
 
 def _owner_index(owner: str) -> str:
     # With API keys each key has its own index; without, every job is in the one list.
-    return f"{PREFIX}:jobs:{owner}" if owner else f"{PREFIX}:jobs"
+    return jobs_index_key(owner)
 
 
 def _mapping(fields: dict[str, Any]) -> dict[Any, Any]:
@@ -345,7 +345,7 @@ class JobStore:
             pipe.zremrangebyscore(index, "-inf", horizon)
             pipe.expire(index, self.result_ttl + INDEX_GRACE_SECONDS)
         pipe.zadd(ACTIVE_KEY, {task_id: now})
-        pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
+        pipe.rpush(job_history_key(task_id), json.dumps({"status": "queued", "at": now}))
         pipe.hincrby(METRICS_KEY, "reached:queued", 1)
         pipe.hincrby(METRICS_KEY, "current:queued", 1)
         pipe.execute()
@@ -367,7 +367,7 @@ class JobStore:
                             **{k: fields[k] for k in ("progress", "error", "device") if k in fields}})
         key = job_key(task_id)
         rc = self._transition(
-            keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments",
+            keys=[key, QUEUED_KEY, job_history_key(task_id), job_result_key(task_id), job_segments_key(task_id),
                   METRICS_KEY, STAGE_SECONDS_KEY, ACTIVE_KEY, WEBHOOKS_DUE_KEY],
             args=[
                 state.value,
@@ -435,18 +435,18 @@ class JobStore:
         head = json.dumps({**event, "progress": 0})
         head = head[: head.rindex('"progress"')] + '"progress": '
         key = job_key(task_id)
-        return bool(self._progress(keys=[key, f"{key}:segments"],
+        return bool(self._progress(keys=[key, job_segments_key(task_id)],
                                    args=[repr(progress), segment, head, part, *parts]))
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.
-        self.redis.delete(f"{job_key(task_id)}:segments")
+        self.redis.delete(job_segments_key(task_id))
 
     def cancel(self, task_id: str) -> Moved:
         """Flag the job for its worker and end it as ``cancelled`` (refused for a final job)."""
         if not self.redis.exists(job_key(task_id)):
             raise JobNotFound(f"No job with id {task_id}.")
-        flag = f"{job_key(task_id)}:cancel"
+        flag = job_cancel_key(task_id)
         self.redis.set(flag, "1", ex=self.result_ttl)
         moved = self.transition(task_id, State.CANCELLED, error={
             "code": "cancelled", "message": "The job was cancelled at the client's request."})
@@ -460,10 +460,10 @@ class JobStore:
 
     def request_stop(self, task_id: str) -> None:
         """Raise the flag that running workers check between segments."""
-        self.redis.set(f"{job_key(task_id)}:cancel", "1", ex=self.result_ttl)
+        self.redis.set(job_cancel_key(task_id), "1", ex=self.result_ttl)
 
     def cancel_requested(self, task_id: str) -> bool:
-        return bool(self.redis.exists(f"{job_key(task_id)}:cancel"))
+        return bool(self.redis.exists(job_cancel_key(task_id)))
 
     def count_attempt(self, task_id: str, stage: str) -> int:
         """Count a start of ``stage``; RabbitMQ redelivers a dead worker's message unseen by
@@ -476,7 +476,7 @@ class JobStore:
     # -- chunks of a long recording ---------------------------------------------------------
     def save_chunk(self, task_id: str, index: int, transcript: Transcript) -> int:
         """Store one chunk's transcript (the first delivery's wins); return how many are stored."""
-        key = f"{job_key(task_id)}:chunks"
+        key = job_chunks_key(task_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(key, str(index), json.dumps(transcript.to_dict()))
         pipe.expire(key, self.result_ttl)
@@ -485,11 +485,11 @@ class JobStore:
         return int(stored)
 
     def chunk(self, task_id: str, index: int) -> Transcript | None:
-        raw = cast(str | None, self.redis.hget(f"{job_key(task_id)}:chunks", str(index)))
+        raw = cast(str | None, self.redis.hget(job_chunks_key(task_id), str(index)))
         return None if raw is None else Transcript.from_dict(json.loads(raw))
 
     def chunks(self, task_id: str) -> dict[int, Transcript]:
-        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:chunks"))
+        raw = cast(dict[str, str], self.redis.hgetall(job_chunks_key(task_id)))
         return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
 
     # -- parts of a job that run side by side (transcript and speakers) -----------------------
@@ -498,14 +498,14 @@ class JobStore:
         in the job's stage; return how many of ``parts`` are still missing (0: merge now)."""
         key = job_key(task_id)
         left = int(cast(int, self._save_part(
-            keys=[f"{key}:parts", key],
+            keys=[job_parts_key(task_id), key],
             args=[part, json.dumps(result), self.result_ttl, task_id, repr(time.time()), *parts])))
         if left < 0:
             raise JobNotFound(f"No job with id {task_id}.")
         return left
 
     def parts(self, task_id: str) -> dict[str, dict[str, Any]]:
-        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:parts"))
+        raw = cast(dict[str, str], self.redis.hgetall(job_parts_key(task_id)))
         return {name: json.loads(value) for name, value in raw.items()}
 
     # -- leases: one worker runs a job's stage at a time -------------------------------------
@@ -513,13 +513,13 @@ class JobStore:
         """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
         redelivers when a channel closes under a running job) finds the lease taken and stays
         out; a holder that dies stops renewing and the lease lapses within ``ttl`` seconds."""
-        return bool(self.redis.set(f"{job_key(task_id)}:lease{part}", token, nx=True, ex=ttl))
+        return bool(self.redis.set(job_lease_key(task_id, part), token, nx=True, ex=ttl))
 
     def renew_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
-        return bool(self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "renew", ttl]))
+        return bool(self._lease(keys=[job_lease_key(task_id, part)], args=[token, "renew", ttl]))
 
     def drop_lease(self, task_id: str, token: str, part: str = "") -> None:
-        self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "drop", 0])
+        self._lease(keys=[job_lease_key(task_id, part)], args=[token, "drop", 0])
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, task_id: str) -> Job:
@@ -529,19 +529,19 @@ class JobStore:
         return Job.from_hash(data)
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
-        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:history", 0, -1))
+        raw = cast(list[str], self.redis.lrange(job_history_key(task_id), 0, -1))
         return [json.loads(x) for x in raw]
 
     def segments(self, task_id: str) -> list[Segment]:
-        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:segments", 0, -1))
+        raw = cast(list[str], self.redis.lrange(job_segments_key(task_id), 0, -1))
         return [Segment.from_dict(json.loads(x)) for x in raw]
 
     def result(self, task_id: str) -> Transcript | None:
-        raw = cast(str | None, self.redis.get(f"{job_key(task_id)}:result"))
+        raw = cast(str | None, self.redis.get(job_result_key(task_id)))
         return Transcript.from_dict(json.loads(raw)) if raw else None
 
     def queue_position(self, task_id: str) -> int | None:
-        rank = cast(int | None, self.redis.zrank(f"{PREFIX}:queued", task_id))
+        rank = cast(int | None, self.redis.zrank(QUEUED_KEY, task_id))
         return None if rank is None else rank + 1
 
     def wait_final(self, task_id: str, timeout: float) -> Job:

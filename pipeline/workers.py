@@ -16,13 +16,12 @@ from typing import Any, cast
 
 import redis
 
-PREFIX = "wp:workers"
+from pipeline.keys import WORKERS_RECORDS_KEY, WORKERS_SEEN_KEY
+
 INTERVAL_SECONDS = 5.0
 TTL_SECONDS = 15
 
 
-SEEN_KEY = PREFIX  # sorted set: "host:pid" scored by when it last beat
-RECORDS_KEY = f"{PREFIX}:records"  # hash: "host:pid" -> its record (JSON)
 
 # KEYS: seen, records. ARGV: ttl
 _LIVE = """
@@ -39,7 +38,7 @@ def worker_member(host: str, pid: int) -> str:
 
 
 def live_workers(client: redis.Redis) -> list[dict[str, Any]]:
-    values = cast(list[str | None], client.eval(_LIVE, 2, SEEN_KEY, RECORDS_KEY, TTL_SECONDS))
+    values = cast(list[str | None], client.eval(_LIVE, 2, WORKERS_SEEN_KEY, WORKERS_RECORDS_KEY, TTL_SECONDS))
     records = [json.loads(v) for v in values if v]
     return sorted(records, key=lambda r: (str(r.get("host")), int(r.get("pid", 0))))
 
@@ -52,6 +51,6 @@ def beating_on(client: redis.Redis, host: str) -> bool:
 def forget_worker(client: redis.Redis, host: str, pid: int) -> None:
     member = worker_member(host, pid)
     pipe = client.pipeline(transaction=True)
-    pipe.zrem(SEEN_KEY, member)
-    pipe.hdel(RECORDS_KEY, member)
+    pipe.zrem(WORKERS_SEEN_KEY, member)
+    pipe.hdel(WORKERS_RECORDS_KEY, member)
     pipe.execute()

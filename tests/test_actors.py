@@ -12,6 +12,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
 
+from pipeline import keys
 from pipeline.errors import MediaDecodeError, TranscriptionError
 from pipeline.jobs import State, new_task_id
 from pipeline.options import TranscribeOptions
@@ -233,7 +234,7 @@ def test_lease_is_renewed_and_dropped_only_by_its_holder(ctx: Context) -> None:
     assert not ctx.jobs.take_lease(task_id, "b", 2)
     assert not ctx.jobs.renew_lease(task_id, "b", 30)
     assert ctx.jobs.renew_lease(task_id, "a", 30)
-    assert ctx.redis.ttl(f"wp:job:{task_id}:lease") > 2
+    assert ctx.redis.ttl(keys.job_lease_key(task_id)) > 2
     ctx.jobs.drop_lease(task_id, "b")
     assert not ctx.jobs.take_lease(task_id, "b", 2)
     ctx.jobs.drop_lease(task_id, "a")

@@ -27,7 +27,8 @@ import webvtt
 from bench.der import diarization_error_rate
 from bench.diarization_set import espeak_conversation
 from pipeline.errors import DiarizationError
-from pipeline.jobs import DIARIZE_PART, TRANSCRIBE_PART, State, job_key, new_task_id
+from pipeline.jobs import DIARIZE_PART, TRANSCRIBE_PART, State, new_task_id
+from pipeline.keys import job_key
 from pipeline.options import TranscribeOptions
 from pipeline.queues import CHUNK_ACTOR, DIARIZE_ACTOR, TRANSCRIBE_ACTOR
 from pipeline.speakers import parse_rttm

@@ -16,10 +16,11 @@ from typing import cast
 import pytest
 import redis
 
-from pipeline import hygiene, outbox, workers
+from pipeline import hygiene, keys, outbox, workers
 from pipeline.cache import ResultCache, cache_digest
 from pipeline.errors import SettingsError
-from pipeline.jobs import INDEX_GRACE_SECONDS, QUEUED_KEY, JobStore, State, new_task_id
+from pipeline.jobs import INDEX_GRACE_SECONDS, JobStore, State, new_task_id
+from pipeline.keys import QUEUED_KEY
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.stores import Stores
@@ -129,7 +130,7 @@ def test_queue_positions_of_jobs_that_are_gone_are_dropped(redis_client: redis.R
     kept, gone = new_task_id(), new_task_id()
     for task_id in (kept, gone):
         jobs.create(task_id, TranscribeOptions())
-    redis_client.delete(f"wp:job:{gone}")
+    redis_client.delete(keys.job_key(gone))
     assert hygiene.prune_queued(redis_client) == 1
     assert redis_client.zrange(QUEUED_KEY, 0, -1) == [kept] and jobs.queue_position(kept) == 1
 
@@ -156,16 +157,16 @@ def test_heartbeats_live_in_one_sorted_set_and_the_dead_drop_out(redis_client: r
     me = workers.worker_member(socket.gethostname(), os.getpid())
     # A worker that stopped beating a minute ago (Redis's clock, as the beats use).
     seconds, micros = cast(tuple[int, int], redis_client.time())
-    redis_client.zadd(workers.SEEN_KEY, {"gone-host:1": seconds + micros / 1e6 - 60})
-    redis_client.hset(workers.RECORDS_KEY, "gone-host:1", '{"host": "gone-host", "pid": 1}')
+    redis_client.zadd(keys.WORKERS_SEEN_KEY, {"gone-host:1": seconds + micros / 1e6 - 60})
+    redis_client.hset(keys.WORKERS_RECORDS_KEY, "gone-host:1", '{"host": "gone-host", "pid": 1}')
     live = workers.live_workers(redis_client)
     assert [(w["host"], w["pid"], w["device"]) for w in live] == [(socket.gethostname(), os.getpid(), "cpu")]
     assert workers.beating_on(redis_client, socket.gethostname())
     assert not workers.beating_on(redis_client, "gone-host")
     beat.beat()  # each beat prunes the dead
-    assert redis_client.zrange(workers.SEEN_KEY, 0, -1) == [me]
-    assert redis_client.hkeys(workers.RECORDS_KEY) == [me]
+    assert redis_client.zrange(keys.WORKERS_SEEN_KEY, 0, -1) == [me]
+    assert redis_client.hkeys(keys.WORKERS_RECORDS_KEY) == [me]
     assert all(0 < ttl(redis_client, k) <= 4 * workers.TTL_SECONDS
-               for k in (workers.SEEN_KEY, workers.RECORDS_KEY))
+               for k in (keys.WORKERS_SEEN_KEY, keys.WORKERS_RECORDS_KEY))
     workers.forget_worker(redis_client, socket.gethostname(), os.getpid())
     assert workers.live_workers(redis_client) == []

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import redis
 
+from pipeline import keys
 from pipeline.cache import ResultCache
-from pipeline.jobs import ACTIVE_KEY, WEBHOOKS_DUE_KEY, JobStore, State, job_key, new_task_id
+from pipeline.jobs import JobStore, State, new_task_id
+from pipeline.keys import ACTIVE_KEY, WEBHOOKS_DUE_KEY, job_key
 from pipeline.options import TranscribeOptions
 from pipeline.queues import (
     CHUNK_ACTOR,
@@ -197,9 +199,9 @@ def test_one_process_at_a_time_and_once_a_period(stores: Stores) -> None:
     ran = [r for r in results if r is not None]
     assert len(ran) == 1 and ran[0].report.resent == ((task_id, EXTRACT_ACTOR),)
     assert sent.messages == [(EXTRACT_ACTOR, (task_id,))]
-    assert 0 < int(stores.redis.ttl("wp:housekeeping:ran")) <= stores.settings.reconcile_period_seconds  # type: ignore[arg-type]
+    assert 0 < int(stores.redis.ttl(keys.HOUSEKEEPING_RAN_KEY)) <= stores.settings.reconcile_period_seconds  # type: ignore[arg-type]
     # While another process holds the lock (a slow run), nobody else starts one.
-    lock = stores.redis.lock("wp:housekeeping:lock", timeout=30)
+    lock = stores.redis.lock(keys.HOUSEKEEPING_LOCK_KEY, timeout=30)
     assert lock.acquire(blocking=False)
     try:
         assert runners[0].run_exclusive(later(), force=True) is None

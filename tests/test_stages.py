@@ -21,7 +21,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from pipeline.errors import JobCancelled, MediaDecodeError, MediaTooLong, StoredFileMissing, UnsupportedMedia
-from pipeline.jobs import WEBHOOKS_DUE_KEY, Moved, State, job_key, new_task_id
+from pipeline.jobs import Moved, State, new_task_id
+from pipeline.keys import WEBHOOKS_DUE_KEY, job_key
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript

@@ -16,8 +16,9 @@ import dramatiq
 import redis
 from dramatiq.middleware import Middleware
 
+from pipeline.keys import WORKERS_RECORDS_KEY, WORKERS_SEEN_KEY
 from pipeline.worker.gpu import read_metrics
-from pipeline.workers import INTERVAL_SECONDS, RECORDS_KEY, SEEN_KEY, TTL_SECONDS, forget_worker, worker_member
+from pipeline.workers import INTERVAL_SECONDS, TTL_SECONDS, forget_worker, worker_member
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Heartbeat(Middleware):
 
     def beat(self) -> None:
         record = self.record()
-        self._client().eval(_BEAT, 2, SEEN_KEY, RECORDS_KEY,
+        self._client().eval(_BEAT, 2, WORKERS_SEEN_KEY, WORKERS_RECORDS_KEY,
                             worker_member(record["host"], record["pid"]), json.dumps(record), TTL_SECONDS)
 
     def _run(self) -> None:

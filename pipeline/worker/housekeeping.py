@@ -23,13 +23,12 @@ import redis
 from dramatiq.middleware import Middleware
 
 from pipeline import hygiene, outbox, uploads
+from pipeline.keys import HOUSEKEEPING_LOCK_KEY, HOUSEKEEPING_RAN_KEY
 from pipeline.stores import Stores
 from pipeline.worker import reconciler
 
 log = logging.getLogger(__name__)
 
-THROTTLE_KEY = "wp:housekeeping:ran"
-LOCK_KEY = "wp:housekeeping:lock"
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,9 @@ class Runner:
         """Reconcile and prune, unless another process did within the period or does now."""
         period = self.stores.settings.reconcile_period_seconds
         client = self.stores.redis
-        if not force and not client.set(THROTTLE_KEY, self._me, nx=True, ex=period):
+        if not force and not client.set(HOUSEKEEPING_RAN_KEY, self._me, nx=True, ex=period):
             return None
-        lock = client.lock(LOCK_KEY, timeout=max(60, 4 * period), blocking=False)
+        lock = client.lock(HOUSEKEEPING_LOCK_KEY, timeout=max(60, 4 * period), blocking=False)
         if not lock.acquire():
             return None
         try:

@@ -27,7 +27,8 @@ from typing import Any, cast
 import dramatiq
 
 from pipeline.errors import JobLost, JobNotFound
-from pipeline.jobs import ACTIVE_KEY, DIARIZE_PART, TRANSCRIBE_PART, Job, Moved, State, job_key
+from pipeline.jobs import DIARIZE_PART, TRANSCRIBE_PART, Job, Moved, State
+from pipeline.keys import ACTIVE_KEY, job_key
 from pipeline.outbox import Outbox, wants_delivery
 from pipeline.queues import (
     ACTOR_QUEUES,

@@ -29,13 +29,13 @@ from typing import Any
 
 import redis
 
+from pipeline.keys import SPLIT_RESERVED_KEY
 from pipeline.queues import TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
 from pipeline.workers import live_workers
 
 log = logging.getLogger(__name__)
 
-RESERVED_KEY = "wp:split:reserved"  # sorted set: "<task_id>:<n>" scored by when it was reserved
 RESERVE_SECONDS = 3  # longer than a message takes to reach a free transcriber
 
 # KEYS: reserved. ARGV: seconds a reservation lasts, idle slots seen, slots wanted, task id.
@@ -93,7 +93,7 @@ def take_idle_transcribers(client: redis.Redis, task_id: str, duration: float, s
     if idle <= 0:
         return 0
     try:
-        return int(client.eval(_TAKE, 1, RESERVED_KEY, RESERVE_SECONDS, idle, wanted, task_id))  # type: ignore[arg-type]
+        return int(client.eval(_TAKE, 1, SPLIT_RESERVED_KEY, RESERVE_SECONDS, idle, wanted, task_id))  # type: ignore[arg-type]
     except redis.RedisError as exc:
         log.warning("could not reserve idle transcribers (%s); not splitting for capacity", exc)
         return 0
@@ -105,7 +105,7 @@ def release_slot(client: redis.Redis, task_id: str, piece: int = 1) -> None:
     Kept for its full ``RESERVE_SECONDS``, a finished short job left the next upload (a minute
     sent right after it) seeing one transcriber too few, and not split."""
     try:
-        client.zrem(RESERVED_KEY, f"{task_id}:{piece}")
+        client.zrem(SPLIT_RESERVED_KEY, f"{task_id}:{piece}")
     except redis.RedisError as exc:  # it expires on its own within seconds
         log.debug("reservation of %s:%d not released: %s", task_id, piece, exc)
 

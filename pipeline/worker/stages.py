@@ -33,6 +33,7 @@ from pipeline.errors import (
     TranscriptionError,
 )
 from pipeline.jobs import DIARIZE_PART, PARTS, TRANSCRIBE_PART, Job, Moved, State
+from pipeline.keys import diarize_turns_key
 from pipeline.media import SAMPLE_RATE, copy_samples, decode_to_file, open_npy
 from pipeline.metrics import count_audio_seconds
 from pipeline.options import TranscribeOptions
@@ -304,7 +305,7 @@ def speaker_options(options: TranscribeOptions) -> TranscribeOptions:
 
 
 def _twin_turns_key(job: Job) -> str:
-    return f"wp:diarize:turns:{cache_digest(job.sha256, speaker_options(job.options))}"
+    return diarize_turns_key(cache_digest(job.sha256, speaker_options(job.options)))
 
 
 def diarize(ctx: Context, task_id: str) -> Next | None:

@@ -22,7 +22,8 @@ import redis
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from pipeline.metrics import COUNTERS_KEY
+from pipeline import keys
+from pipeline.keys import COUNTERS_KEY
 from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
@@ -201,7 +202,7 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
                              timeout=60)
         assert response.status_code == 202, response.text
         task_id = response.json()["task_id"]
-        wait_until(lambda: client.llen(f"wp:job:{task_id}:segments"), 180, "the first segment")
+        wait_until(lambda: client.llen(keys.job_segments_key(task_id)), 180, "the first segment")
         victims = [int(w["pid"]) for w in live_workers(client) if "transcribe" in w.get("queues", [])]
         assert len(victims) == 1 and victims[0] in descendants([proc.pid]), victims
         os.kill(victims[0], signal.SIGKILL)
@@ -222,10 +223,10 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
 
         job = wait_until(final, 300, f"job {task_id} final (console in {console})", interval=0.5)
         assert job["status"] == "completed", job
-        raw: list[str] = client.lrange(f"wp:job:{task_id}:history", 0, -1)  # type: ignore[assignment]
+        raw: list[str] = client.lrange(keys.job_history_key(task_id), 0, -1)  # type: ignore[assignment]
         history = [json.loads(h)["status"] for h in raw]
         assert history == ["queued", "extracting", "transcribing", "completed"], history
-        assert client.hget(f"wp:job:{task_id}", "attempts_transcribe") == "2"
+        assert client.hget(keys.job_key(task_id), "attempts_transcribe") == "2"
         assert http.get(f"{url}/api/health", timeout=10).status_code == 200
         assert supervisorctl(config, "pid", "web") == web_pid  # the API was never restarted
         text = console.read_text(errors="replace")
