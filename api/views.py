@@ -92,10 +92,13 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
                 "duration": result.duration,
                 "segments": [
                     {"id": s.id, "start": s.start, "end": s.end, "text": s.text,
-                     **({"speaker": s.speaker} if s.speaker is not None else {})}
+                     **({"speaker": s.speaker} if s.speaker is not None else {}),
+                     **({"channel": s.channel} if s.channel is not None else {})}
                     for s in result.segments
                 ],
                 **({"speakers": [sp.to_dict() for sp in result.speakers]} if result.speakers else {}),
+                **({"channels": list(result.channels)} if result.channels else {}),
+                **({"redactions": [r.to_dict() for r in result.redactions]} if result.redactions else {}),
                 **({"warnings": list(result.warnings)} if result.warnings else {}),
             }
     return body
