@@ -197,6 +197,8 @@ class JobSummary(ma.Schema):
                        "DIARIZE_FAILURE=ignore"})
     status_url = ma.fields.String(required=True)
     result_url = ma.fields.String(required=True)
+    redacted_audio_url = ma.fields.String(metadata={
+        "description": "completed jobs with redact_pii_audio: where the redacted audio is"})
 
 
 class JobStatus(JobSummary):

@@ -42,7 +42,14 @@ def summary(job: Job) -> dict[str, Any]:
         **({"warnings": job.warnings} if job.warnings else {}),
         "status_url": service_url("transcribe.status", task_id=job.task_id),
         "result_url": service_url("transcribe.result", task_id=job.task_id),
+        **redacted_audio(job),
     }
+
+
+def redacted_audio(job: Job) -> dict[str, Any]:
+    if job.status != "completed" or not job.options.redact_pii_audio:
+        return {}
+    return {"redacted_audio_url": service_url("transcribe.redacted_audio", task_id=job.task_id)}
 
 
 def status(job: Job, jobs: JobStore) -> dict[str, Any]:
@@ -74,6 +81,7 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
         } if job.webhook_url else None,
         "status_url": service_url("transcribe.status", task_id=job.task_id),
         "result_url": service_url("transcribe.result", task_id=job.task_id),
+        **redacted_audio(job),
     }
     if job.status == "queued":
         body["queue_position"] = jobs.queue_position(job.task_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 import srt
@@ -23,7 +24,7 @@ def test_lines_hold_at_most_the_characters_and_cues_the_lines() -> None:
     assert all(1 <= len(c.lines) <= 2 for c in cues)
     assert " ".join(line for c in cues for line in c.lines) == TEXT.strip()
     assert cues[0].start == 0.0 and cues[-1].end == 11.0
-    assert all(a.end <= b.start for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
 
 
 def test_srt_and_vtt_parse_with_the_reflowed_cues() -> None:
