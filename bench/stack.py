@@ -21,7 +21,7 @@ import pika
 import redis
 
 from bench.client import BenchError, Client
-from pipeline.layout import resolve
+from pipeline.worker.layout import resolve
 from tests.support.stack import (
     ROOT,
     ProcessSpec,

@@ -78,7 +78,7 @@ def events_channel(task_id: str) -> str:
 METRICS_KEY = f"{PREFIX}:metrics:jobs"
 STAGE_SECONDS_KEY = f"{PREFIX}:metrics:state_seconds"
 QUEUED_KEY = f"{PREFIX}:queued"
-# Non-final jobs scored by when they last moved, for the reconciler (pipeline.reconciler); and
+# Non-final jobs scored by when they last moved, for the reconciler (pipeline.worker.reconciler); and
 # finished jobs' webhook deliveries scored by when they are due (pipeline.outbox).
 ACTIVE_KEY = f"{PREFIX}:active"
 WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"

@@ -19,10 +19,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipeline.heartbeat import live_workers
 from pipeline.jobs import FINAL_STATES, METRICS_KEY, STAGE_SECONDS_KEY, STATE_SECONDS_BUCKETS, State
 from pipeline.metrics import COUNTERS_KEY
 from pipeline.queues import QUEUES
+from pipeline.workers import live_workers
 
 log = logging.getLogger(__name__)
 

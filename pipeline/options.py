@@ -65,9 +65,9 @@ class TranscribeOptions:
     hotwords: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
-    # None: BATCH_SIZE decides (pipeline.engines.batched); 1: sequential; more: batched decoding.
+    # None: BATCH_SIZE decides (pipeline.worker.engines.batched); 1: sequential; more: batched decoding.
     batch_size: int | None = None
-    # Who spoke when (pipeline.diarization), run beside the transcription; the counts are hints.
+    # Who spoke when (pipeline.worker.diarization), run beside the transcription; the counts are hints.
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None

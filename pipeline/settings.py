@@ -28,7 +28,7 @@ class Settings:
     default_engine: str = "faster-whisper"
     default_model: str = "tiny.en"
     compute_type: str = ""  # empty: float16 on a GPU, int8 on the CPU
-    cpu_threads: int = 0  # 0 or auto: pipeline.layout sizes it from the cores
+    cpu_threads: int = 0  # 0 or auto: pipeline.worker.layout sizes it from the cores
     model_cache_size: int = 2
     model_idle_timeout: int = 600
     enable_cache: bool = True
@@ -44,7 +44,7 @@ class Settings:
     max_duration_seconds: int = 4 * 3600
     long_audio_seconds: int = 600  # longer recordings are split into chunks (0: never split)
     chunk_seconds: int = 300  # about how long each chunk is
-    # Throughput (pipeline.layout, pipeline.split, pipeline.engines.batched). 0 or auto: decided
+    # Throughput (pipeline.worker.layout, pipeline.worker.split, pipeline.worker.engines.batched). 0 or auto: decided
     # from the machine. BATCH_SIZE=1 is the sequential decoder, >1 faster-whisper's batched one.
     transcriber_processes: int = 0
     batch_size: int = 0

@@ -2,7 +2,7 @@
 a folder or a bucket, ``pipeline.storage``), wired from the settings.
 
 Both processes need this and only the worker needs the engines, so it stands apart from
-``pipeline.context``: the web process builds its stores here and never imports a model.
+``pipeline.worker.context``: the web process builds its stores here and never imports a model.
 """
 
 from __future__ import annotations

@@ -160,3 +160,16 @@ class Transcript:
             channels=tuple(int(c) for c in data.get("channels", ())),
             redactions=tuple(Redaction.from_dict(r) for r in data.get("redactions", ())),
         )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stretch of time during which one speaker talks (overlapping turns are allowed)."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start

@@ -12,16 +12,16 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
 
-from pipeline.context import Context
 from pipeline.errors import MediaDecodeError, TranscriptionError
 from pipeline.jobs import State, new_task_id
-from pipeline.middleware import RecycleAfter
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
+from pipeline.worker.context import Context
+from pipeline.worker.middleware import RecycleAfter
+from pipeline.worker.stages import Next
 
 # Declaring the actors binds them to the global broker: make it a stub before they are imported.
 dramatiq.set_broker(StubBroker())
-from pipeline import actors  # noqa: E402
+from pipeline.worker import actors  # noqa: E402
 
 
 @pytest.fixture

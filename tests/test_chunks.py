@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import stages
-from pipeline.chunks import merge, plan_chunks
-from pipeline.context import Context
 from pipeline.jobs import new_task_id
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import upload_path
+from pipeline.worker import stages
+from pipeline.worker.chunks import merge, plan_chunks
+from pipeline.worker.context import Context
+from pipeline.worker.stages import Next
 from tests.helpers import SPEECH_EN_TEXT, long_speech, wer
 
 
@@ -100,8 +100,8 @@ def test_long_job_in_chunks_matches_the_unsplit_transcript(ctx: Context, long_fi
 
 
 def test_merge_channels_labels_each_channel_and_orders_by_time() -> None:
-    from pipeline.chunks import merge_channels
     from pipeline.transcript import Redaction, Word
+    from pipeline.worker.chunks import merge_channels
 
     left = Transcript(text=" left one", language="en", duration=5.0, segments=(
         Segment(id=0, start=0.0, end=2.0, text=" left one", words=(Word(0.0, 2.0, " left", 0.9),)),),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pipeline import postprocess
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript, Word
+from pipeline.worker import postprocess
 
 SETTINGS = Settings.from_env({})
 

@@ -1,5 +1,5 @@
-"""The reconciler (pipeline/reconciler.py) and the housekeeping runner
-(pipeline/housekeeping.py) on the real Redis and RabbitMQ. Time passing is given as ``now``
+"""The reconciler (pipeline/worker/reconciler.py) and the housekeeping runner
+(pipeline/worker/housekeeping.py) on the real Redis and RabbitMQ. Time passing is given as ``now``
 rather than waited for."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline import reconciler
 from pipeline.cache import ResultCache
-from pipeline.housekeeping import Runner
 from pipeline.jobs import ACTIVE_KEY, WEBHOOKS_DUE_KEY, JobStore, State, job_key, new_task_id
 from pipeline.options import TranscribeOptions
 from pipeline.queues import (
@@ -25,11 +23,13 @@ from pipeline.queues import (
     EXTRACT_QUEUE,
     NOTIFY_ACTOR,
     TRANSCRIBE_ACTOR,
-    build_broker,
 )
+from pipeline.rabbitmq import build_broker
 from pipeline.settings import Settings
 from pipeline.stores import Stores
 from pipeline.transcript import Transcript
+from pipeline.worker import reconciler
+from pipeline.worker.housekeeping import Runner
 from tests.conftest import own_vhost
 
 AFTER = 180

@@ -1,4 +1,4 @@
-"""pipeline/split.py: when a recording is cut across idle transcribers, and into how many pieces."""
+"""pipeline/worker/split.py: when a recording is cut across idle transcribers, and into how many pieces."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import dramatiq
 import pytest
 import redis
 
-from pipeline.chunks import plan_chunks
-from pipeline.heartbeat import Heartbeat
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
-from pipeline.split import (
+from pipeline.worker.chunks import plan_chunks
+from pipeline.worker.heartbeat import Heartbeat
+from pipeline.worker.split import (
     RESERVED_KEY,
     chunk_seconds,
     idle_transcribers,
@@ -153,7 +153,7 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
 
     import numpy as np
 
-    from pipeline import stages
+    from pipeline.worker import stages
     from tests.test_stages import submit
 
     source = SHARED_AUDIO / "multilingual.mp3"
@@ -210,7 +210,7 @@ def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(settings: Settings
 def test_the_transcribe_stage_releases_the_slot_its_job_reserved(ctx: Any) -> None:
     """A short upload followed at once by a minute: the minute is split (the service bench's
     first 60 s run after jfk.flac was not, for the 3 s the short job's reservation lasted)."""
-    from pipeline import stages
+    from pipeline.worker import stages
     from tests.helpers import SPEECH_EN
     from tests.test_stages import submit
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from pipeline import queues
-from pipeline.heartbeat import live_workers
+from pipeline import queues, rabbitmq
 from pipeline.metrics import COUNTERS_KEY
+from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
     Chaos,
@@ -234,7 +234,7 @@ def test_redelivered_messages_never_redo_a_completed_job(chaos: Chaos, tmp_path:
         marks = {name: chaos.log_size(name) for name in ("worker", "transcriber")}
 
         # The same messages again, as RabbitMQ would redeliver them.
-        broker = queues.build_broker(chaos.settings)
+        broker = rabbitmq.build_broker(chaos.settings)
         try:
             for actor in (queues.TRANSCRIBE_ACTOR, queues.EXTRACT_ACTOR, queues.NOTIFY_ACTOR,
                           queues.TRANSCRIBE_ACTOR):

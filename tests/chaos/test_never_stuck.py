@@ -22,8 +22,8 @@ import redis
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from pipeline.heartbeat import live_workers
 from pipeline.metrics import COUNTERS_KEY
+from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
     Chaos,
@@ -161,9 +161,9 @@ def supervisorctl(config: Path, *args: str) -> str:
 
 @pytest.mark.timeout(600)
 def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos, tmp_path: Path) -> None:
-    """`make run` runs `python -m pipeline.supervise -f Procfile -p $(PORT)`; here the same
+    """`make run` runs `python -m pipeline.tooling.supervise -f Procfile -p $(PORT)`; here the same
     command (metrics ports made free) on a Redis database and RabbitMQ virtual host of its own."""
-    assert "-m pipeline.supervise -f Procfile -p $(PORT)" in (ROOT / "Makefile").read_text()
+    assert "-m pipeline.tooling.supervise -f Procfile -p $(PORT)" in (ROOT / "Makefile").read_text()
     vhost = "supervised"
     for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")):
         assert chaos.rabbit.ctl(*args).returncode == 0
@@ -184,7 +184,8 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
     console = tmp_path / "console.log"
     config = tmp_path / "state" / "supervisord.conf"
     with console.open("ab") as out:  # appended: supervisord and its programs share the file
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.supervise", "-f", str(procfile), "-p", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.tooling.supervise", "-f", str(procfile),
+                                 "-p", str(port),
                                  "--state-dir", str(tmp_path / "state")], cwd=ROOT, env=service_env(settings),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     http = requests.Session()
