@@ -1,4 +1,4 @@
-"""Inputs at the edges and the owner's webhook redelivery (issue 12), on the real Redis and
+"""Inputs at the edges and the owner's webhook redelivery, on the real Redis and
 RabbitMQ through the app's test client: ids and cursors that could never be valid answer
 404/400 (never a 503 from a Redis type error), webhook auth headers come from an allow-list,
 WEBHOOK_SECRET is checked at start-up, and POST /api/transcribe/async/<id>/webhook delivers a

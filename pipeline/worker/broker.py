@@ -5,6 +5,7 @@ web process builds its own through ``pipeline.rabbitmq.build_broker`` and never 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import dramatiq
@@ -18,7 +19,14 @@ from pipeline.storage import from_url
 from pipeline.stores import Stores, check_storage, connect_redis
 from pipeline.worker.heartbeat import Heartbeat
 from pipeline.worker.housekeeping import Housekeeping
-from pipeline.worker.middleware import PreloadModel, RecycleAfter, worker_metrics
+from pipeline.worker.middleware import (
+    PreloadModel,
+    PreloadVad,
+    RecycleAfter,
+    RecycleWhenIdle,
+    TrimMemory,
+    worker_metrics,
+)
 
 
 def _describe() -> dict[str, Any]:
@@ -34,12 +42,10 @@ def _describe() -> dict[str, Any]:
     }
 
 
-def _preload_diarization() -> None:
-    from pipeline.worker.context import worker_context
-    from pipeline.worker.diarization.models import get_models
-    from pipeline.worker.engines import choose_device
-
-    get_models(choose_device(worker_context().settings).device)
+def _diarization_loaded() -> bool:
+    # Only a diarize job imports the models module; a process that never ran one holds nothing.
+    models = sys.modules.get("pipeline.worker.diarization.models")
+    return models is not None and bool(models.loaded_devices())
 
 
 def _redis() -> Any:
@@ -64,10 +70,6 @@ def _refuse_evicting_redis(settings: Settings) -> None:
         client.close()
 
 
-class PreloadDiarization(PreloadModel):
-    """Its own type: Dramatiq warns about two middlewares of one type."""
-
-
 settings = Settings.from_env()
 configure_logging(settings.log_format)
 # Before any message: a store that is down or refuses stops the worker with the reason.
@@ -81,8 +83,11 @@ broker.add_middleware(Heartbeat(_describe, _redis))
 broker.add_middleware(Housekeeping(_stores))
 # A transcriber loads the default model as it boots, not on its first job.
 broker.add_middleware(PreloadModel())
-# A diarizer loads its models as it boots too (3-5 s on a CPU).
-broker.add_middleware(PreloadDiarization(_preload_diarization, queue=DIARIZE_QUEUE))
+# ... and an extract worker its speech detector.
+broker.add_middleware(PreloadVad())
+# A diarizer loads its models with its first job (3-5 s on a CPU) and lets them go when idle.
+broker.add_middleware(RecycleWhenIdle(DIARIZE_QUEUE, settings.diarizer_idle_seconds, _diarization_loaded))
+broker.add_middleware(TrimMemory())
 if settings.worker_metrics_port:
     broker.add_middleware(worker_metrics(settings.worker_metrics_port, settings.worker_metrics_bind))
 dramatiq.set_broker(broker)

@@ -1,4 +1,4 @@
-"""Never lost, never stuck (issue 12): a job whose message never reached RabbitMQ, a webhook
+"""Never lost, never stuck: a job whose message never reached RabbitMQ, a webhook
 receiver that is down for half a minute, identical uploads racing, a worker process killed
 under `make run`'s supervisor, and a Redis that may evict keys. Each test checks the real
 outcome: the job's state and history, the delivery and its signature, the engine runs."""
