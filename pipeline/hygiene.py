@@ -2,7 +2,7 @@
 evict jobs.
 
 Every key the service writes either has a TTL or is pruned by time:
-- a job's keys (record, history, result, segments, chunks) expire RESULT_TTL_SECONDS after it
+- a job's keys (record, history, result, segments, chunks, redacted audio) expire RESULT_TTL_SECONDS after it
   ends; a job that never ends is ended by the reconciler (``pipeline.worker.reconciler``);
 - leases, cancellation flags, transcription claims, locks, rate-limit counters: their own TTLs;
 - the listing indexes (``wp:jobs``, ``wp:jobs:<owner>``) and the queue-position set

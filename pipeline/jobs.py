@@ -8,6 +8,7 @@ or out of a final state.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -31,6 +32,7 @@ from pipeline.keys import (
     job_key,
     job_lease_key,
     job_parts_key,
+    job_redacted_audio_key,
     job_result_key,
     job_segments_key,
     jobs_index_key,
@@ -227,6 +229,8 @@ class Job:
     owner: str = ""
     cache_scope: str = ""  # whose transcripts this job may reuse: "" for everyone's (pipeline.cache.scoped)
     chunks: list[tuple[int, int]] = field(default_factory=list)  # sample ranges of a long recording
+    # multichannel: the channel (from 1) of each chunk; empty for a mono plan.
+    chunk_channels: list[int] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what the result lacks, in words
 
@@ -277,6 +281,7 @@ class Job:
             owner=data.get("owner", ""),
             cache_scope=data.get("cache_scope", ""),
             chunks=[(int(a), int(b)) for a, b in json.loads(data["chunks"])] if data.get("chunks") else [],
+            chunk_channels=[int(c) for c in json.loads(data["chunk_channels"])] if data.get("chunk_channels") else [],
             extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
             warnings=json.loads(data["warnings"]) if data.get("warnings") else [],
         )
@@ -491,6 +496,16 @@ class JobStore:
     def chunks(self, task_id: str) -> dict[int, Transcript]:
         raw = cast(dict[str, str], self.redis.hgetall(job_chunks_key(task_id)))
         return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    # -- the redacted audio (redact_pii_audio) ----------------------------------------------
+    def save_redacted_audio(self, task_id: str, wav: bytes) -> None:
+        """Kept beside the result, as long as it (base64: the stores' Redis answers text)."""
+        self.redis.set(job_redacted_audio_key(task_id), base64.b64encode(wav).decode("ascii"),
+                       ex=self.result_ttl)
+
+    def redacted_audio(self, task_id: str) -> bytes | None:
+        raw = cast(str | None, self.redis.get(job_redacted_audio_key(task_id)))
+        return None if raw is None else base64.b64decode(raw)
 
     # -- parts of a job that run side by side (transcript and speakers) -----------------------
     def save_part(self, task_id: str, part: str, result: dict[str, Any], parts: tuple[str, ...]) -> int:

@@ -39,6 +39,10 @@ def job_parts_key(task_id: str) -> str:
     return f"{job_key(task_id)}:parts"  # hash: transcribe / diarize -> its result
 
 
+def job_redacted_audio_key(task_id: str) -> str:
+    return f"{job_key(task_id)}:redacted-audio"  # WAV, base64: the audio with its PII spans toned out
+
+
 def job_lease_key(task_id: str, part: str = "") -> str:
     return f"{job_key(task_id)}:lease{part}"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.media import SAMPLE_RATE, open_npy, read_samples
-from pipeline.transcript import Segment, Transcript, Word
+from pipeline.transcript import Redaction, Segment, Transcript
 
 # The VAD reads a long recording in windows of this many seconds, each seen with a margin of
 # its neighbours: memory stays flat, and a pause is found across a window's edge. Silero's
@@ -116,8 +116,8 @@ def shift(transcript: Transcript, offset_seconds: float, first_id: int) -> list[
     for n, segment in enumerate(transcript.segments):
         words = None
         if segment.words is not None:
-            words = tuple(Word(start=round(w.start + offset_seconds, 3), end=round(w.end + offset_seconds, 3),
-                               word=w.word, probability=w.probability) for w in segment.words)
+            words = tuple(replace(w, start=round(w.start + offset_seconds, 3), end=round(w.end + offset_seconds, 3))
+                          for w in segment.words)
         shifted.append(replace(segment, id=first_id + n, start=round(segment.start + offset_seconds, 3),
                                end=round(segment.end + offset_seconds, 3), words=words))
     return shifted
@@ -147,4 +147,36 @@ def merge(parts: list[tuple[int, Transcript]], duration: float) -> Transcript:
         device=first.device,
         # Each chunk says the same thing about the same options: said once.
         warnings=tuple(dict.fromkeys(w for _, t in ordered for w in t.warnings)),
+        redactions=tuple(Redaction(round(r.start + start / SAMPLE_RATE, 3), round(r.end + start / SAMPLE_RATE, 3),
+                                   r.policy) for start, t in ordered for r in t.redactions),
+    )
+
+
+def merge_channels(parts: list[tuple[int, int, Transcript]], duration: float) -> Transcript:
+    """Join the chunks of a multichannel job, given as (channel, start sample, transcript): each
+    channel's chunks are merged as a recording of its own, their segments and words labelled
+    with the channel, and all segments put in time order."""
+    channels = sorted({channel for channel, _, _ in parts})
+    merged = {c: merge([(start, t) for channel, start, t in parts if channel == c], duration) for c in channels}
+    labelled = [
+        replace(s, channel=c, words=None if s.words is None else tuple(replace(w, channel=c) for w in s.words))
+        for c in channels for s in merged[c].segments
+    ]
+    labelled.sort(key=lambda s: (s.start, s.channel or 0))
+    segments = tuple(replace(s, id=n) for n, s in enumerate(labelled))
+    spoken: dict[str, float] = {}
+    for c in channels:  # the language of the most speech, over every channel
+        talk = sum(s.end - s.start for s in merged[c].segments)
+        spoken[merged[c].language] = spoken.get(merged[c].language, 0.0) + talk
+    language = max(spoken, key=lambda code: spoken[code])
+    first = merged[channels[0]]
+    return replace(
+        first,
+        text=" ".join(s.text.strip() for s in segments if s.text.strip()),
+        language=language,
+        language_probability=next((m.language_probability for m in merged.values() if m.language == language), None),
+        segments=segments,
+        channels=tuple(channels),
+        warnings=tuple(dict.fromkeys(w for m in merged.values() for w in m.warnings)),
+        redactions=tuple(sorted((r for m in merged.values() for r in m.redactions), key=lambda r: (r.start, r.end))),
     )

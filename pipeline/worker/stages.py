@@ -34,14 +34,15 @@ from pipeline.errors import (
 )
 from pipeline.jobs import DIARIZE_PART, PARTS, TRANSCRIBE_PART, Job, Moved, State
 from pipeline.keys import diarize_turns_key
-from pipeline.media import SAMPLE_RATE, copy_samples, decode_to_file, open_npy
+from pipeline.media import SAMPLE_RATE, copy_samples, decode_channels_to_files, decode_to_file, open_npy
 from pipeline.metrics import count_audio_seconds
-from pipeline.options import TranscribeOptions
+from pipeline.options import MAX_CHANNELS, TranscribeOptions
+from pipeline.redaction import redact_audio, to_wav
 from pipeline.speakers import apply_speakers
 from pipeline.storage import audio_key, chunk_key, speaker_key, upload_key
 from pipeline.transcript import Segment, Transcript, Turn
 from pipeline.uploads import remove_job_files
-from pipeline.worker import chunks, split
+from pipeline.worker import chunks, postprocess, split
 from pipeline.worker.chunks import plan_chunks
 from pipeline.worker.context import Context
 from pipeline.worker.engines import choose_device
@@ -76,12 +77,17 @@ def extract(ctx: Context, task_id: str) -> Next | None:
         decoded = scratch / "audio.npy"
         with ctx.storage.scratch_copy(upload_key(task_id), scratch) as upload:
             samples = decode_to_file(upload, decoded, max_duration=ctx.settings.max_duration_seconds)
+            channel_files = _decode_channels(ctx, job, upload, scratch)
         _stop_if_cancelled(ctx, task_id)
         duration = round(samples / SAMPLE_RATE, 3)
         ctx.jobs.set_fields(task_id, duration=duration, stage="cache-lookup")
         cached = ctx.cache.get(job.cache_input, job.options)
         if cached is not None:
+            if job.options.redact_pii_audio:
+                _keep_redacted_audio(ctx, job, cached, np.load(decoded, mmap_mode="r"))
             return _complete(ctx, job, cached, cached_hit=True)
+        if channel_files:
+            return _plan_channels(ctx, job, decoded, channel_files, duration)
         plan = [(0, samples)]
         idle = split.take_idle_transcribers(ctx.redis, task_id, duration, ctx.settings)
         target = split.chunk_seconds(duration, idle, ctx.settings)
@@ -94,7 +100,7 @@ def extract(ctx: Context, task_id: str) -> Next | None:
                 part = scratch / f"chunk{index}.npy"
                 copy_samples(stored, start, end, part)
                 ctx.storage.move_file(chunk_key(task_id, index), part)
-            if job.options.diarize:  # speakers are found over the whole recording at once
+            if job.options.diarize or job.options.redact_pii_audio:  # these read the whole recording
                 ctx.storage.move_file(audio_key(task_id), decoded)
             ctx.jobs.set_fields(task_id, chunks=json.dumps(plan), stage="waiting-for-transcriber")
             return Next.CHUNKS
@@ -102,6 +108,56 @@ def extract(ctx: Context, task_id: str) -> Next | None:
     ctx.jobs.set_fields(task_id, audio_path=f"{ctx.storage.url}/{audio_key(task_id)}",
                         stage="waiting-for-transcriber")
     return Next.TRANSCRIBE
+
+
+def _decode_channels(ctx: Context, job: Job, upload: Path, scratch: Path) -> list[Path]:
+    """multichannel: each channel decoded into a file of its own (one for mono input)."""
+    if not job.options.multichannel:
+        return []
+    from pipeline.media import channel_count
+
+    files = [scratch / f"channel{n + 1}.npy" for n in range(min(channel_count(upload), MAX_CHANNELS))]
+    decode_channels_to_files(upload, files, max_duration=ctx.settings.max_duration_seconds)
+    return files
+
+
+def _plan_channels(ctx: Context, job: Job, decoded: Path, files: list[Path], duration: float) -> Next:
+    """A multichannel job is planned as chunks: each channel's (cut like any recording when long
+    or when transcribers are idle), so the chunk machinery transcribes them in parallel."""
+    task_id = job.task_id
+    idle = split.take_idle_transcribers(ctx.redis, task_id, duration, ctx.settings)
+    target = split.chunk_seconds(duration, max(0, idle - len(files) + 1), ctx.settings)
+    plan: list[tuple[int, int]] = []
+    channels: list[int] = []
+    for number, path in enumerate(files, start=1):
+        stored = open_npy(path)
+        ranges = plan_chunks(path, target) if target is not None else [(0, stored.length)]
+        for start, end in ranges:
+            index = len(plan)
+            part = path.with_name(f"chunk{index}.npy")
+            copy_samples(stored, start, end, part)
+            ctx.storage.move_file(chunk_key(task_id, index), part)
+            plan.append((start, end))
+            channels.append(number)
+    if job.options.redact_pii_audio:
+        ctx.storage.move_file(audio_key(task_id), decoded)
+    log.info("job %s: %d channels in %d chunks", task_id, len(files), len(plan))
+    ctx.jobs.set_fields(task_id, chunks=json.dumps(plan), chunk_channels=json.dumps(channels),
+                        stage="waiting-for-transcriber")
+    return Next.CHUNKS
+
+
+def _keep_redacted_audio(ctx: Context, job: Job, transcript: Transcript, audio: np.ndarray | None = None) -> None:
+    """redact_pii_audio: the decoded audio with a tone over each redacted span, kept as WAV
+    beside the result; read from the store when not given."""
+    if not job.options.redact_pii_audio:
+        return
+    if audio is None:
+        with _stored_audio(ctx, audio_key(job.task_id)) as stored:
+            wav = to_wav(redact_audio(stored, transcript.redactions, SAMPLE_RATE), SAMPLE_RATE)
+    else:
+        wav = to_wav(redact_audio(audio, transcript.redactions, SAMPLE_RATE), SAMPLE_RATE)
+    ctx.jobs.save_redacted_audio(job.task_id, wav)
 
 
 @contextlib.contextmanager
@@ -143,10 +199,13 @@ def transcribe(ctx: Context, task_id: str) -> Next | None:
     if cached is None and not ctx.cache.claim(job.cache_input, job.options, task_id):
         cached = _wait_for_twin(ctx, job)
     if cached is not None:
+        _keep_redacted_audio(ctx, job, cached)
         return _complete(ctx, job, cached, cached_hit=True)
     try:
-        transcript = _run_engine(ctx, job, choice.device)
+        transcript = postprocess.finish(_run_engine(ctx, job, choice.device), job.options)
         if not job.options.diarize:  # a diarized job's cache entry is the merged result
+            transcript = postprocess.as_asked(transcript, job.options)
+            _keep_redacted_audio(ctx, job, transcript)
             ctx.cache.put(job.cache_input, job.options, transcript)
         count_audio_seconds(ctx.redis, transcript.duration)
     except BaseException:
@@ -177,13 +236,16 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
     start = job.chunks[index][0]
     stored = len(ctx.jobs.chunks(task_id))
     if ctx.jobs.chunk(task_id, index) is None:
-        duration = max(job.chunks[-1][1] / SAMPLE_RATE, 1e-6)
+        # Every channel's chunks: the audio to decode is the recording times its channels.
+        duration = max(sum(b - a for a, b in job.chunks) / SAMPLE_RATE, 1e-6)
         offset = start / SAMPLE_RATE
         last_end = [0.0]
+        channel = job.chunk_channels[index] if job.chunk_channels else None
 
         def on_segment(segment: Segment) -> None:
             _stop_if_cancelled(ctx, task_id)
             # Live segments carry ids unique across chunks; the merged result renumbers them.
+            segment = replace(postprocess.finish_segment(segment, job.options), channel=channel)
             shown = chunks.shift(Transcript(text="", language="", duration=0.0, segments=(segment,)),
                                  offset, index * CHUNK_ID_STRIDE + segment.id)[0]
             decoded = ctx.jobs.add_decoded(task_id, max(0.0, segment.end - last_end[0]))
@@ -195,16 +257,23 @@ def transcribe_chunk(ctx: Context, task_id: str, index: int) -> Next | None:
         with _stored_audio(ctx, chunk_key(task_id, index)) as part, SegmentPublisher(on_segment) as publisher:
             transcript = ctx.models.get(key).transcribe(np.asarray(part), engine_options(job.options),
                                                         publisher.submit)
-        stored = ctx.jobs.save_chunk(task_id, index, transcript)
+        stored = ctx.jobs.save_chunk(task_id, index, postprocess.finish(transcript, job.options))
         release_memory()
         log.info("job %s: chunk %d of %d transcribed", task_id, index, len(job.chunks))
     if stored < len(job.chunks):
         return None
     parts = ctx.jobs.chunks(task_id)
-    merged = chunks.merge([(job.chunks[i][0], t) for i, t in parts.items()],
-                          duration=job.chunks[-1][1] / SAMPLE_RATE)
+    if job.chunk_channels:
+        merged = chunks.merge_channels([(job.chunk_channels[i], job.chunks[i][0], t) for i, t in parts.items()],
+                                       duration=max(b for _, b in job.chunks) / SAMPLE_RATE)
+    else:
+        merged = chunks.merge([(job.chunks[i][0], t) for i, t in parts.items()],
+                              duration=job.chunks[-1][1] / SAMPLE_RATE)
     if job.options.diarize:  # the chunks' merge first, then the speakers' (once both parts are in)
         return _save_part(ctx, job, TRANSCRIBE_PART, {"transcript": merged.to_dict()})
+    merged = postprocess.as_asked(merged, job.options)
+    if ctx.jobs.get(task_id).status is State.TRANSCRIBING:
+        _keep_redacted_audio(ctx, job, merged)
     if ctx.jobs.complete(task_id, merged, cached=False) is not Moved.MOVED:
         return None
     ctx.cache.put(job.cache_input, job.options, merged)
@@ -243,6 +312,7 @@ def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) ->
         # Checked once per decoded segment, off the decode loop (pipeline.worker.publisher): a cancelled
         # job stops within two segments.
         _stop_if_cancelled(ctx, task_id)
+        segment = postprocess.finish_segment(segment, job.options)
         ctx.jobs.add_segment(task_id, segment, min(0.99, segment.end / duration),
                              part=_progress_part(job), parts=PARTS)
         # Only while this job still holds it: a claim that lapsed is its successor's now.
@@ -268,8 +338,11 @@ def _transcribe_whole(ctx: Context, job: Job, device: str, audio: np.ndarray) ->
 
 
 def engine_options(options: TranscribeOptions) -> TranscribeOptions:
-    """What the engine is asked for: a diarized job needs each word's time to give it a speaker."""
-    return replace(options, word_timestamps=True) if options.diarize else options
+    """What the engine is asked for: a diarized job needs each word's time to give it a speaker,
+    a redacted one to time what it redacts."""
+    if options.diarize or postprocess.needs_words(options):
+        return replace(options, word_timestamps=True)
+    return options
 
 
 # -- speakers: a part of the job that runs beside the transcription -----------------------------
@@ -440,6 +513,7 @@ def _merge_parts(ctx: Context, job: Job) -> Next | None:
         # Computed for the merge only: the result has what the request asked for.
         transcript = replace(transcript, segments=tuple(replace(s, words=None) for s in transcript.segments))
     extra = {"warnings": json.dumps([warning])} if warning else {}
+    _keep_redacted_audio(ctx, job, transcript)
     if ctx.jobs.complete(job.task_id, transcript, cached=False, **extra) is not Moved.MOVED:
         return None
     if not warning:
