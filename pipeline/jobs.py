@@ -30,7 +30,6 @@ from pipeline.keys import (
     job_chunks_key,
     job_history_key,
     job_key,
-    job_lease_key,
     job_parts_key,
     job_redacted_audio_key,
     job_result_key,
@@ -92,53 +91,54 @@ STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 
 # ARGV: new state, now, ttl for final jobs, event json, result json ('' for none), task id,
 #       then field/value pairs
 _TRANSITION = """
+local job, queued, history, result = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local metrics, state_seconds, active, webhooks_due = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local new, now, final_ttl, event, result_json, task_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local rank = {RANKS}
 local final = FINAL_RANK
-local current = redis.call('HGET', KEYS[1], 'status')
+local current = redis.call('HGET', job, 'status')
 if not current then return -1 end
-local new = ARGV[1]
 if current == new then return 2 end
 if rank[current] == final or rank[new] <= rank[current] then return 0 end
-local now = ARGV[2]
 -- Metrics, counted here so that every process's transitions add up in one place: jobs that
 -- reached each state, jobs in each state now, and a histogram of the time spent in the state
 -- being left.
-local entered = tonumber(redis.call('HGET', KEYS[1], 'updated_at') or now)
+local entered = tonumber(redis.call('HGET', job, 'updated_at') or now)
 local spent = math.max(0, tonumber(now) - entered)
-redis.call('HINCRBY', KEYS[6], 'reached:' .. new, 1)
-redis.call('HINCRBY', KEYS[6], 'current:' .. current, -1)
-if rank[new] < final then redis.call('HINCRBY', KEYS[6], 'current:' .. new, 1) end
+redis.call('HINCRBY', metrics, 'reached:' .. new, 1)
+redis.call('HINCRBY', metrics, 'current:' .. current, -1)
+if rank[new] < final then redis.call('HINCRBY', metrics, 'current:' .. new, 1) end
 local buckets = {BUCKETS}
 for _, bound in ipairs(buckets) do
-  if spent <= bound then redis.call('HINCRBY', KEYS[7], current .. ':le:' .. bound, 1) end
+  if spent <= bound then redis.call('HINCRBY', state_seconds, current .. ':le:' .. bound, 1) end
 end
-redis.call('HINCRBY', KEYS[7], current .. ':count', 1)
-redis.call('HINCRBYFLOAT', KEYS[7], current .. ':sum', spent)
-redis.call('HSET', KEYS[1], 'status', new, 'updated_at', now)
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', state_seconds, current .. ':count', 1)
+redis.call('HINCRBYFLOAT', state_seconds, current .. ':sum', spent)
+redis.call('HSET', job, 'status', new, 'updated_at', now)
+for i = 7, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
 if current == 'queued' then
-  redis.call('ZREM', KEYS[2], ARGV[6])
-  if rank[new] < final then redis.call('HSETNX', KEYS[1], 'started_at', now) end
+  redis.call('ZREM', queued, task_id)
+  if rank[new] < final then redis.call('HSETNX', job, 'started_at', now) end
 end
-redis.call('RPUSH', KEYS[3], cjson.encode({status=new, at=tonumber(now)}))
+redis.call('RPUSH', history, cjson.encode({status=new, at=tonumber(now)}))
 if rank[new] == final then
-  redis.call('HSET', KEYS[1], 'finished_at', now)
-  if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-  local ttl = tonumber(ARGV[3])
-  for i = 1, 5 do
+  redis.call('HSET', job, 'finished_at', now)
+  if result_json ~= '' then redis.call('SET', result, result_json) end
+  local ttl = tonumber(final_ttl)
+  for i = 1, 5 do  -- the job's own keys (KEYS[5] is its segments), not the queued index
     if i ~= 2 and redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
 if rank[new] == final then
-  redis.call('ZREM', KEYS[8], ARGV[6])
+  redis.call('ZREM', active, task_id)
   -- The webhook goes in the outbox with the state that triggers it: no message to lose.
-  if redis.call('HGET', KEYS[1], 'webhook_state') == 'pending' then
-    redis.call('ZADD', KEYS[9], 'NX', now, ARGV[6])
+  if redis.call('HGET', job, 'webhook_state') == 'pending' then
+    redis.call('ZADD', webhooks_due, 'NX', now, task_id)
   end
 else
-  redis.call('ZADD', KEYS[8], now, ARGV[6])
+  redis.call('ZADD', active, now, task_id)
 end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[4])
+redis.call('PUBLISH', job .. ':events', event)
 return 1
 """
 _TRANSITION = (
@@ -152,26 +152,28 @@ _TRANSITION = (
 # A diarized job runs two parts side by side, each with its own progress_<part>; the job's
 # progress is their mean, so it covers both.
 _PROGRESS = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'transcribing' then return 0 end
+local job, segments = KEYS[1], KEYS[2]
+local segment, event_head, part = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', job, 'status') ~= 'transcribing' then return 0 end
 local progress, text = tonumber(ARGV[1]), ARGV[1]
-if ARGV[4] ~= '' then
-  local own = 'progress_' .. ARGV[4]
-  if progress > tonumber(redis.call('HGET', KEYS[1], own) or '0') then
-    redis.call('HSET', KEYS[1], own, ARGV[1])
+if part ~= '' then
+  local own = 'progress_' .. part
+  if progress > tonumber(redis.call('HGET', job, own) or '0') then
+    redis.call('HSET', job, own, ARGV[1])
   end
   local sum = 0
-  for i = 5, #ARGV do sum = sum + tonumber(redis.call('HGET', KEYS[1], 'progress_' .. ARGV[i]) or '0') end
+  for i = 5, #ARGV do sum = sum + tonumber(redis.call('HGET', job, 'progress_' .. ARGV[i]) or '0') end
   progress = sum / math.max(1, #ARGV - 4)
   text = string.format('%.17g', progress)
 end
 -- Progress only grows: chunks of one recording report from several workers, out of order.
-local shown = redis.call('HGET', KEYS[1], 'progress') or '0'
+local shown = redis.call('HGET', job, 'progress') or '0'
 if progress > tonumber(shown) then
-  redis.call('HSET', KEYS[1], 'progress', text)
+  redis.call('HSET', job, 'progress', text)
   shown = text
 end
-if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3] .. shown .. '}')
+if segment ~= '' then redis.call('RPUSH', segments, segment) end
+redis.call('PUBLISH', job .. ':events', event_head .. shown .. '}')
 return 1
 """
 
@@ -179,20 +181,22 @@ return 1
 # name. Stores a part's result (the first delivery's wins) and names what still runs in the job's
 # stage; returns how many parts are still missing, or -1 for a job that does not exist.
 _SAVE_PART = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local parts, job = KEYS[1], KEYS[2]
+local part, part_json, ttl, task_id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('EXISTS', job) == 0 then return -1 end
+redis.call('HSETNX', parts, part, part_json)
+redis.call('EXPIRE', parts, ttl)
 local left = {}
 for i = 6, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then table.insert(left, ARGV[i]) end
+  if redis.call('HEXISTS', parts, ARGV[i]) == 0 then table.insert(left, ARGV[i]) end
 end
-local status = redis.call('HGET', KEYS[2], 'status')
+local status = redis.call('HGET', job, 'status')
 if #left > 0 and status == 'transcribing' then
   local stage = table.concat(left, '+')
-  if redis.call('HGET', KEYS[2], 'stage') ~= stage then
-    redis.call('HSET', KEYS[2], 'stage', stage)
-    redis.call('PUBLISH', KEYS[2] .. ':events', cjson.encode(
-      {type='status', task_id=ARGV[4], status=status, stage=stage, at=tonumber(ARGV[5])}))
+  if redis.call('HGET', job, 'stage') ~= stage then
+    redis.call('HSET', job, 'stage', stage)
+    redis.call('PUBLISH', job .. ':events', cjson.encode(
+      {type='status', task_id=task_id, status=status, stage=stage, at=tonumber(now)}))
   end
 end
 return #left
@@ -317,10 +321,6 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
         self._save_part = client.register_script(_SAVE_PART)
-        self._lease = client.register_script(
-            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-            "if ARGV[2] == 'drop' then return redis.call('DEL', KEYS[1]) end "
-            "return redis.call('EXPIRE', KEYS[1], ARGV[3])")
         # HINCRBY alone would create a hash (with no TTL) for a job that expired.
         self._count = client.register_script(
             "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end "
@@ -522,19 +522,6 @@ class JobStore:
     def parts(self, task_id: str) -> dict[str, dict[str, Any]]:
         raw = cast(dict[str, str], self.redis.hgetall(job_parts_key(task_id)))
         return {name: json.loads(value) for name, value in raw.items()}
-
-    # -- leases: one worker runs a job's stage at a time -------------------------------------
-    def take_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
-        """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
-        redelivers when a channel closes under a running job) finds the lease taken and stays
-        out; a holder that dies stops renewing and the lease lapses within ``ttl`` seconds."""
-        return bool(self.redis.set(job_lease_key(task_id, part), token, nx=True, ex=ttl))
-
-    def renew_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
-        return bool(self._lease(keys=[job_lease_key(task_id, part)], args=[token, "renew", ttl]))
-
-    def drop_lease(self, task_id: str, token: str, part: str = "") -> None:
-        self._lease(keys=[job_lease_key(task_id, part)], args=[token, "drop", 0])
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, task_id: str) -> Job:

@@ -99,7 +99,7 @@ def test_every_key_of_a_job_s_life_has_a_ttl_or_is_pruned(settings: Settings, re
     jobs.create(task_id, TranscribeOptions(), owner="key-1", webhook_url="http://127.0.0.1:9/hook",
                 webhook_state="pending")
     jobs.transition(task_id, State.EXTRACTING)
-    jobs.take_lease(task_id, "w", 30)
+    stores.leases.take(task_id, "w", 30)
     jobs.transition(task_id, State.TRANSCRIBING)
     assert cache.claim("a" * 64, TranscribeOptions(), task_id)
     jobs.add_segment(task_id, RESULT.segments[0], 0.5)

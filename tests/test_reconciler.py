@@ -106,7 +106,7 @@ def test_progress_starts_the_count_again(stores: Stores) -> None:
 def test_a_job_whose_stage_holds_a_lease_is_left_alone(stores: Stores) -> None:
     task_id = new_job(stores)
     stores.jobs.transition(task_id, State.TRANSCRIBING)
-    assert stores.jobs.take_lease(task_id, "worker-1", 30)
+    assert stores.leases.take(task_id, "worker-1", 30)
     sent = Sent()
     report = reconciler.reconcile(stores, sent, now=later())
     assert report.running == (task_id,) and not sent.messages
@@ -122,7 +122,7 @@ def test_each_stage_gets_its_own_message(stores: Stores) -> None:
     stores.jobs.transition(chunked, State.TRANSCRIBING)
     stores.jobs.set_fields(chunked, chunks=json.dumps([[0, 10], [10, 20], [20, 30]]))
     stores.jobs.save_chunk(chunked, 1, Transcript(text="x", language="en", duration=1.0))
-    stores.jobs.take_lease(chunked, "w", 30, ":chunk2")  # chunk 2 runs: only its lease is held
+    stores.leases.take(chunked, "w", 30, ":chunk2")  # chunk 2 runs: only its lease is held
     sent = Sent()
     reconciler.reconcile(stores, sent, now=later())
     assert sorted(sent.messages) == sorted([

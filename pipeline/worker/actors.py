@@ -100,19 +100,19 @@ class _Lease:
         self._stop = threading.Event()
 
     def take(self) -> bool:
-        if not self.ctx.jobs.take_lease(self.task_id, self.token, LEASE_TTL_SECONDS, self.part):
+        if not self.ctx.leases.take(self.task_id, self.token, LEASE_TTL_SECONDS, self.part):
             return False
         threading.Thread(target=self._renew, daemon=True, name=f"lease-{self.task_id[:8]}").start()
         return True
 
     def release(self) -> None:
         self._stop.set()
-        self.ctx.jobs.drop_lease(self.task_id, self.token, self.part)
+        self.ctx.leases.drop(self.task_id, self.token, self.part)
 
     def _renew(self) -> None:
         while not self._stop.wait(LEASE_TTL_SECONDS / 3):
             try:
-                self.ctx.jobs.renew_lease(self.task_id, self.token, LEASE_TTL_SECONDS, self.part)
+                self.ctx.leases.renew(self.task_id, self.token, LEASE_TTL_SECONDS, self.part)
             except Exception as exc:  # noqa: BLE001 - the next renewal may succeed
                 log.warning("renewing the lease of %s failed: %s", self.task_id, exc)
 
