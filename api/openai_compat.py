@@ -28,7 +28,7 @@ from flask_smorest.fields import Upload
 
 from api import schemas
 from api.blueprint import Blueprint
-from api.following import wait_final
+from api.events import wait_final
 from api.state import state
 from api.submission import streams_upload, submit
 from api.transcribe import failure
