@@ -144,6 +144,8 @@ class LiveConnection:
         self.drained = threading.Event()
         self.closing = False
         self.handovers = 0
+        self.worker: str | None = None  # the live worker holding the session, as it said
+        self.loss_told = False
         self.recording = Recording(st, owner, self.id) if config.record else None
 
     # -- sending -------------------------------------------------------------------------------
@@ -291,6 +293,10 @@ class LiveConnection:
                     last = entry_id
                     kind = event.get("type", "")
                     if kind == "_claimed":
+                        if self.worker is not None and not self.loss_told:
+                            # Redelivered to another worker before the lease was seen to lapse.
+                            self._tell_loss()
+                        self.worker, self.loss_told = str(event.get("worker")), False
                         self.claimed.set()
                     elif kind == "_drained":
                         self.drained.set()
@@ -319,24 +325,28 @@ class LiveConnection:
                 self.closing = True
                 self.end_deadline = time.monotonic()
             return
-        if self.store.lease_holder(self.id) is not None:
-            return
-        if self.drained.is_set():
+        if self.store.lease_holder(self.id) is not None or self.drained.is_set():
             return
         self.claimed.clear()
+        if self._tell_loss():
+            # Longer than a new session's wait: the worker that takes it over may be starting up.
+            self._queue(wait=max(self.st.settings.live_claim_timeout_seconds, HANDOVER_WAIT_SECONDS))
+
+    def _tell_loss(self) -> bool:
+        """Tell the client its worker stopped; False when the session is given up instead."""
         self.handovers += 1
+        self.loss_told = True
         if self.handovers > MAX_HANDOVERS:
             self.error(LiveEventError("The live workers serving this session keep stopping; it ends.",
                                       code="live_worker_lost"), kind="server_error")
             self.closing = True
-            return
-        log.warning("live session %s: its worker stopped; queued again", self.id)
+            return False
+        log.warning("live session %s: its worker %s stopped; handed over", self.id, self.worker)
         self.error(LiveEventError(
             "The worker transcribing this session stopped. The session goes on on another worker: the "
             "completed turns are kept, the turn in progress is transcribed again.", code="live_worker_lost"),
             kind="server_error")
-        # Longer than a new session's wait: the worker that takes it over may be starting up.
-        self._queue(wait=max(self.st.settings.live_claim_timeout_seconds, HANDOVER_WAIT_SECONDS))
+        return True
 
     def _end(self) -> None:
         """The client left, closed the session or a limit ended it: the worker finishes the

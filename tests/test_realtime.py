@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -22,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from pipeline.media import decode_audio
 from tests.conftest import Stack
-from tests.helpers import JFK_TEXT, wer
+from tests.helpers import JFK_TEXT, wait_for, wer
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +222,44 @@ def test_manual_commit_in_g711_without_turn_detection(live: Stack, jfk: Path) ->
         assert wer("And so my fellow Americans", done["transcript"]) <= 0.4
         text = "".join(e["delta"] for e in events if e["type"].endswith(".delta"))
         assert done["transcript"].lower().startswith(text.split()[0].lower())
+
+
+def test_a_session_goes_on_when_its_worker_is_killed(live: Stack, jfk: Path) -> None:
+    """Two live workers; the one holding the session is killed (SIGKILL) after the first turn:
+    the client is told, the other goes on, and the completed turns are neither lost nor repeated."""
+    service = live.service
+    assert service is not None
+    service.specs["live-2"] = service.specs["live"]
+    service.start("live-2")
+    try:
+        wait_for(lambda: "ready for action" in service.log_tail("live-2", 200), timeout=120)
+        events: list[dict[str, Any]] = []
+        with raw(live) as ws:
+            session_id = next_event(ws, "session.created")["session"]["id"]
+            ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 16000}, "transcription": {"language": "en"}}}}}))
+            next_event(ws, "session.updated")
+            sender = threading.Thread(target=feed, args=(ws.send, pcm(jfk, 16_000), 16_000), kwargs={"pace": 1.0})
+            sender.start()
+            killed = None
+            while not events or events[-1]["type"] != "session.closed":
+                events.append(json.loads(ws.recv(timeout=90)))
+                if killed is None and events[-1]["type"].endswith("transcription.completed"):
+                    holder = live.redis.get(f"wp:live:{session_id}:lease")
+                    assert holder, "no worker holds the session"
+                    killed = int(str(holder).split(":")[1])
+                    os.kill(killed, signal.SIGKILL)
+            sender.join()
+        assert killed is not None
+        errors = [e["error"] for e in events if e["type"] == "error"]
+        assert [e["code"] for e in errors] == ["live_worker_lost"], errors
+        lost_at = next(i for i, e in enumerate(events) if e["type"] == "error")
+        completed = [e for e in events if e["type"].endswith("transcription.completed")]
+        items = [e["item_id"] for e in completed]
+        assert len(items) == len(set(items)), "a turn was completed twice"
+        assert any(i > lost_at for i, e in enumerate(events) if e in completed), "nothing after the handover"
+        assert wer(JFK_TEXT, " ".join(e["transcript"] for e in completed)) <= 0.35
+    finally:
+        service.stop("live-2")
+        del service.specs["live-2"]
+        service.ensure()  # the killed worker's process, started again for the tests after this one
