@@ -8,7 +8,10 @@ import base64
 import contextlib
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -24,7 +27,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from pipeline.media import decode_audio
 from tests.conftest import Stack
-from tests.helpers import JFK_TEXT, wait_for, wer
+from tests.helpers import JFK_TEXT, SPEECH_EN, SPEECH_EN_TEXT, wait_for, wer
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +266,29 @@ def test_a_session_goes_on_when_its_worker_is_killed(live: Stack, jfk: Path) -> 
         service.stop("live-2")
         del service.specs["live-2"]
         service.ensure()  # the killed worker's process, started again for the tests after this one
+
+
+CLI = Path(sys.executable).parent / "whisper-pipeline"
+
+
+def test_the_cli_streams_a_file_and_records_it(live: Stack, jfk: Path) -> None:
+    done = subprocess.run([str(CLI), "--url", live.url, "live", str(jfk), "--pace", "2", "--language", "en",
+                           "--record"], capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    turns = done.stdout.splitlines()
+    assert len(turns) >= 2 and all(re.match(r"\[\d\d:\d\d\.\d\] \S", line) for line in turns), done.stdout
+    assert wer(JFK_TEXT, " ".join(line.split("] ", 1)[1] for line in turns)) <= 0.25
+    # record: the whole audio became an ordinary job, named on stderr, transcribed like an upload.
+    task_id = re.search(r"job ([0-9a-f]{32})", done.stderr)
+    assert task_id, done.stderr
+    job = live.wait_final(task_id.group(1))
+    assert job["status"] == "completed" and abs(float(job["duration"]) - 12.0) < 0.6  # with the tail silence
+    assert wer(JFK_TEXT, job["result"]["text"]) <= 0.15  # type: ignore[index]
+
+
+def test_the_cli_reads_raw_pcm_from_stdin(live: Stack) -> None:
+    raw_pcm = pcm(SPEECH_EN, 16_000)
+    done = subprocess.run([str(CLI), "--url", live.url, "live", "-", "--pace", "3", "--no-turn-detection"],
+                          input=raw_pcm, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    assert wer(SPEECH_EN_TEXT, done.stdout.decode().split("] ", 1)[-1]) <= 0.2
