@@ -74,11 +74,11 @@ RUN python -m pip install --no-deps .
 USER app
 # The extract/notify worker (the Procfile's `worker`); docker-compose.yml gives the transcribers
 # their own command.
-CMD ["dramatiq", "pipeline.broker", "pipeline.actors", "--processes", "1", "--threads", "4", "--queues", "extract", "notify"]
+CMD ["dramatiq", "pipeline.worker.broker", "pipeline.worker.actors", "--processes", "1", "--threads", "4", "--queues", "extract", "notify"]
 
 # The GPU transcriber: the NVIDIA packages land in site-packages/nvidia/*/lib, where the dynamic
-# loader never looks; `python -m pipeline.transcriber` puts them on LD_LIBRARY_PATH before it
-# starts Dramatiq (pipeline/cuda_libs.py), as `make gpu-check` does.
+# loader never looks; `python -m pipeline.worker.transcriber` puts them on LD_LIBRARY_PATH before it
+# starts Dramatiq (pipeline/worker/cuda_libs.py), as `make gpu-check` does.
 FROM worker AS worker-cuda
 USER root
 COPY requirements/cuda.txt ./requirements/cuda.txt
@@ -87,7 +87,7 @@ RUN python -m pip install -r requirements/cuda.txt
 ENV NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER app
-CMD ["python", "-m", "pipeline.transcriber"]
+CMD ["python", "-m", "pipeline.worker.transcriber"]
 
 # The web process, the default target: the project itself on the shared layers, no engine.
 FROM base AS api

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements/models.txt
 install: $(STAMP)
 
 services: install
-	$(BIN)/python -m pipeline.services
+	$(BIN)/python -m pipeline.tooling.services
 
 # The page's end-to-end test drives Debian's Chromium; install it where it is missing.
 browser:
@@ -35,10 +35,11 @@ voices:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; }
 
 run: services
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pipeline.supervise -f Procfile -p $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pipeline.tooling.supervise -f Procfile -p $(PORT)
 
 lint: install
 	$(BIN)/ruff check api client pipeline tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
@@ -55,7 +56,7 @@ bench: services
 	$(BIN)/python -m bench
 
 # Not part of `make test`: the GPU path measured into docs/benchmarks.md, CUDA libraries loaded
-# as the image loads them (pipeline/cuda_libs.py). DEVICE=cpu runs the same script on the CPU.
+# as the image loads them (pipeline/worker/cuda_libs.py). DEVICE=cpu runs the same script on the CPU.
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) -m bench.gpu_check
 

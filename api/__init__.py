@@ -1,7 +1,7 @@
 """The upload service: ``create_app`` is its Flask app factory (``gunicorn 'api:create_app()'``).
 
 The web process only stores jobs and queues messages: nothing here, or in what it imports,
-loads an engine (tests/test_boundaries.py holds it to that).
+loads an engine (an import-linter contract in pyproject.toml holds it to that).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from api.uploads import UploadRequest
 from api.validation import init_validation
 from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging, current_task
-from pipeline.queues import build_broker
+from pipeline.rabbitmq import build_broker
 from pipeline.settings import Settings
 from pipeline.stores import check_storage, open_stores
 

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 
 import redis
 
+from pipeline.keys import FANOUT_CHANNEL
+
 log = logging.getLogger(__name__)
 
 # Events of one job are a few hundred at most; an inbox this full belongs to a reader that
@@ -65,7 +67,7 @@ class Inbox:
 
 
 class EventHub:
-    def __init__(self, client: redis.Redis, name: str = "wp:fanout") -> None:
+    def __init__(self, client: redis.Redis, name: str = FANOUT_CHANNEL) -> None:
         self.redis = client
         self.control = f"{name}:{uuid.uuid4().hex}"
         self._lock = threading.Lock()

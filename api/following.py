@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from api.fanout import EventHub, Overflowed
-from pipeline.jobs import FINAL_STATES, Job, JobStore, events_channel, job_key
+from pipeline.jobs import FINAL_STATES, Job, JobStore
+from pipeline.keys import events_channel, job_key
 
 # Even with no event at all, the record is read again this often: the one safety net for an
 # event lost while Redis reconnected.

@@ -12,7 +12,7 @@ from api import schemas
 from api.auth import require_admin
 from api.blueprint import Blueprint
 from api.state import ApiState, state
-from pipeline.heartbeat import live_workers
+from pipeline.workers import live_workers
 
 bp = Blueprint("health", __name__, url_prefix="/api", description="Service and worker health.")
 

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 
 from pipeline.errors import AudioQuotaExceeded, TooManyActiveJobs, TooManyLiveSessions, TooManyStreams
-from pipeline.jobs import FINAL_STATES, PREFIX, job_key
+from pipeline.jobs import FINAL_STATES
+from pipeline.keys import client_key, job_key
 from pipeline.settings import Settings
 
 STREAM_SLOT_SECONDS = 60  # a stream renews its slot well within this
@@ -72,10 +73,6 @@ return {1, tostring(used)}
 """
 
 
-def _key(client: str, what: str) -> str:
-    return f"{PREFIX}:client:{client}:{what}"
-
-
 def _seconds_to_midnight_utc(now: datetime) -> int:
     tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return max(1, math.ceil((tomorrow - now).total_seconds()))
@@ -98,7 +95,7 @@ class ClientLimits:
         slot = uuid.uuid4().hex
         now = time.time()
         taken = int(self._open_stream(
-            keys=[_key(client, "streams")],
+            keys=[client_key(client, "streams")],
             args=[now, limit, slot, now + STREAM_SLOT_SECONDS, STREAM_SLOT_SECONDS * 2]))
         if taken < 0:
             raise TooManyStreams(
@@ -108,17 +105,17 @@ class ClientLimits:
         return slot
 
     def renew_stream(self, client: str, slot: str) -> None:
-        key = _key(client, "streams")
+        key = client_key(client, "streams")
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {slot: time.time() + STREAM_SLOT_SECONDS}, xx=True)
         pipe.expire(key, STREAM_SLOT_SECONDS * 2)
         pipe.execute()
 
     def close_stream(self, client: str, slot: str) -> None:
-        self.redis.zrem(_key(client, "streams"), slot)
+        self.redis.zrem(client_key(client, "streams"), slot)
 
     def open_streams(self, client: str) -> int:
-        key = _key(client, "streams")
+        key = client_key(client, "streams")
         return int(self.redis.zcount(key, time.time(), "+inf"))  # type: ignore[arg-type]
 
     # -- live sessions ------------------------------------------------------------------------
@@ -131,7 +128,7 @@ class ClientLimits:
         slot = uuid.uuid4().hex
         now = time.time()
         taken = int(self._open_stream(
-            keys=[_key(client, "live")],
+            keys=[client_key(client, "live")],
             args=[now, limit, slot, now + STREAM_SLOT_SECONDS, STREAM_SLOT_SECONDS * 2]))
         if taken < 0:
             raise TooManyLiveSessions(
@@ -140,14 +137,14 @@ class ClientLimits:
         return slot
 
     def renew_live(self, client: str, slot: str) -> None:
-        key = _key(client, "live")
+        key = client_key(client, "live")
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(key, {slot: time.time() + STREAM_SLOT_SECONDS}, xx=True)
         pipe.expire(key, STREAM_SLOT_SECONDS * 2)
         pipe.execute()
 
     def close_live(self, client: str, slot: str) -> None:
-        self.redis.zrem(_key(client, "live"), slot)
+        self.redis.zrem(client_key(client, "live"), slot)
 
     # -- active jobs -------------------------------------------------------------------------
     def reserve_job(self, client: str, task_id: str) -> bool:
@@ -157,7 +154,7 @@ class ClientLimits:
         if limit <= 0:
             return False
         taken = int(self._reserve_job(
-            keys=[_key(client, "active")],
+            keys=[client_key(client, "active")],
             args=[time.time(), limit, task_id, job_key(""), UPLOAD_GRACE_SECONDS, ACTIVE_KEY_TTL]))
         if taken < 0:
             raise TooManyActiveJobs(
@@ -167,11 +164,11 @@ class ClientLimits:
         return True
 
     def release_job(self, client: str, task_id: str) -> None:
-        self.redis.zrem(_key(client, "active"), task_id)
+        self.redis.zrem(client_key(client, "active"), task_id)
 
     # -- audio seconds per day ---------------------------------------------------------------
     def _audio_key(self, client: str, now: datetime) -> str:
-        return _key(client, f"audio:{now:%Y-%m-%d}")
+        return client_key(client, f"audio:{now:%Y-%m-%d}")
 
     def audio_used_today(self, client: str) -> float:
         return float(self.redis.get(self._audio_key(client, datetime.now(UTC))) or 0)  # type: ignore[arg-type]

@@ -19,8 +19,8 @@ from api.blueprint import Blueprint
 from api.state import state
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.errors import UnknownModel
-from pipeline.heartbeat import live_workers
 from pipeline.settings import Settings
+from pipeline.workers import live_workers
 
 OPENAI_ALIAS = "whisper-1"
 # Whisper's weights are OpenAI's, whichever engine runs them.

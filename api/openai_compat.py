@@ -12,6 +12,9 @@ What is chosen here, where OpenAI's API has no equivalent:
   ``diarize``, ``min_speakers`` and ``max_speakers`` are accepted as on ``/api/transcribe``.
   ``known_speaker_names[]`` with ``known_speaker_references[]`` (files or data URLs) name the
   speakers that match a clip; the others keep ``SPEAKER_NN``.
+- The transcript fields of ``/api/transcribe`` (``multichannel``, ``custom_spelling``,
+  ``redact_pii`` and its options) are accepted too, as extra form fields (the ``openai``
+  client's ``extra_body``).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ DIARIZED_JSON = "diarized_json"  # transcriptions only, as at OpenAI
 STREAM_FORMATS = ("json", "text")  # what OpenAI streams; the others are refused with stream=true
 
 
-class OpenAIForm(schemas.Strict):
+class OpenAIForm(schemas.Strict, schemas.TranscriptFields):
     file = Upload(required=True)
     model = ma.fields.String(load_default="whisper-1")
     prompt = ma.fields.String()

@@ -12,6 +12,13 @@ from flask import Blueprint, Response, current_app, render_template
 from api.state import state
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.options import LANGUAGES
+from pipeline.redaction import DEFAULT_POLICIES, POLICIES
+
+POLICY_LABELS = {
+    "email_address": "E-mail addresses", "credit_card_number": "Card numbers", "iban": "IBANs",
+    "us_social_security_number": "US social security numbers", "phone_number": "Phone numbers",
+    "ip_address": "IP addresses", "number": "Any number",
+}
 
 bp = Blueprint(
     "page",
@@ -91,6 +98,7 @@ def index() -> Response:
         default_engine=settings.default_engine,
         default_model=settings.default_model,
         languages=language_choices(),
+        redaction_policies=[(p, POLICY_LABELS[p], p in DEFAULT_POLICIES) for p in POLICIES],
         max_upload_mb=settings.max_upload_mb,
         max_upload=_size(settings.max_upload_mb),
         max_duration=_hours(settings.max_duration_seconds),

@@ -59,7 +59,6 @@ LEASE_CHECK_SECONDS = 1.0
 DRAIN_SECONDS = 30.0  # at the end, the worker's last turn is waited for this long
 MAX_HANDOVERS = 5
 HANDOVER_WAIT_SECONDS = 60.0  # workers lost in one session before it is given up
-SESSION_RECORD_TTL = 6 * 3600
 
 
 class RealtimeQuery(schemas.Strict):
@@ -161,7 +160,7 @@ class LiveConnection:
 
     # -- the session -----------------------------------------------------------------------------
     def run(self) -> None:
-        self.store.create(self.id, self.owner, self.config, SESSION_RECORD_TTL)
+        self.store.create(self.id, self.owner, self.config)
         log.info("live session %s opened", self.id)
         self.send({"type": "session.created", "session": self.config.session_object(self.id)})
         with self.st.hub.listen(wake_channel(self.id)) as inbox:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from flask_smorest.fields import Upload
 
+from pipeline import captions, redaction, search, spelling
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.formats import FORMATS
 from pipeline.jobs import State
@@ -62,7 +63,32 @@ def KNOWN_REFERENCES() -> ma.fields.List:
                        "'file', or a data URL (data:audio/wav;base64,...)"})
 
 
-class TranscribeForm(Strict):
+class TranscriptFields(ma.Schema):
+    """What changes the transcript after decoding, on every submit route (the OpenAI ones too)."""
+
+    multichannel = ma.fields.Boolean(metadata={
+        "description": "transcribe each audio channel on its own (at most 8); segments and words carry "
+                       "`channel` (from 1) and text and subtitles label turns by channel. Mono input is one "
+                       "channel. Not with diarize"})
+    custom_spelling = ma.fields.String(metadata={
+        "description": f"JSON list of {{\"from\": [\"...\"], \"to\": \"...\"}} (at most {spelling.MAX_RULES}): "
+                       "whole words (or phrases) matched without regard to case or punctuation, replaced "
+                       "in the text, segments and words after decoding",
+        "example": '[{"from": ["comfy eye", "comfy UI"], "to": "ComfyUI"}]'})
+    redact_pii = ma.fields.Boolean(metadata={
+        "description": "replace personal data found in the text (offline, by pattern) before the "
+                       "result is stored or cached"})
+    redact_pii_policies = ma.fields.String(metadata={
+        "description": f"with redact_pii: comma-separated, of {', '.join(redaction.POLICIES)}; default: "
+                       f"{', '.join(redaction.DEFAULT_POLICIES)}"})
+    redact_pii_sub = ma.fields.String(validate=ma.validate.OneOf(redaction.SUBSTITUTIONS), metadata={
+        "description": "with redact_pii: [POLICY_NAME] (entity_name, default) or a # per character (hash)"})
+    redact_pii_audio = ma.fields.Boolean(metadata={
+        "description": "with redact_pii: also keep the audio with a tone over each redacted span, as "
+                       "16 kHz mono WAV at /api/transcribe/async/{task_id}/redacted-audio"})
+
+
+class TranscribeForm(Strict, TranscriptFields):
     file = Upload(metadata={"description": "the recording: audio or video in any container FFmpeg "
                             "reads, judged by its content (or give url instead)"})
     url = ma.fields.String(metadata={"description": "http(s) address of the recording to fetch, "
@@ -116,6 +142,13 @@ class SegmentOut(ma.Schema):
     end = ma.fields.Float(required=True)
     text = ma.fields.String(required=True)
     speaker = ma.fields.String(metadata={"description": "who speaks (diarized jobs only)"})
+    channel = ma.fields.Integer(metadata={"description": "the audio channel, from 1 (multichannel jobs only)"})
+
+
+class RedactionOut(ma.Schema):
+    start = ma.fields.Float(required=True)
+    end = ma.fields.Float(required=True)
+    policy = ma.fields.String(required=True, validate=ma.validate.OneOf(redaction.POLICIES))
 
 
 class SpeakerOut(ma.Schema):
@@ -133,6 +166,9 @@ class ResultOut(ma.Schema):
     warnings = ma.fields.List(ma.fields.String(), metadata={
         "description": "where the engine did the nearest thing to an option it lacks (hotwords "
                        "on openai-whisper)"})
+    channels = ma.fields.List(ma.fields.Integer(), metadata={"description": "multichannel jobs: the channels"})
+    redactions = ma.fields.List(ma.fields.Nested(RedactionOut), metadata={
+        "description": "redact_pii jobs: where redacted words were said"})
 
 
 class WebhookOut(ma.Schema):
@@ -161,6 +197,8 @@ class JobSummary(ma.Schema):
                        "DIARIZE_FAILURE=ignore"})
     status_url = ma.fields.String(required=True)
     result_url = ma.fields.String(required=True)
+    redacted_audio_url = ma.fields.String(metadata={
+        "description": "completed jobs with redact_pii_audio: where the redacted audio is"})
 
 
 class JobStatus(JobSummary):
@@ -192,6 +230,51 @@ class ListQuery(Strict):
 
 class FormatQuery(Strict):
     format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(list(FORMATS)))
+    chars_per_caption = Integer(validate=ma.validate.Range(captions.MIN_CHARS, captions.MAX_CHARS), metadata={
+        "description": "srt and vtt: re-flow the cues from the words, at most this many characters a line"})
+    max_lines = Integer(validate=ma.validate.Range(1, captions.MAX_LINES), metadata={
+        "description": "srt and vtt: at most this many lines a cue (with chars_per_caption; default 1)"})
+
+
+class WordOut(ma.Schema):
+    word = ma.fields.String(required=True)
+    start = ma.fields.Float(required=True)
+    end = ma.fields.Float(required=True)
+
+
+class PassageOut(ma.Schema):
+    text = ma.fields.String(required=True)
+    start = ma.fields.Float(required=True)
+    end = ma.fields.Float(required=True)
+    speaker = ma.fields.String(metadata={"description": "diarized jobs only"})
+    channel = ma.fields.Integer(metadata={"description": "multichannel jobs only"})
+    words = ma.fields.List(ma.fields.Nested(WordOut), metadata={
+        "description": "only where the job asked for word_timestamps"})
+
+
+class Sentences(ma.Schema):
+    sentences = ma.fields.List(ma.fields.Nested(PassageOut), required=True)
+
+
+class Paragraphs(ma.Schema):
+    paragraphs = ma.fields.List(ma.fields.Nested(PassageOut), required=True)
+
+
+class SearchQuery(Strict):
+    words = ma.fields.String(required=True, metadata={
+        "description": f"comma-separated words or phrases (at most {search.MAX_TERMS}), matched without "
+                       "regard to case or punctuation"})
+
+
+class MatchOut(ma.Schema):
+    text = ma.fields.String(required=True)
+    count = ma.fields.Integer(required=True)
+    timestamps = ma.fields.List(ma.fields.List(ma.fields.Float()), required=True, metadata={
+        "description": "[start, end] in seconds of each occurrence"})
+
+
+class SearchOut(ma.Schema):
+    matches = ma.fields.List(ma.fields.Nested(MatchOut), required=True)
 
 
 class ResultQuery(FormatQuery):

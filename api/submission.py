@@ -32,7 +32,7 @@ from pipeline.errors import (
     UploadTooLarge,
 )
 from pipeline.jobs import Job, State, new_task_id
-from pipeline.options import TranscribeOptions, is_ascii_number
+from pipeline.options import MAX_CHANNELS, TranscribeOptions, is_ascii_number
 from pipeline.uploads import UploadSink, remove_job_files
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
         "owner": str(g.get("owner", "")),
         "cache_scope": scope,
     }
-    cached = st.cache.get(scoped(writer.sha256, scope), options)
+    # A job that keeps redacted audio needs the audio decoded: its cache hit is the extract
+    # stage's, which has it.
+    cached = None if options.redact_pii_audio else st.cache.get(scoped(writer.sha256, scope), options)
     if cached is not None:
         # Answered here, without a broker hop: the job is born completed.
         st.jobs.create(task_id, options, **fields)
@@ -155,6 +157,9 @@ def submit(req: Request, st: ApiState, form: dict[str, Any], *,
     if info.duration is not None and info.duration > limit:
         raise MediaTooLong(f"The recording is {info.duration:.0f} s long; this service accepts at "
                            f"most {limit} s (MAX_DURATION_SECONDS).", field="file")
+    if options.multichannel and info.channels > MAX_CHANNELS:
+        raise InvalidOption(f"The recording has {info.channels} channels; multichannel transcribes at most "
+                            f"{MAX_CHANNELS}.", field="multichannel")
     if info.duration is not None:
         g.audio_charge = st.limits.charge_audio(client(), info.duration)
     job = st.jobs.create(task_id, options, **fields)

@@ -21,7 +21,7 @@ from api.limits import STREAM_RENEW_SECONDS
 from api.state import state
 from api.submission import streams_upload, submit
 from api.validation import check_cursor
-from pipeline import outbox, queues
+from pipeline import captions, outbox, queues, search, sentences
 from pipeline.errors import (
     InvalidOption,
     JobConflict,
@@ -65,7 +65,9 @@ def owned(job: Job) -> Job:
     return job
 
 
-def answer_result(job: Job, fmt: str, *, download: bool = False) -> Response:
+def answer_result(job: Job, fmt: str, *, download: bool = False, chars_per_caption: int | None = None,
+                  max_lines: int | None = None) -> Response:
+    flow = captions.check(chars_per_caption, max_lines, fmt)
     transcript = state().jobs.result(job.task_id)
     if transcript is None:
         raise ResultNotReady(f"The job is {job.status}; its transcript is not available.")
@@ -74,7 +76,8 @@ def answer_result(job: Job, fmt: str, *, download: bool = False) -> Response:
                             field="format")
     # Named after the recording (meeting.m4a -> meeting.srt), so a saved file says what it is.
     stem = PurePath(job.filename).stem if job.filename else job.task_id
-    body, content_type = render(transcript, fmt, file_id=stem)
+    cues = None if flow is None else captions.reflow(transcript, *flow)
+    body, content_type = render(transcript, fmt, file_id=stem, cues=cues)
     response = Response(body, content_type=content_type)
     extension = {"text": "txt", "verbose_json": "json"}.get(fmt, fmt)
     name = f"{stem}.{extension}"
@@ -133,10 +136,13 @@ def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
     """
     st = state()
     fmt = request.args.get("format") or form.get("response_format") or "json"
+    # Checked before the job exists: a bad value leaves no job behind.
+    captions.check(query.get("chars_per_caption"), query.get("max_lines"), fmt)
     submitted = submit(request, st, form)
     job = wait_final(st.hub, st.jobs, submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "completed":
-        return answer_result(job, fmt)
+        return answer_result(job, fmt, chars_per_caption=query.get("chars_per_caption"),
+                             max_lines=query.get("max_lines"))
     if job.status == "failed":
         raise failure(job)
     if job.is_final:
@@ -162,14 +168,85 @@ def status(task_id: str) -> dict[str, Any]:
 @bp.alt_response(404, **NOT_FOUND)
 @bp.alt_response(409, schema=schemas.Error, description="the job has no transcript (yet)")
 def result(query: dict[str, Any], task_id: str) -> Response:
-    """Download the transcript: json, verbose_json, text, srt, vtt, tsv, or rttm (diarized jobs)."""
+    """Download the transcript: json, verbose_json, text, srt, vtt, tsv, or rttm (diarized jobs).
+
+    srt and vtt take ``chars_per_caption`` (and ``max_lines``) to re-flow the cues from the words."""
+    job = finished(task_id)
+    return answer_result(job, query["format"], download=query.get("download", False),
+                         chars_per_caption=query.get("chars_per_caption"), max_lines=query.get("max_lines"))
+
+
+def finished(task_id: str) -> Job:
+    """The caller's completed job, or the error that says why it has no transcript."""
     job = owned(state().jobs.get(task_id))
     if job.status != "completed":
         if job.status == "failed":
             message = (job.error or {}).get("message", "")
             raise ResultOfFailedJob(f"The job failed: {message}")
         raise ResultNotReady(f"The job is {job.status}; the transcript is not ready yet.")
-    return answer_result(job, query["format"], download=query.get("download", False))
+    return job
+
+
+def finished_transcript(task_id: str) -> Any:
+    transcript = state().jobs.result(finished(task_id).task_id)
+    if transcript is None:
+        raise ResultNotReady("The job's transcript is no longer available.")
+    return transcript
+
+
+NOT_READY = {"schema": schemas.Error, "description": "the job has no transcript (yet)"}
+
+
+@bp.get("/async/<task_id>/sentences")
+@bp.response(200, schemas.Sentences)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, **NOT_READY)
+def sentences_view(task_id: str) -> dict[str, Any]:
+    """The transcript in sentences, each with its time (and speaker, channel, words where known).
+
+    No new inference: sentences end at ., ? and ! and where the speaker or channel changes."""
+    return {"sentences": sentences.sentences(finished_transcript(task_id))}
+
+
+@bp.get("/async/<task_id>/paragraphs")
+@bp.response(200, schemas.Paragraphs)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, **NOT_READY)
+def paragraphs_view(task_id: str) -> dict[str, Any]:
+    """The transcript in paragraphs: sentences of one speaker (or channel) between pauses."""
+    return {"paragraphs": sentences.paragraphs(finished_transcript(task_id))}
+
+
+@bp.get("/async/<task_id>/search")
+@bp.arguments(schemas.SearchQuery, location="query")
+@bp.response(200, schemas.SearchOut)
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, **NOT_READY)
+@bp.alt_response(422, schema=schemas.Error, description="no words, or too many")
+def search_view(query: dict[str, Any], task_id: str) -> dict[str, Any]:
+    """Where words or phrases were said: each term's count and [start, end] of each time."""
+    terms = search.parse_terms(query["words"])
+    return {"matches": search.search(finished_transcript(task_id), terms)}
+
+
+@bp.get("/async/<task_id>/redacted-audio")
+@bp.doc(responses={"200": {"description": "16 kHz mono 16-bit WAV, a tone over each redacted span",
+                           "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}})
+@bp.alt_response(404, **NOT_FOUND)
+@bp.alt_response(409, schema=schemas.Error, description="not finished, or submitted without redact_pii_audio=true")
+def redacted_audio(task_id: str) -> Response:
+    """The recording with its redacted spans toned out (jobs with ``redact_pii_audio=true``)."""
+    job = finished(task_id)
+    if not job.options.redact_pii_audio:
+        raise ResultNotReady("The job was submitted without redact_pii_audio=true; it has no redacted audio.")
+    wav = state().jobs.redacted_audio(task_id)
+    if wav is None:
+        raise ResultNotReady("The redacted audio is no longer available.")
+    stem = PurePath(job.filename).stem if job.filename else job.task_id
+    response = Response(wav, content_type="audio/wav")
+    safe = re.sub(r'[^A-Za-z0-9._-]+', "_", f"{stem}.redacted.wav")
+    response.headers["Content-Disposition"] = f'attachment; filename="{safe}"'
+    return response
 
 
 @bp.delete("/async/<task_id>")

@@ -42,7 +42,14 @@ def summary(job: Job) -> dict[str, Any]:
         **({"warnings": job.warnings} if job.warnings else {}),
         "status_url": service_url("transcribe.status", task_id=job.task_id),
         "result_url": service_url("transcribe.result", task_id=job.task_id),
+        **redacted_audio(job),
     }
+
+
+def redacted_audio(job: Job) -> dict[str, Any]:
+    if job.status != "completed" or not job.options.redact_pii_audio:
+        return {}
+    return {"redacted_audio_url": service_url("transcribe.redacted_audio", task_id=job.task_id)}
 
 
 def status(job: Job, jobs: JobStore) -> dict[str, Any]:
@@ -74,6 +81,7 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
         } if job.webhook_url else None,
         "status_url": service_url("transcribe.status", task_id=job.task_id),
         "result_url": service_url("transcribe.result", task_id=job.task_id),
+        **redacted_audio(job),
     }
     if job.status == "queued":
         body["queue_position"] = jobs.queue_position(job.task_id)
@@ -92,10 +100,13 @@ def status(job: Job, jobs: JobStore) -> dict[str, Any]:
                 "duration": result.duration,
                 "segments": [
                     {"id": s.id, "start": s.start, "end": s.end, "text": s.text,
-                     **({"speaker": s.speaker} if s.speaker is not None else {})}
+                     **({"speaker": s.speaker} if s.speaker is not None else {}),
+                     **({"channel": s.channel} if s.channel is not None else {})}
                     for s in result.segments
                 ],
                 **({"speakers": [sp.to_dict() for sp in result.speakers]} if result.speakers else {}),
+                **({"channels": list(result.channels)} if result.channels else {}),
+                **({"redactions": [r.to_dict() for r in result.redactions]} if result.redactions else {}),
                 **({"warnings": list(result.warnings)} if result.warnings else {}),
             }
     return body

@@ -23,11 +23,11 @@ import numpy as np
 from bench.media import Library
 from bench.report import table
 from bench.speech import GAP_SECONDS, MEETINGS, meeting, wer, words
-from pipeline.engines import ModelCache
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment
+from pipeline.worker.engines import ModelCache
 
 # name, model, option fields: the service's default first
 CONFIGS: tuple[tuple[str, str, dict[str, str]], ...] = (

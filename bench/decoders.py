@@ -1,6 +1,6 @@
 """faster-whisper's sequential decoder against its batched one, on the CPU, in this process.
 
-The service decodes sequentially by default on the CPU (``pipeline.engines.batched.AUTO_CPU_BATCH``)
+The service decodes sequentially by default on the CPU (``pipeline.worker.engines.batched.AUTO_CPU_BATCH``)
 and batched on CUDA; this section is the CPU measurement behind that choice: real meetings and
 English of known words, each decoder, with one engine
 thread (what a transcriber process has at the default layout on 2 cores) and with two (the
@@ -21,10 +21,10 @@ from typing import Any
 from bench.media import Library, Recording
 from bench.report import secs, table
 from bench.speech import wer
-from pipeline.engines import ModelCache
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
+from pipeline.worker.engines import ModelCache
 
 BATCHES = (1, 4, 8)  # 1: the sequential decoder
 THREADS = (1, 2)

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.der import score
-from pipeline.diarization.turns import Turn, drop_short, fill_gaps, runs, speaker_name
+from bench.der import score
 from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.transcript import Turn
+from pipeline.worker.diarization.turns import drop_short, fill_gaps, runs, speaker_name
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ class Row:
 
 
 def evaluate(items: Sequence[Item], *, device: str = "cpu", collar: float = 0.25) -> tuple[list[Row], Row]:
-    from pipeline.diarization import diarize
+    from pipeline.worker.diarization import diarize
 
     rows = []
     totals = np.zeros(4)
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from pipeline.diarization.models import get_models
+    from pipeline.worker.diarization.models import get_models
 
     began = time.perf_counter()
     get_models(args.device)

@@ -27,6 +27,7 @@ import numpy as np
 from bench.diarization_set import espeak_conversation
 from bench.report import table
 from bench.stack import ROOT, Stack
+from pipeline.keys import job_parts_key
 
 DIALOGUE = [
     ("A", "Good morning, thank you for joining the meeting today."),
@@ -67,7 +68,7 @@ def _job(stack: Stack, path: Path, fields: dict[str, str]) -> dict[str, Any]:
     began = next(float(h["at"]) for h in history if h["status"] == "transcribing")
     ended = next(float(h["at"]) for h in history if h["status"] == "completed")
     row: dict[str, Any] = {"task_id": task_id, "wall": done.done_at - up.started, "phase": ended - began}
-    stored = cast(dict[str, str], stack.redis.hgetall(f"wp:job:{task_id}:parts"))
+    stored = cast(dict[str, str], stack.redis.hgetall(job_parts_key(task_id)))
     parts = {name: json.loads(raw) for name, raw in stored.items()}
     for name, part in parts.items():
         row[name] = float(part["stored_at"]) - began

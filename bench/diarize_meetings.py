@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from bench.der import score
 from bench.diarization_set import SHARED_AUDIO
 from bench.report import table
-from pipeline.der import score
-from pipeline.diarization.turns import Turn
 from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.transcript import Turn
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def meetings(folder: Path = MEETINGS) -> list[Meeting]:
 
 
 def evaluate(items: Sequence[Meeting], *, device: str = "cpu") -> list[MeetingRow]:
-    from pipeline.diarization import diarize
+    from pipeline.worker.diarization import diarize
 
     rows = []
     for item in items:
@@ -99,8 +99,8 @@ def measure(device: str = "cpu", threads: int = 1) -> dict[str, Any]:
     if not (MEETINGS / "meetings.rttm").is_file():
         log.warning("no meetings in %s: skipped", MEETINGS)
         return {}
-    from pipeline.diarization import use_cpu_threads
-    from pipeline.diarization.models import get_models
+    from pipeline.worker.diarization import use_cpu_threads
+    from pipeline.worker.diarization.models import get_models
 
     use_cpu_threads(threads)
     get_models(device)  # loading is not part of any file's time

@@ -1,7 +1,7 @@
 """The engine called directly, in this process: the baseline the service is measured against.
 
 The model is loaded once, outside every timing, through the same per-process model cache a
-transcribe worker keeps (``pipeline.engines.ModelCache``), with the same settings
+transcribe worker keeps (``pipeline.worker.engines.ModelCache``), with the same settings
 (``DEVICE=cpu``, the same ``CPU_THREADS``). Each timed run decodes the file with the
 service's own decoder (``pipeline.media.decode_audio``) and transcribes it: the work a
 worker does for a job, without the upload, the queues, Redis or the files in between.
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.chunks import plan_chunks
-from pipeline.engines import ModelCache
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
+from pipeline.worker.chunks import plan_chunks
+from pipeline.worker.engines import ModelCache
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Direct:
     def run_chunked(self, path: Path, chunk_seconds: int, engine: str = "faster-whisper") -> DirectRun:
         """What one transcriber process does with a long recording, without the service: decode,
         plan the chunks (``decode`` includes the planning here), transcribe them one after another
-        and join their texts as ``pipeline.chunks.merge`` does."""
+        and join their texts as ``pipeline.worker.chunks.merge`` does."""
         options = self.options(engine)
         model = self.models.get(self.models.key_for(options, "cpu"))
         cpu = time.process_time()

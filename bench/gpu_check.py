@@ -5,16 +5,16 @@ minutes by default); every section checks the time left first and is recorded as
 when too little is. It writes one section of docs/benchmarks.md (between its own markers,
 with the command that made it):
 
-1. the GPUs as ``/api/gpu-status`` shows them (pynvml, ``pipeline.gpu.read_metrics``);
+1. the GPUs as ``/api/gpu-status`` shows them (pynvml, ``pipeline.worker.gpu.read_metrics``);
 2. each engine's real-time factor (float16 on CUDA) on tiny.en and base, with the WER;
 3. faster-whisper sequential against batched at batch sizes 8, 16 and 32, same audio, WER;
-4. concurrent jobs through the transcribe stage function (``pipeline.stages``, real Redis);
+4. concurrent jobs through the transcribe stage function (``pipeline.worker.stages``, real Redis);
 5. a real CUDA out-of-memory: most of the GPU's memory taken with torch, then a job sent
    through the stage, which must fall back to the CPU and complete.
 
 ``DEVICE=cpu make gpu-check`` runs the same script on the CPU (tiny.en, jfk.flac, batch 8;
 no out-of-memory to provoke) and is what the tests run. CUDA libraries come from the NVIDIA
-pip packages the way the worker gets them (``pipeline.cuda_libs``).
+pip packages the way the worker gets them (``pipeline.worker.cuda_libs``).
 
 What it needs where it runs: this project's Python packages and model packages, a Redis
 (``--redis-url``; with none answering, a private ``redis-server`` on a free port if that
@@ -45,7 +45,7 @@ from typing import Any
 from bench import speech
 from bench.media import write_flac
 from bench.speech import wer
-from pipeline import cuda_libs
+from pipeline.worker import cuda_libs
 
 log = logging.getLogger("bench.gpu_check")
 
@@ -128,7 +128,7 @@ def machine_line() -> str:
     import importlib.metadata
     import platform
 
-    from pipeline.gpu import read_metrics
+    from pipeline.worker.gpu import read_metrics
 
     gpus = ", ".join(sorted({g.name for g in read_metrics()})) or "no GPU"
     versions = []
@@ -146,8 +146,8 @@ def machine_line() -> str:
 
 class Check:
     def __init__(self, args: argparse.Namespace, settings: Any, budget: Budget) -> None:
-        from pipeline.engines import ModelCache
         from pipeline.options import TranscribeOptions
+        from pipeline.worker.engines import ModelCache
 
         self.args = args
         self.settings = settings
@@ -180,8 +180,8 @@ class Check:
 
     # 1 --------------------------------------------------------------------------------------
     def gpu_status(self) -> str:
-        from pipeline.engines import choose_device
-        from pipeline.gpu import read_metrics
+        from pipeline.worker.engines import choose_device
+        from pipeline.worker.gpu import read_metrics
 
         metrics = read_metrics()
         choice = choose_device(self.settings)
@@ -256,8 +256,8 @@ class Check:
 
     # 4 --------------------------------------------------------------------------------------
     def concurrent(self) -> str:
-        from pipeline import stages
-        from pipeline.context import build_context
+        from pipeline.worker import stages
+        from pipeline.worker.context import build_context
 
         estimate = self.args.jobs * 60 * self.rtf * 1.5
         if not self.budget.allows(self.args.reserve + estimate):
@@ -316,9 +316,9 @@ class Check:
             import torch
         except ImportError:
             return "Skipped: torch is not installed, and it is what takes the GPU's memory."
-        from pipeline import stages
-        from pipeline.context import build_context
-        from pipeline.engines import ModelCache
+        from pipeline.worker import stages
+        from pipeline.worker.context import build_context
+        from pipeline.worker.engines import ModelCache
 
         # A worker that has not loaded the model yet, whose device choice still says CUDA:
         # GPU_MEMORY_THRESHOLD=1 keeps it from choosing the CPU before the allocation fails.
@@ -397,11 +397,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def resolve_device(requested: str) -> str:
     if requested == "cpu":
         return "cpu"
-    from pipeline.layout import cuda_device_count
+    from pipeline.worker.layout import cuda_device_count
 
     found = cuda_device_count() > 0
     if requested == "cuda" and not found:
-        raise SystemExit("DEVICE=cuda but CTranslate2 sees no CUDA device (see pipeline/cuda_libs.py)")
+        raise SystemExit("DEVICE=cuda but CTranslate2 sees no CUDA device (see pipeline/worker/cuda_libs.py)")
     return "cuda" if found else "cpu"
 
 

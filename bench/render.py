@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.report import median, ms, secs, table, verdict
-
-if TYPE_CHECKING:
-    from bench.run import Results
+from bench.results import Results
 
 JFK_GOAL = 0.150
 OVERHEAD_GOAL = 0.05

@@ -45,11 +45,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from bench.client import BenchError, Followed, Upload
+from bench.client import BenchError, Upload
 from bench.concurrency import render as render_concurrency
 from bench.consistency import measure as measure_consistency
 from bench.consistency import render as render_consistency
@@ -58,6 +58,7 @@ from bench.decoders import render as render_decoders
 from bench.diarize import render as render_diarize
 from bench.diarize_meetings import render as render_meetings
 from bench.direct import Direct, run_in_processes
+from bench.jobs import log, parallel, run_job, service_run, transcribed_run, warm
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
 from bench.report import (
@@ -71,6 +72,7 @@ from bench.report import (
     versions,
     write_doc,
 )
+from bench.results import Results
 from bench.speech import wer
 from bench.stack import ROOT, Stack, machine_cpu_seconds, pss
 from bench.storage import render as render_storage
@@ -84,10 +86,6 @@ RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
 API_WARM_JOBS = 16  # at once: as many as the API has threads (2 workers × 8), so most threads get one
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -139,153 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-# -- running things in parallel, interruptibly ------------------------------------------------
-def parallel(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Run each call in a daemon thread; re-raise the first failure. Ctrl-C is not held up
-    by threads waiting on the service: they die with the process."""
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException | None] = [None] * len(calls)
-
-    def runner(index: int) -> None:
-        try:
-            results[index] = calls[index]()
-        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
-            errors[index] = exc
-
-    threads = [threading.Thread(target=runner, args=(i,), daemon=True) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)
-    for error in errors:
-        if error is not None:
-            raise error
-    return results
-
-
-# -- one job through the service --------------------------------------------------------------
-@dataclass
-class ServiceRun:
-    seconds: float  # upload start to the client seeing `completed`
-    upload: float  # upload start to the 202 answer
-    before_queue: float  # upload start to the job record (stream, hash, cache lookup, probe)
-    to_extract: float  # job queued to the extract stage starting (RabbitMQ hop)
-    extract: float  # extract stage start to transcribe stage start (decode, .npy, cache, VAD plan, hop)
-    transcribe: float  # transcribe stage start to completed (engine, gc, cache put; chunks: all of them)
-    to_client: float  # completed to the client seeing it (pub/sub, event stream or polling)
-    task_id: str
-    status: str
-    cpu: float = 0.0  # CPU seconds the stack's processes used from upload start to completion
-    cached: bool = False  # answered from the cache: not a transcription, so not a valid timed run
-
-
-def run_job(stack: Stack, rec: Recording, fields: dict[str, str], follow: str) -> ServiceRun:
-    cpu = stack.cpu_seconds()
-    up: Upload = stack.client.submit(rec.path, fields)
-    task_id = up.body["task_id"]
-    seen: Followed = stack.client.follow(task_id, follow, timeout=300 + 2 * rec.seconds)
-    run = service_run(stack, up, seen)
-    run.cpu = stack.cpu_seconds() - cpu
-    run.cached = bool(up.body.get("cached")) or stack.job_field(task_id, "cached") == "1"
-    return run
-
-
-def transcribed_run(stack: Stack, rec: Recording, fields: dict[str, str], follow: str) -> ServiceRun:
-    """A run that really transcribed. The cache is cleared first; a run answered from the cache
-    anyway (a worker may store a result just after the job shows completed) is done again."""
-    for _ in range(5):
-        stack.client.clear_cache()
-        run = run_job(stack, rec, fields, follow)
-        if not run.cached:
-            return run
-        log(f"{rec.key}: answered from the cache although it was cleared before the upload; again")
-        time.sleep(2)
-    raise BenchError(f"{rec.key} kept being answered from the cache")
-
-
-def service_run(stack: Stack, up: Upload, seen: Followed) -> ServiceRun:
-    task_id = up.body["task_id"]
-    if seen.status != "completed":
-        status = stack.client.get(f"/api/transcribe/async/status/{task_id}")
-        raise BenchError(f"job {task_id} ended {seen.status}: {status.get('error')}")
-    at = {str(h["status"]): float(h["at"]) for h in stack.history(task_id)}
-    queued = at.get("queued", up.started)
-    extracting = at.get("extracting", queued)
-    transcribing = at.get("transcribing", extracting)
-    completed = at.get("completed", seen.done_at)
-    return ServiceRun(
-        seconds=seen.done_at - up.started,
-        upload=up.seconds,
-        before_queue=queued - up.started,
-        to_extract=extracting - queued,
-        extract=transcribing - extracting,
-        transcribe=completed - transcribing,
-        to_client=seen.done_at - completed,
-        task_id=task_id,
-        status=seen.status,
-    )
-
-
-def warm(stack: Stack, engine: str, rec: Recording, follow: str) -> None:
-    """Load ``engine`` in every transcriber process, as a running service has it loaded.
-    Jobs differ in beam size so that none waits for a twin and every process gets one."""
-    processes = stack.transcriber[0]
-    for attempt in range(4):
-        stack.client.clear_cache()
-        parallel([functools.partial(run_job, stack, rec, {"engine": engine, "beam_size": str(b)}, follow)
-                  for b in range(1, processes + 1 + attempt)])
-        deadline = time.monotonic() + 12
-        while time.monotonic() < deadline:
-            workers = stack.transcribe_workers()
-            loaded = [w for w in workers if any(str(m).startswith(f"{engine}:") for m in w.get("models") or [])]
-            if len(workers) >= processes and len(loaded) >= processes:
-                return
-            time.sleep(0.5)
-    raise BenchError(f"{engine} did not load in all {processes} transcriber processes")
-
-
 # -- the benchmark ----------------------------------------------------------------------------
-@dataclass
-class Results:
-    started: str = ""
-    finished: str = ""
-    wall: float = 0.0
-    command: str = ""
-    commit: str = ""
-    machine: dict[str, str] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    settings: dict[str, str] = field(default_factory=dict)
-    processes: dict[str, str] = field(default_factory=dict)
-    redis_db: int = 0
-    vhost: str = ""
-    follow: str = "sse"
-    load_seconds: dict[str, float] = field(default_factory=dict)
-    media_seconds: float = 0.0
-    noise: dict[str, dict[str, float | str]] = field(default_factory=dict)
-    recordings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    e2e: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # key -> runs
-    direct: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # key -> runs
-    direct_chunked: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # long recordings
-    same_text: dict[str, bool] = field(default_factory=dict)
-    wer: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> service / direct against the words
-    plan: dict[str, float] = field(default_factory=dict)
-    cache: dict[str, Any] = field(default_factory=dict)
-    throughput: dict[str, dict[str, Any]] = field(default_factory=dict)
-    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
-    api_warmup: dict[str, float] = field(default_factory=dict)
-    probe: dict[str, float] = field(default_factory=dict)
-    targets: list[dict[str, Any]] = field(default_factory=list)
-    storage: dict[str, Any] = field(default_factory=dict)
-    concurrency: dict[str, Any] = field(default_factory=dict)
-    diarize: dict[str, Any] = field(default_factory=dict)
-    meetings: dict[str, Any] = field(default_factory=dict)
-    decoders: list[dict[str, Any]] = field(default_factory=list)
-    consistency: list[dict[str, Any]] = field(default_factory=list)
-    memory: dict[str, float] = field(default_factory=dict)  # MiB of PSS
-    notes: list[str] = field(default_factory=list)
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args

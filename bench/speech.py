@@ -4,7 +4,7 @@ The shared recordings come with what is said in them (their README). The transcr
 from there when the benchmark runs rather than copied into the project, and English-only
 recordings are made of jfk.flac and multilingual.mp3's English half: the German half costs
 an English-only model about twice the time per second once it stands alone as a chunk, which
-would make a split job look slower than it is (issue 14's first measurements used it).
+would make a split job look slower than it is (the first measurements of splitting used it).
 """
 
 from __future__ import annotations

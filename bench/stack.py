@@ -21,7 +21,8 @@ import pika
 import redis
 
 from bench.client import BenchError, Client
-from pipeline.layout import resolve
+from pipeline.keys import job_history_key, job_key
+from pipeline.worker.layout import resolve
 from tests.support.stack import (
     ROOT,
     ProcessSpec,
@@ -196,12 +197,12 @@ class Stack:
 
     def job_field(self, task_id: str, name: str) -> str | None:
         assert self.redis is not None
-        value = self.redis.hget(f"wp:job:{task_id}", name)
+        value = self.redis.hget(job_key(task_id), name)
         return None if value is None else str(value)
 
     def history(self, task_id: str) -> list[dict[str, float | str]]:
         assert self.redis is not None
-        return [json.loads(x) for x in self.redis.lrange(f"wp:job:{task_id}:history", 0, -1)]  # type: ignore[union-attr]
+        return [json.loads(x) for x in self.redis.lrange(job_history_key(task_id), 0, -1)]  # type: ignore[union-attr]
 
     # -- tear-down --------------------------------------------------------------------------
     def close(self) -> None:

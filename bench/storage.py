@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import Upload
+from bench.jobs import transcribed_run
 from bench.media import SHARED_AUDIO, Library
 from bench.report import ms, table
 from bench.stack import ROOT, Stack
@@ -75,15 +76,12 @@ def _uploads(stack: Stack, blob: Path, count: int) -> dict[str, Any]:
 
 
 def _end_to_end(stack: Stack, lib: Library, runs: int) -> list[float]:
-    from bench.run import transcribed_run
-
     return [transcribed_run(stack, lib.jfk, {}, "sse").seconds for _ in range(runs)]
 
 
 def service_rows(lib: Library, cache_dir: Path, s3: S3Server, *, uploads: int, size_mib: int,
                  runs: int) -> dict[str, dict[str, Any]]:
     """Upload throughput and jfk's end-to-end time with each store, one stack after the other."""
-    from bench.run import transcribed_run
 
     blob = lib.blob(size_mib)
     rows: dict[str, dict[str, Any]] = {}
@@ -112,8 +110,9 @@ def service_rows(lib: Library, cache_dir: Path, s3: S3Server, *, uploads: int, s
 _EXTRACT = textwrap.dedent('''
     import json, sys, time
     from pathlib import Path
-    from pipeline import chunks, media, stages
-    from pipeline.context import build_context
+    from pipeline import media
+    from pipeline.worker import chunks, stages
+    from pipeline.worker.context import build_context
     from pipeline.jobs import new_task_id
     from pipeline.options import TranscribeOptions
     from pipeline.settings import Settings

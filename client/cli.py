@@ -4,6 +4,8 @@
     whisper-pipeline submit meeting.m4a --wait --format srt -o meeting.srt
     whisper-pipeline status TASK_ID                          # the job's status document (JSON)
     whisper-pipeline result TASK_ID --format text            # the transcript
+    whisper-pipeline result TASK_ID --search "budget, next year"  # where words were said (JSON)
+    whisper-pipeline result TASK_ID --sentences              # or --paragraphs, --redacted-audio -o x.wav
     whisper-pipeline cancel TASK_ID
     whisper-pipeline list --status failed --limit 5
     whisper-pipeline live meeting.wav                        # turns printed as they are spoken
@@ -138,8 +140,24 @@ def _wait_and_write(client: Client, task_id: str, args: argparse.Namespace, prog
         print(f"whisper-pipeline: interrupted; job {task_id} goes on (`whisper-pipeline cancel {task_id}` "
               "stops it)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    _write_output(client.result(task_id, args.format), args.output)
+    _write_output(_fetch(client, task_id, args), args.output)
     return EXIT_OK
+
+
+def _fetch(client: Client, task_id: str, args: argparse.Namespace) -> bytes:
+    """What ``result`` (or ``submit --wait``) asked for: the transcript, or a view over it."""
+    view: dict[str, Any] | None = None
+    if getattr(args, "sentences", False):
+        view = client.sentences(task_id)
+    elif getattr(args, "paragraphs", False):
+        view = client.paragraphs(task_id)
+    elif getattr(args, "search", None) is not None:
+        view = client.search(task_id, args.search)
+    elif getattr(args, "redacted_audio", False):
+        return client.redacted_audio(task_id)
+    if view is not None:
+        return (json.dumps(view, indent=2, ensure_ascii=False) + "\n").encode()
+    return client.result(task_id, args.format, chars_per_caption=args.chars_per_caption, max_lines=args.max_lines)
 
 
 def cmd_submit(client: Client, args: argparse.Namespace) -> int:
@@ -159,6 +177,15 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
         "min_speakers": args.min_speakers,
         "max_speakers": args.max_speakers,
         "webhook_url": args.webhook_url,
+        "hotwords": args.hotwords,
+        "multichannel": True if args.multichannel else None,
+        "custom_spelling": args.custom_spelling,
+        # A redaction option says the caller wants redaction.
+        "redact_pii": True if args.redact_pii or args.redact_pii_policies or args.redact_pii_sub
+        or args.redact_pii_audio else None,
+        "redact_pii_policies": args.redact_pii_policies,
+        "redact_pii_sub": args.redact_pii_sub,
+        "redact_pii_audio": True if args.redact_pii_audio else None,
     }
     progress = Progress(sys.stderr, enabled=args.wait and not args.quiet)
     with progress:
@@ -187,7 +214,7 @@ def cmd_result(client: Client, args: argparse.Namespace) -> int:
         progress = Progress(sys.stderr, enabled=not args.quiet)
         progress.set_task(args.task_id)
         return _wait_and_write(client, args.task_id, args, progress)
-    _write_output(client.result(args.task_id, args.format), args.output)
+    _write_output(_fetch(client, args.task_id, args), args.output)
     return EXIT_OK
 
 
@@ -281,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--wait-timeout", type=_positive(float), metavar="SECONDS",
                          help="with --wait: give up after this long (exit 6); the job goes on")
         sub.add_argument("-q", "--quiet", action="store_true", help="with --wait: no progress on stderr")
+        sub.add_argument("--chars-per-caption", type=int, metavar="N",
+                         help="srt and vtt: re-flow the cues to at most N characters a line")
+        sub.add_argument("--max-lines", type=int, metavar="N", help="srt and vtt: at most N lines a cue")
 
     def command(name: str, summary: str, handler: Callable[[Client, argparse.Namespace], int],
                 description: str | None = None) -> argparse.ArgumentParser:
@@ -313,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument("--min-speakers", type=int, metavar="N", help="with --diarize: at least N speakers")
     options.add_argument("--max-speakers", type=int, metavar="N", help="with --diarize: at most N speakers")
     options.add_argument("--webhook-url", metavar="URL", help="notify this URL when the job ends")
+    options.add_argument("--hotwords", metavar="TERMS", help="comma-separated names and terms to favour")
+    options.add_argument("--multichannel", action="store_true",
+                         help="transcribe each audio channel on its own; turns are labelled by channel")
+    options.add_argument("--custom-spelling", metavar="JSON",
+                         help='replace words after decoding: [{"from": ["comfy eye"], "to": "ComfyUI"}]')
+    options.add_argument("--redact-pii", action="store_true", help="replace personal data in the transcript")
+    options.add_argument("--redact-pii-policies", metavar="POLICIES",
+                         help="comma-separated: email_address, phone_number, credit_card_number, iban, "
+                              "us_social_security_number, ip_address, number (default: all but number)")
+    options.add_argument("--redact-pii-sub", choices=("entity_name", "hash"),
+                         help="replace with [POLICY_NAME] (default) or #'s")
+    options.add_argument("--redact-pii-audio", action="store_true",
+                         help="also keep the audio with a tone over what was redacted (result --redacted-audio)")
 
     command("status", "show a job's status (the service's JSON document)", cmd_status).add_argument("task_id")
     command("cancel", "cancel a job that has not finished", cmd_cancel).add_argument("task_id")
@@ -321,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("task_id")
     result.add_argument("--wait", action="store_true", help="wait for the job to finish first")
     waiting(result)
+    views = result.add_mutually_exclusive_group()
+    views.add_argument("--sentences", action="store_true", help="the transcript in sentences, with times (JSON)")
+    views.add_argument("--paragraphs", action="store_true", help="the transcript in paragraphs, with times (JSON)")
+    views.add_argument("--search", metavar="WORDS", help="where comma-separated words or phrases were said (JSON)")
+    views.add_argument("--redacted-audio", action="store_true",
+                       help="the redacted audio (WAV; jobs submitted with --redact-pii-audio); use -o")
 
     live_cmd = command("live", "stream audio and print the turns as they are spoken", cmd_live,
                        "Stream FILE (or raw 16-bit mono PCM from stdin with '-') to the service's live "

@@ -110,11 +110,33 @@ class Client:
         """Cancel a job; a finished job raises ApiError with status 409."""
         return self._json("DELETE", f"/api/transcribe/async/{_quote(task_id)}")
 
-    def result(self, task_id: str, fmt: str = "json") -> bytes:
-        """A completed job's transcript in ``fmt`` (one of FORMATS), as the service sent it."""
-        response = self._request("GET", f"/api/transcribe/async/{_quote(task_id)}/result",
-                                 params={"format": fmt})
+    def result(self, task_id: str, fmt: str = "json", *, chars_per_caption: int | None = None,
+               max_lines: int | None = None) -> bytes:
+        """A completed job's transcript in ``fmt`` (one of FORMATS), as the service sent it;
+        srt and vtt re-flowed to ``chars_per_caption`` (and ``max_lines``) where given."""
+        params: dict[str, Any] = {"format": fmt}
+        if chars_per_caption is not None:
+            params["chars_per_caption"] = chars_per_caption
+        if max_lines is not None:
+            params["max_lines"] = max_lines
+        response = self._request("GET", f"/api/transcribe/async/{_quote(task_id)}/result", params=params)
         return response.content
+
+    def sentences(self, task_id: str) -> dict[str, Any]:
+        """``{sentences: [{text, start, end, speaker?, channel?, words?}]}`` of a completed job."""
+        return self._json("GET", f"/api/transcribe/async/{_quote(task_id)}/sentences")
+
+    def paragraphs(self, task_id: str) -> dict[str, Any]:
+        """``{paragraphs: [...]}``, shaped like ``sentences``."""
+        return self._json("GET", f"/api/transcribe/async/{_quote(task_id)}/paragraphs")
+
+    def search(self, task_id: str, words: str) -> dict[str, Any]:
+        """``{matches: [{text, count, timestamps}]}`` for comma-separated ``words``."""
+        return self._json("GET", f"/api/transcribe/async/{_quote(task_id)}/search", params={"words": words})
+
+    def redacted_audio(self, task_id: str) -> bytes:
+        """The WAV with redacted spans toned out (jobs submitted with redact_pii_audio)."""
+        return self._request("GET", f"/api/transcribe/async/{_quote(task_id)}/redacted-audio").content
 
     def list(self, *, status: str | None = None, limit: int | None = None,
              cursor: str | None = None) -> dict[str, Any]:

@@ -16,14 +16,12 @@ from typing import cast
 
 import redis
 
+from pipeline.keys import CACHE_LRU_KEY, CACHE_STATS_KEY, cache_claim_key, cache_entry_key
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-PREFIX = "wp:cache"
-LRU = f"{PREFIX}:lru"
-STATS = f"{PREFIX}:stats"
 PARTIAL_GRACE_SECONDS = 3600  # a partial file younger than this may still be being written
 
 
@@ -41,11 +39,11 @@ def cache_digest(sha256: str, options: TranscribeOptions) -> str:
 
 
 def cache_key(sha256: str, options: TranscribeOptions) -> str:
-    return f"{PREFIX}:entry:{cache_digest(sha256, options)}"
+    return cache_entry_key(cache_digest(sha256, options))
 
 
 def _claim_key(sha256: str, options: TranscribeOptions) -> str:
-    return f"{PREFIX}:claim:{cache_digest(sha256, options)}"
+    return cache_claim_key(cache_digest(sha256, options))
 
 
 # KEYS: claim. ARGV: owner, ttl, take | renew | drop
@@ -87,9 +85,9 @@ class ResultCache:
             return None
         found = self.peek(sha256, options)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(STATS, "hits" if found is not None else "misses", 1)
+        pipe.hincrby(CACHE_STATS_KEY, "hits" if found is not None else "misses", 1)
         if found is not None:
-            pipe.zadd(LRU, {cache_key(sha256, options): time.time()})
+            pipe.zadd(CACHE_LRU_KEY, {cache_key(sha256, options): time.time()})
         pipe.execute()
         return found
 
@@ -110,7 +108,7 @@ class ResultCache:
         raw = json.dumps(transcript.to_dict())
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(key, raw, ex=self.ttl)
-        pipe.zadd(LRU, {key: time.time()})
+        pipe.zadd(CACHE_LRU_KEY, {key: time.time()})
         pipe.execute()
         if self.disk_dir is not None:
             path = self._path(sha256, options)
@@ -138,16 +136,16 @@ class ResultCache:
         key = cache_key(sha256, options)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(key, raw, ex=max(1, int(self.ttl - age)))
-        pipe.zadd(LRU, {key: time.time()})
+        pipe.zadd(CACHE_LRU_KEY, {key: time.time()})
         pipe.execute()
         self._trim()
         return raw
 
     def _trim(self) -> None:
-        if int(cast(int, self.redis.zcard(LRU))) <= self.size:
+        if int(cast(int, self.redis.zcard(CACHE_LRU_KEY))) <= self.size:
             return
         # Members whose entry expired take no room: forget them before counting.
-        members = cast(list[str], self.redis.zrange(LRU, 0, -1))
+        members = cast(list[str], self.redis.zrange(CACHE_LRU_KEY, 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         for key in members:
             pipe.exists(key)
@@ -161,7 +159,7 @@ class ResultCache:
         pipe = self.redis.pipeline(transaction=True)
         if evicted:
             pipe.delete(*evicted)
-        pipe.zrem(LRU, *gone)
+        pipe.zrem(CACHE_LRU_KEY, *gone)
         pipe.execute()
         if self.disk_dir is not None:
             for key in evicted:
@@ -215,9 +213,9 @@ class ResultCache:
         return removed
 
     def stats(self) -> dict[str, float | int | bool]:
-        raw = cast(dict[str, str], self.redis.hgetall(STATS))
+        raw = cast(dict[str, str], self.redis.hgetall(CACHE_STATS_KEY))
         hits, misses = int(raw.get("hits", 0)), int(raw.get("misses", 0))
-        keys = cast(list[str], self.redis.zrange(LRU, 0, -1))
+        keys = cast(list[str], self.redis.zrange(CACHE_LRU_KEY, 0, -1))
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.strlen(key)
@@ -235,11 +233,11 @@ class ResultCache:
         }
 
     def clear(self) -> int:
-        keys = cast(list[str], self.redis.zrange(LRU, 0, -1))
+        keys = cast(list[str], self.redis.zrange(CACHE_LRU_KEY, 0, -1))
         pipe = self.redis.pipeline(transaction=True)
         if keys:
             pipe.delete(*keys)
-        pipe.delete(LRU, STATS)
+        pipe.delete(CACHE_LRU_KEY, CACHE_STATS_KEY)
         pipe.execute()
         removed = len(keys)
         if self.disk_dir is not None:

@@ -6,7 +6,7 @@ only in a transcribe worker). An engine's class and its model-name resolver are 
 ``module:attribute`` strings and imported on first use.
 
 Adding an engine: write its module (a class taking ``(key, source, settings)`` with a
-``transcribe`` method, see ``pipeline.engines.base``) and add one ``EngineSpec`` line below.
+``transcribe`` method, see ``pipeline.worker.engines.base``) and add one ``EngineSpec`` line below.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ class EngineSpec:
 
 
 ENGINE_SPECS: tuple[EngineSpec, ...] = (
-    EngineSpec("faster-whisper", "pipeline.engines.faster:FasterWhisperEngine",
-               "pipeline.weights.resolve:resolve_ctranslate2", cpu_compute_type="int8"),
+    EngineSpec("faster-whisper", "pipeline.worker.engines.faster:FasterWhisperEngine",
+               "pipeline.worker.weights.resolve:resolve_ctranslate2", cpu_compute_type="int8"),
     # PyTorch has no int8 kernels for Whisper on the CPU.
-    EngineSpec("openai-whisper", "pipeline.engines.openai_whisper:OpenAIWhisperEngine",
-               "pipeline.weights.resolve:resolve_openai", cpu_compute_type="float32"),
+    EngineSpec("openai-whisper", "pipeline.worker.engines.openai_whisper:OpenAIWhisperEngine",
+               "pipeline.worker.weights.resolve:resolve_openai", cpu_compute_type="float32"),
 )
 
 ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in ENGINE_SPECS}

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.captions import Cue
 from pipeline.errors import InvalidOption
 from pipeline.speakers import transcript_to_rttm
 from pipeline.transcript import Segment, Transcript
@@ -53,16 +54,34 @@ def _vtt_text(text: str) -> str:
     return _cue_text(escaped)
 
 
-def _with_speaker(item: dict[str, Any], speaker: str | None) -> dict[str, Any]:
-    # Only a diarized transcript has speakers; without them every shape is what it always was.
+def _with_speaker(item: dict[str, Any], speaker: str | None, channel: int | None = None) -> dict[str, Any]:
+    # Only a diarized (multichannel) transcript has speakers (channels); without them every
+    # shape is what it always was.
     if speaker is not None:
         item["speaker"] = speaker
+    if channel is not None:
+        item["channel"] = channel
     return item
+
+
+def label(speaker: str | None, channel: int | None) -> str | None:
+    """Who a turn belongs to, in text and subtitles: the speaker, else the channel."""
+    if speaker is not None:
+        return speaker
+    return None if channel is None else f"Channel {channel}"
+
+
+def _label(s: Segment) -> str | None:
+    return label(s.speaker, s.channel)
 
 
 def _speakers(t: Transcript, body: dict[str, Any]) -> dict[str, Any]:
     if t.speakers:
         body["speakers"] = [s.to_dict() for s in t.speakers]
+    if t.channels:
+        body["channels"] = list(t.channels)
+    if t.redactions:
+        body["redactions"] = [r.to_dict() for r in t.redactions]
     return body
 
 
@@ -73,13 +92,13 @@ def _warnings(t: Transcript, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _turns(t: Transcript) -> list[tuple[str | None, list[Segment]]]:
-    """Runs of consecutive cues with the same speaker."""
+    """Runs of consecutive cues with the same speaker (or channel)."""
     runs: list[tuple[str | None, list[Segment]]] = []
     for segment in _cues(t):
-        if runs and runs[-1][0] == segment.speaker:
+        if runs and runs[-1][0] == _label(segment):
             runs[-1][1].append(segment)
         else:
-            runs.append((segment.speaker, [segment]))
+            runs.append((_label(segment), [segment]))
     return runs
 
 
@@ -90,7 +109,7 @@ def to_json(t: Transcript) -> str:
             "language": t.language,
             "duration": t.duration,
             "segments": [
-                _with_speaker({"id": s.id, "start": s.start, "end": s.end, "text": s.text}, s.speaker)
+                _with_speaker({"id": s.id, "start": s.start, "end": s.end, "text": s.text}, s.speaker, s.channel)
                 for s in t.segments
             ],
         })),
@@ -117,13 +136,13 @@ def to_verbose_json(t: Transcript) -> str:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": s.compression_ratio,
                 "no_speech_prob": s.no_speech_prob,
-            }, s.speaker)
+            }, s.speaker, s.channel)
             for s in t.segments
         ],
     }
     words = [w for s in t.segments for w in (s.words or ())]
     if words:
-        body["words"] = [_with_speaker({"word": w.word, "start": w.start, "end": w.end}, w.speaker)
+        body["words"] = [_with_speaker({"word": w.word, "start": w.start, "end": w.end}, w.speaker, w.channel)
                          for w in words]
     return json.dumps(_warnings(t, _speakers(t, body)), ensure_ascii=False)
 
@@ -144,7 +163,7 @@ def to_diarized_json(t: Transcript) -> str:
 
 
 def to_text(t: Transcript) -> str:
-    if not any(s.speaker for s in t.segments):
+    if not any(_label(s) for s in t.segments):
         return t.text.strip() + "\n"
     # One paragraph per turn, led by who speaks.
     paragraphs = [
@@ -154,41 +173,50 @@ def to_text(t: Transcript) -> str:
     return "\n".join(paragraphs) + "\n"
 
 
-def to_srt(t: Transcript) -> str:
+def _as_cues(t: Transcript) -> list[Cue]:
+    return [Cue(s.start, s.end, (s.text,), s.speaker, s.channel) for s in _cues(t)]
+
+
+def to_srt(t: Transcript, cues: list[Cue] | None = None) -> str:
+    # A re-flowed cue's lines (pipeline.captions) stay lines; a segment's text is one line.
     blocks = [
-        f"{n}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_srt_speaker(s)}{_srt_text(s.text)}\n"
-        for n, s in enumerate(_cues(t), start=1)
+        f"{n}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{_srt_speaker(c)}"
+        + "\n".join(_srt_text(line) for line in c.lines) + "\n"
+        for n, c in enumerate(_as_cues(t) if cues is None else cues, start=1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(t: Transcript) -> str:
+def to_vtt(t: Transcript, cues: list[Cue] | None = None) -> str:
     blocks = [
-        f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_vtt_voice(s)}{_vtt_text(s.text)}\n"
-        for s in _cues(t)
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_voice(c)}"
+        + "\n".join(_vtt_text(line) for line in c.lines) + "\n"
+        for c in (_as_cues(t) if cues is None else cues)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def _srt_speaker(s: Segment) -> str:
-    return f"[{s.speaker}] " if s.speaker else ""
+def _srt_speaker(c: Cue) -> str:
+    who = label(c.speaker, c.channel)
+    return f"[{who}] " if who else ""
 
 
-def _vtt_voice(s: Segment) -> str:
+def _vtt_voice(c: Cue) -> str:
     # A voice span's annotation runs to the ">": none may be inside it.
-    if not s.speaker:
+    who = label(c.speaker, c.channel)
+    if not who:
         return ""
-    return "<v " + " ".join(s.speaker.replace("&", "&amp;").replace(">", "&gt;").split()) + ">"
+    return "<v " + " ".join(who.replace("&", "&amp;").replace(">", "&gt;").split()) + ">"
 
 
 def to_tsv(t: Transcript) -> str:
     # Integer milliseconds, as openai-whisper's TSV writer does, so tools that read one read ours;
     # a diarized transcript adds a last column.
-    diarized = any(s.speaker for s in t.segments)
+    diarized = any(_label(s) for s in t.segments)
     rows = ["start\tend\ttext" + ("\tspeaker" if diarized else "")]
     rows += [
         f"{round(s.start * 1000)}\t{round(s.end * 1000)}\t{' '.join(s.text.split())}"
-        + (f"\t{s.speaker or ''}" if diarized else "")
+        + (f"\t{_label(s) or ''}" if diarized else "")
         for s in _cues(t)
     ]
     return "\n".join(rows) + "\n"
@@ -217,9 +245,15 @@ def check_format(name: str, field: str = "format") -> str:
     return name
 
 
-def render(transcript: Transcript, name: str, *, file_id: str = "audio") -> tuple[str, str]:
-    """Return (body, content type) for format ``name``; ``file_id`` names the recording in RTTM."""
+def render(transcript: Transcript, name: str, *, file_id: str = "audio",
+           cues: list[Cue] | None = None) -> tuple[str, str]:
+    """Return (body, content type) for format ``name``; ``file_id`` names the recording in RTTM;
+    ``cues``: re-flowed subtitle cues (pipeline.captions) for srt and vtt."""
     writer, content_type = FORMATS[check_format(name)]
     if writer is to_rttm:
         return to_rttm(transcript, file_id), content_type
+    if name == "srt":
+        return to_srt(transcript, cues), content_type
+    if name == "vtt":
+        return to_vtt(transcript, cues), content_type
     return writer(transcript), content_type

@@ -2,8 +2,8 @@
 evict jobs.
 
 Every key the service writes either has a TTL or is pruned by time:
-- a job's keys (record, history, result, segments, chunks) expire RESULT_TTL_SECONDS after it
-  ends; a job that never ends is ended by the reconciler (``pipeline.reconciler``);
+- a job's keys (record, history, result, segments, chunks, redacted audio) expire RESULT_TTL_SECONDS after it
+  ends; a job that never ends is ended by the reconciler (``pipeline.worker.reconciler``);
 - leases, cancellation flags, transcription claims, locks, rate-limit counters: their own TTLs;
 - the listing indexes (``wp:jobs``, ``wp:jobs:<owner>``) and the queue-position set
   (``wp:queued``) drop members older than a job can live at each job created, and expire as a
@@ -24,7 +24,7 @@ from typing import cast
 import redis
 
 from pipeline.errors import SettingsError
-from pipeline.jobs import QUEUED_KEY, job_key
+from pipeline.keys import QUEUED_KEY, job_key
 
 log = logging.getLogger(__name__)
 

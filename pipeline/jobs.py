@@ -8,6 +8,7 @@ or out of a final state.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -18,10 +19,25 @@ from typing import Any, cast
 import redis
 
 from pipeline.errors import JobNotFound
+from pipeline.keys import (
+    ACTIVE_KEY,
+    METRICS_KEY,
+    QUEUED_KEY,
+    STAGE_SECONDS_KEY,
+    WEBHOOKS_DUE_KEY,
+    events_channel,
+    job_cancel_key,
+    job_chunks_key,
+    job_history_key,
+    job_key,
+    job_parts_key,
+    job_redacted_audio_key,
+    job_result_key,
+    job_segments_key,
+    jobs_index_key,
+)
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
-
-PREFIX = "wp"
 
 
 class State(StrEnum):
@@ -66,21 +82,6 @@ def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
-def job_key(task_id: str) -> str:
-    return f"{PREFIX}:job:{task_id}"
-
-
-def events_channel(task_id: str) -> str:
-    return f"{PREFIX}:job:{task_id}:events"
-
-
-METRICS_KEY = f"{PREFIX}:metrics:jobs"
-STAGE_SECONDS_KEY = f"{PREFIX}:metrics:state_seconds"
-QUEUED_KEY = f"{PREFIX}:queued"
-# Non-final jobs scored by when they last moved, for the reconciler (pipeline.reconciler); and
-# finished jobs' webhook deliveries scored by when they are due (pipeline.outbox).
-ACTIVE_KEY = f"{PREFIX}:active"
-WEBHOOKS_DUE_KEY = f"{PREFIX}:webhooks:due"
 # Listing indexes drop members older than a result's TTL plus this: a job ends well within it.
 INDEX_GRACE_SECONDS = 24 * 3600
 STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -90,53 +91,54 @@ STATE_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 
 # ARGV: new state, now, ttl for final jobs, event json, result json ('' for none), task id,
 #       then field/value pairs
 _TRANSITION = """
+local job, queued, history, result = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local metrics, state_seconds, active, webhooks_due = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local new, now, final_ttl, event, result_json, task_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local rank = {RANKS}
 local final = FINAL_RANK
-local current = redis.call('HGET', KEYS[1], 'status')
+local current = redis.call('HGET', job, 'status')
 if not current then return -1 end
-local new = ARGV[1]
 if current == new then return 2 end
 if rank[current] == final or rank[new] <= rank[current] then return 0 end
-local now = ARGV[2]
 -- Metrics, counted here so that every process's transitions add up in one place: jobs that
 -- reached each state, jobs in each state now, and a histogram of the time spent in the state
 -- being left.
-local entered = tonumber(redis.call('HGET', KEYS[1], 'updated_at') or now)
+local entered = tonumber(redis.call('HGET', job, 'updated_at') or now)
 local spent = math.max(0, tonumber(now) - entered)
-redis.call('HINCRBY', KEYS[6], 'reached:' .. new, 1)
-redis.call('HINCRBY', KEYS[6], 'current:' .. current, -1)
-if rank[new] < final then redis.call('HINCRBY', KEYS[6], 'current:' .. new, 1) end
+redis.call('HINCRBY', metrics, 'reached:' .. new, 1)
+redis.call('HINCRBY', metrics, 'current:' .. current, -1)
+if rank[new] < final then redis.call('HINCRBY', metrics, 'current:' .. new, 1) end
 local buckets = {BUCKETS}
 for _, bound in ipairs(buckets) do
-  if spent <= bound then redis.call('HINCRBY', KEYS[7], current .. ':le:' .. bound, 1) end
+  if spent <= bound then redis.call('HINCRBY', state_seconds, current .. ':le:' .. bound, 1) end
 end
-redis.call('HINCRBY', KEYS[7], current .. ':count', 1)
-redis.call('HINCRBYFLOAT', KEYS[7], current .. ':sum', spent)
-redis.call('HSET', KEYS[1], 'status', new, 'updated_at', now)
-for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', state_seconds, current .. ':count', 1)
+redis.call('HINCRBYFLOAT', state_seconds, current .. ':sum', spent)
+redis.call('HSET', job, 'status', new, 'updated_at', now)
+for i = 7, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
 if current == 'queued' then
-  redis.call('ZREM', KEYS[2], ARGV[6])
-  if rank[new] < final then redis.call('HSETNX', KEYS[1], 'started_at', now) end
+  redis.call('ZREM', queued, task_id)
+  if rank[new] < final then redis.call('HSETNX', job, 'started_at', now) end
 end
-redis.call('RPUSH', KEYS[3], cjson.encode({status=new, at=tonumber(now)}))
+redis.call('RPUSH', history, cjson.encode({status=new, at=tonumber(now)}))
 if rank[new] == final then
-  redis.call('HSET', KEYS[1], 'finished_at', now)
-  if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5]) end
-  local ttl = tonumber(ARGV[3])
-  for i = 1, 5 do
+  redis.call('HSET', job, 'finished_at', now)
+  if result_json ~= '' then redis.call('SET', result, result_json) end
+  local ttl = tonumber(final_ttl)
+  for i = 1, 5 do  -- the job's own keys (KEYS[5] is its segments), not the queued index
     if i ~= 2 and redis.call('EXISTS', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ttl) end
   end
 end
 if rank[new] == final then
-  redis.call('ZREM', KEYS[8], ARGV[6])
+  redis.call('ZREM', active, task_id)
   -- The webhook goes in the outbox with the state that triggers it: no message to lose.
-  if redis.call('HGET', KEYS[1], 'webhook_state') == 'pending' then
-    redis.call('ZADD', KEYS[9], 'NX', now, ARGV[6])
+  if redis.call('HGET', job, 'webhook_state') == 'pending' then
+    redis.call('ZADD', webhooks_due, 'NX', now, task_id)
   end
 else
-  redis.call('ZADD', KEYS[8], now, ARGV[6])
+  redis.call('ZADD', active, now, task_id)
 end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[4])
+redis.call('PUBLISH', job .. ':events', event)
 return 1
 """
 _TRANSITION = (
@@ -150,26 +152,28 @@ _TRANSITION = (
 # A diarized job runs two parts side by side, each with its own progress_<part>; the job's
 # progress is their mean, so it covers both.
 _PROGRESS = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'transcribing' then return 0 end
+local job, segments = KEYS[1], KEYS[2]
+local segment, event_head, part = ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', job, 'status') ~= 'transcribing' then return 0 end
 local progress, text = tonumber(ARGV[1]), ARGV[1]
-if ARGV[4] ~= '' then
-  local own = 'progress_' .. ARGV[4]
-  if progress > tonumber(redis.call('HGET', KEYS[1], own) or '0') then
-    redis.call('HSET', KEYS[1], own, ARGV[1])
+if part ~= '' then
+  local own = 'progress_' .. part
+  if progress > tonumber(redis.call('HGET', job, own) or '0') then
+    redis.call('HSET', job, own, ARGV[1])
   end
   local sum = 0
-  for i = 5, #ARGV do sum = sum + tonumber(redis.call('HGET', KEYS[1], 'progress_' .. ARGV[i]) or '0') end
+  for i = 5, #ARGV do sum = sum + tonumber(redis.call('HGET', job, 'progress_' .. ARGV[i]) or '0') end
   progress = sum / math.max(1, #ARGV - 4)
   text = string.format('%.17g', progress)
 end
 -- Progress only grows: chunks of one recording report from several workers, out of order.
-local shown = redis.call('HGET', KEYS[1], 'progress') or '0'
+local shown = redis.call('HGET', job, 'progress') or '0'
 if progress > tonumber(shown) then
-  redis.call('HSET', KEYS[1], 'progress', text)
+  redis.call('HSET', job, 'progress', text)
   shown = text
 end
-if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[2]) end
-redis.call('PUBLISH', KEYS[1] .. ':events', ARGV[3] .. shown .. '}')
+if segment ~= '' then redis.call('RPUSH', segments, segment) end
+redis.call('PUBLISH', job .. ':events', event_head .. shown .. '}')
 return 1
 """
 
@@ -177,20 +181,22 @@ return 1
 # name. Stores a part's result (the first delivery's wins) and names what still runs in the job's
 # stage; returns how many parts are still missing, or -1 for a job that does not exist.
 _SAVE_PART = """
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+local parts, job = KEYS[1], KEYS[2]
+local part, part_json, ttl, task_id, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('EXISTS', job) == 0 then return -1 end
+redis.call('HSETNX', parts, part, part_json)
+redis.call('EXPIRE', parts, ttl)
 local left = {}
 for i = 6, #ARGV do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then table.insert(left, ARGV[i]) end
+  if redis.call('HEXISTS', parts, ARGV[i]) == 0 then table.insert(left, ARGV[i]) end
 end
-local status = redis.call('HGET', KEYS[2], 'status')
+local status = redis.call('HGET', job, 'status')
 if #left > 0 and status == 'transcribing' then
   local stage = table.concat(left, '+')
-  if redis.call('HGET', KEYS[2], 'stage') ~= stage then
-    redis.call('HSET', KEYS[2], 'stage', stage)
-    redis.call('PUBLISH', KEYS[2] .. ':events', cjson.encode(
-      {type='status', task_id=ARGV[4], status=status, stage=stage, at=tonumber(ARGV[5])}))
+  if redis.call('HGET', job, 'stage') ~= stage then
+    redis.call('HSET', job, 'stage', stage)
+    redis.call('PUBLISH', job .. ':events', cjson.encode(
+      {type='status', task_id=task_id, status=status, stage=stage, at=tonumber(now)}))
   end
 end
 return #left
@@ -227,6 +233,8 @@ class Job:
     owner: str = ""
     cache_scope: str = ""  # whose transcripts this job may reuse: "" for everyone's (pipeline.cache.scoped)
     chunks: list[tuple[int, int]] = field(default_factory=list)  # sample ranges of a long recording
+    # multichannel: the channel (from 1) of each chunk; empty for a mono plan.
+    chunk_channels: list[int] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # what the result lacks, in words
 
@@ -277,6 +285,7 @@ class Job:
             owner=data.get("owner", ""),
             cache_scope=data.get("cache_scope", ""),
             chunks=[(int(a), int(b)) for a, b in json.loads(data["chunks"])] if data.get("chunks") else [],
+            chunk_channels=[int(c) for c in json.loads(data["chunk_channels"])] if data.get("chunk_channels") else [],
             extra={k: v for k, v in data.items() if k.startswith("webhook_auth_")},
             warnings=json.loads(data["warnings"]) if data.get("warnings") else [],
         )
@@ -297,7 +306,7 @@ def _flatten(fields: dict[str, Any]) -> list[str]:
 
 def _owner_index(owner: str) -> str:
     # With API keys each key has its own index; without, every job is in the one list.
-    return f"{PREFIX}:jobs:{owner}" if owner else f"{PREFIX}:jobs"
+    return jobs_index_key(owner)
 
 
 def _mapping(fields: dict[str, Any]) -> dict[Any, Any]:
@@ -312,10 +321,6 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
         self._save_part = client.register_script(_SAVE_PART)
-        self._lease = client.register_script(
-            "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-            "if ARGV[2] == 'drop' then return redis.call('DEL', KEYS[1]) end "
-            "return redis.call('EXPIRE', KEYS[1], ARGV[3])")
         # HINCRBY alone would create a hash (with no TTL) for a job that expired.
         self._count = client.register_script(
             "if redis.call('EXISTS', KEYS[1]) == 0 then return nil end "
@@ -345,7 +350,7 @@ class JobStore:
             pipe.zremrangebyscore(index, "-inf", horizon)
             pipe.expire(index, self.result_ttl + INDEX_GRACE_SECONDS)
         pipe.zadd(ACTIVE_KEY, {task_id: now})
-        pipe.rpush(f"{job_key(task_id)}:history", json.dumps({"status": "queued", "at": now}))
+        pipe.rpush(job_history_key(task_id), json.dumps({"status": "queued", "at": now}))
         pipe.hincrby(METRICS_KEY, "reached:queued", 1)
         pipe.hincrby(METRICS_KEY, "current:queued", 1)
         pipe.execute()
@@ -367,7 +372,7 @@ class JobStore:
                             **{k: fields[k] for k in ("progress", "error", "device") if k in fields}})
         key = job_key(task_id)
         rc = self._transition(
-            keys=[key, f"{PREFIX}:queued", f"{key}:history", f"{key}:result", f"{key}:segments",
+            keys=[key, QUEUED_KEY, job_history_key(task_id), job_result_key(task_id), job_segments_key(task_id),
                   METRICS_KEY, STAGE_SECONDS_KEY, ACTIVE_KEY, WEBHOOKS_DUE_KEY],
             args=[
                 state.value,
@@ -435,18 +440,18 @@ class JobStore:
         head = json.dumps({**event, "progress": 0})
         head = head[: head.rindex('"progress"')] + '"progress": '
         key = job_key(task_id)
-        return bool(self._progress(keys=[key, f"{key}:segments"],
+        return bool(self._progress(keys=[key, job_segments_key(task_id)],
                                    args=[repr(progress), segment, head, part, *parts]))
 
     def reset_segments(self, task_id: str) -> None:
         # A redelivered transcription starts over; half a list from the dead attempt would repeat.
-        self.redis.delete(f"{job_key(task_id)}:segments")
+        self.redis.delete(job_segments_key(task_id))
 
     def cancel(self, task_id: str) -> Moved:
         """Flag the job for its worker and end it as ``cancelled`` (refused for a final job)."""
         if not self.redis.exists(job_key(task_id)):
             raise JobNotFound(f"No job with id {task_id}.")
-        flag = f"{job_key(task_id)}:cancel"
+        flag = job_cancel_key(task_id)
         self.redis.set(flag, "1", ex=self.result_ttl)
         moved = self.transition(task_id, State.CANCELLED, error={
             "code": "cancelled", "message": "The job was cancelled at the client's request."})
@@ -460,10 +465,10 @@ class JobStore:
 
     def request_stop(self, task_id: str) -> None:
         """Raise the flag that running workers check between segments."""
-        self.redis.set(f"{job_key(task_id)}:cancel", "1", ex=self.result_ttl)
+        self.redis.set(job_cancel_key(task_id), "1", ex=self.result_ttl)
 
     def cancel_requested(self, task_id: str) -> bool:
-        return bool(self.redis.exists(f"{job_key(task_id)}:cancel"))
+        return bool(self.redis.exists(job_cancel_key(task_id)))
 
     def count_attempt(self, task_id: str, stage: str) -> int:
         """Count a start of ``stage``; RabbitMQ redelivers a dead worker's message unseen by
@@ -476,7 +481,7 @@ class JobStore:
     # -- chunks of a long recording ---------------------------------------------------------
     def save_chunk(self, task_id: str, index: int, transcript: Transcript) -> int:
         """Store one chunk's transcript (the first delivery's wins); return how many are stored."""
-        key = f"{job_key(task_id)}:chunks"
+        key = job_chunks_key(task_id)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hsetnx(key, str(index), json.dumps(transcript.to_dict()))
         pipe.expire(key, self.result_ttl)
@@ -485,12 +490,22 @@ class JobStore:
         return int(stored)
 
     def chunk(self, task_id: str, index: int) -> Transcript | None:
-        raw = cast(str | None, self.redis.hget(f"{job_key(task_id)}:chunks", str(index)))
+        raw = cast(str | None, self.redis.hget(job_chunks_key(task_id), str(index)))
         return None if raw is None else Transcript.from_dict(json.loads(raw))
 
     def chunks(self, task_id: str) -> dict[int, Transcript]:
-        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:chunks"))
+        raw = cast(dict[str, str], self.redis.hgetall(job_chunks_key(task_id)))
         return {int(k): Transcript.from_dict(json.loads(v)) for k, v in raw.items()}
+
+    # -- the redacted audio (redact_pii_audio) ----------------------------------------------
+    def save_redacted_audio(self, task_id: str, wav: bytes) -> None:
+        """Kept beside the result, as long as it (base64: the stores' Redis answers text)."""
+        self.redis.set(job_redacted_audio_key(task_id), base64.b64encode(wav).decode("ascii"),
+                       ex=self.result_ttl)
+
+    def redacted_audio(self, task_id: str) -> bytes | None:
+        raw = cast(str | None, self.redis.get(job_redacted_audio_key(task_id)))
+        return None if raw is None else base64.b64decode(raw)
 
     # -- parts of a job that run side by side (transcript and speakers) -----------------------
     def save_part(self, task_id: str, part: str, result: dict[str, Any], parts: tuple[str, ...]) -> int:
@@ -498,28 +513,15 @@ class JobStore:
         in the job's stage; return how many of ``parts`` are still missing (0: merge now)."""
         key = job_key(task_id)
         left = int(cast(int, self._save_part(
-            keys=[f"{key}:parts", key],
+            keys=[job_parts_key(task_id), key],
             args=[part, json.dumps(result), self.result_ttl, task_id, repr(time.time()), *parts])))
         if left < 0:
             raise JobNotFound(f"No job with id {task_id}.")
         return left
 
     def parts(self, task_id: str) -> dict[str, dict[str, Any]]:
-        raw = cast(dict[str, str], self.redis.hgetall(f"{job_key(task_id)}:parts"))
+        raw = cast(dict[str, str], self.redis.hgetall(job_parts_key(task_id)))
         return {name: json.loads(value) for name, value in raw.items()}
-
-    # -- leases: one worker runs a job's stage at a time -------------------------------------
-    def take_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
-        """Hold the job for one stage run. A second delivery of the same message (RabbitMQ
-        redelivers when a channel closes under a running job) finds the lease taken and stays
-        out; a holder that dies stops renewing and the lease lapses within ``ttl`` seconds."""
-        return bool(self.redis.set(f"{job_key(task_id)}:lease{part}", token, nx=True, ex=ttl))
-
-    def renew_lease(self, task_id: str, token: str, ttl: int, part: str = "") -> bool:
-        return bool(self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "renew", ttl]))
-
-    def drop_lease(self, task_id: str, token: str, part: str = "") -> None:
-        self._lease(keys=[f"{job_key(task_id)}:lease{part}"], args=[token, "drop", 0])
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, task_id: str) -> Job:
@@ -529,19 +531,19 @@ class JobStore:
         return Job.from_hash(data)
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
-        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:history", 0, -1))
+        raw = cast(list[str], self.redis.lrange(job_history_key(task_id), 0, -1))
         return [json.loads(x) for x in raw]
 
     def segments(self, task_id: str) -> list[Segment]:
-        raw = cast(list[str], self.redis.lrange(f"{job_key(task_id)}:segments", 0, -1))
+        raw = cast(list[str], self.redis.lrange(job_segments_key(task_id), 0, -1))
         return [Segment.from_dict(json.loads(x)) for x in raw]
 
     def result(self, task_id: str) -> Transcript | None:
-        raw = cast(str | None, self.redis.get(f"{job_key(task_id)}:result"))
+        raw = cast(str | None, self.redis.get(job_result_key(task_id)))
         return Transcript.from_dict(json.loads(raw)) if raw else None
 
     def queue_position(self, task_id: str) -> int | None:
-        rank = cast(int | None, self.redis.zrank(f"{PREFIX}:queued", task_id))
+        rank = cast(int | None, self.redis.zrank(QUEUED_KEY, task_id))
         return None if rank is None else rank + 1
 
     def wait_final(self, task_id: str, timeout: float) -> Job:

@@ -17,7 +17,7 @@ one decoding its audio (a live worker) are apart, and a worker that dies can be 
   the next worker goes on from ``committed_id``, so committed turns are never decoded twice
   and never lost.
 
-The live worker is Dramatiq on the ``live`` queue (the Procfile's ``live`` process): each of
+The live worker (``pipeline.worker.live``) is Dramatiq on the ``live`` queue (the Procfile's ``live`` process): each of
 its threads holds one session, and it prefetches as many messages as it has threads, so that a
 full worker never sits on a session another could take. ``--threads`` is how many sessions it
 holds; more processes (or hosts) hold more.
@@ -38,8 +38,8 @@ from typing import Any, cast
 import numpy as np
 import redis
 
+from pipeline import keys
 from pipeline.errors import InvalidOption, PipelineError
-from pipeline.jobs import PREFIX
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 
@@ -54,24 +54,13 @@ MAX_TURN_SECONDS = 25.0  # a turn longer than this is cut: Whisper sees 30 s at 
 FORMATS = {("audio/pcm", 24_000), ("audio/pcm", 16_000), ("audio/pcmu", 8_000), ("audio/pcma", 8_000)}
 
 
-def session_key(session_id: str) -> str:
-    return f"{PREFIX}:live:{session_id}"
-
-
-def in_key(session_id: str) -> str:
-    return f"{session_key(session_id)}:in"
-
-
-def out_key(session_id: str) -> str:
-    return f"{session_key(session_id)}:out"
-
-
-def wake_channel(session_id: str) -> str:
-    return f"{session_key(session_id)}:wake"
-
-
-def lease_key(session_id: str) -> str:
-    return f"{session_key(session_id)}:lease"
+session_key = keys.live_key
+in_key = keys.live_in_key
+out_key = keys.live_out_key
+wake_channel = keys.live_wake_channel
+lease_key = keys.live_lease_key
+# Every key of a session expires, even one whose API process died without closing it.
+SESSION_TTL = 6 * 3600
 
 
 def new_session_id() -> str:
@@ -351,7 +340,7 @@ class LiveStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def create(self, session_id: str, owner: str, config: LiveConfig, ttl: int) -> None:
+    def create(self, session_id: str, owner: str, config: LiveConfig, ttl: int = SESSION_TTL) -> None:
         key = session_key(session_id)
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping={"owner": owner, "config": config.to_json(), "state": "open",
@@ -372,7 +361,10 @@ class LiveStore:
         """An entry of the input stream; audio (bytes) travels as base64, the streams' one
         encoding being text."""
         data = base64.b64encode(payload).decode() if isinstance(payload, bytes) else payload
-        return str(self.redis.xadd(in_key(session_id), {"k": kind, "d": data}))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(in_key(session_id), {"k": kind, "d": data})
+        pipe.expire(in_key(session_id), SESSION_TTL)
+        return str(pipe.execute()[0])
 
     def emit(self, session_id: str, event: dict[str, Any]) -> None:
         """A server event for the API to send on (a worker's side)."""
@@ -380,6 +372,7 @@ class LiveStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(out_key(session_id), {"e": json.dumps(event, ensure_ascii=False)},
                   maxlen=OUT_MAXLEN, approximate=True)
+        pipe.expire(out_key(session_id), SESSION_TTL)
         pipe.publish(wake_channel(session_id), "")
         pipe.execute()
 

@@ -99,8 +99,10 @@ def _info(container: av.container.InputContainer) -> MediaInfo:
     )
 
 
-def _blocks(path: Path, max_duration: float | None) -> Generator[np.ndarray, None, None]:
-    """The first audio stream as 16 kHz mono float32 blocks of one frame each, in order.
+def _blocks(path: Path, max_duration: float | None, *,
+            per_channel: bool = False) -> Generator[np.ndarray, None, None]:
+    """The first audio stream as 16 kHz mono float32 blocks of one frame each, in order; with
+    ``per_channel``, blocks of shape (channels, samples), each channel kept apart.
 
     Only one frame is held at a time, so a caller that writes the blocks away as they come
     decodes any length in constant memory.
@@ -114,7 +116,9 @@ def _blocks(path: Path, max_duration: float | None) -> Generator[np.ndarray, Non
             )
         stream = container.streams.audio[0]
         # s16, then scaled: the samples of a 16-bit 16 kHz mono file come out exactly as stored.
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        layout = stream.codec_context.layout.name if per_channel else "mono"
+        resampler = av.AudioResampler(format="s16p" if per_channel else "s16", layout=layout, rate=SAMPLE_RATE)
+        convert = _as_planar if per_channel else _as_float
         limit = None if max_duration is None else int(max_duration * SAMPLE_RATE)
         total = 0
         errors = 0
@@ -128,8 +132,8 @@ def _blocks(path: Path, max_duration: float | None) -> Generator[np.ndarray, Non
                     continue
                 for frame in frames:
                     for out in resampler.resample(frame):
-                        block = _as_float(out)
-                        total += block.size
+                        block = convert(out)
+                        total += block.shape[-1]
                         yield block
                 if limit is not None and total > limit:
                     # The header did not say how long it is; stop as soon as it is too long.
@@ -137,8 +141,8 @@ def _blocks(path: Path, max_duration: float | None) -> Generator[np.ndarray, Non
                         f"The recording is longer than the {max_duration:.0f} s this service accepts."
                     )
             for out in resampler.resample(None):
-                block = _as_float(out)
-                total += block.size
+                block = convert(out)
+                total += block.shape[-1]
                 yield block
         except av.error.FFmpegError as exc:
             if total == 0:
@@ -151,6 +155,48 @@ def _blocks(path: Path, max_duration: float | None) -> Generator[np.ndarray, Non
 
 def _as_float(frame: av.AudioFrame) -> np.ndarray:
     return frame.to_ndarray().reshape(-1).astype(_DTYPE) / np.float32(32768.0)
+
+
+def _as_planar(frame: av.AudioFrame) -> np.ndarray:
+    data = frame.to_ndarray()
+    return data.reshape(len(frame.layout.channels), -1).astype(_DTYPE) / np.float32(32768.0)
+
+
+def channel_count(path: Path) -> int:
+    """How many channels the first audio stream has."""
+    with _open(path) as container:
+        return max(1, _info(container).channels)
+
+
+def decode_channels_to_files(path: Path, targets: list[Path], *, max_duration: float | None = None) -> int:
+    """Decode each channel of the first audio stream to 16 kHz float32, channel ``n`` into the
+    ``.npy`` file ``targets[n]`` (as many targets as the stream has channels), in constant
+    memory like ``decode_to_file``; return the number of samples of each."""
+    partials = [partial_path(t) for t in targets]
+    total = 0
+    try:
+        with contextlib.ExitStack() as files, \
+                contextlib.closing(_blocks(path, max_duration, per_channel=True)) as blocks:
+            outs = [files.enter_context(open(p, "wb")) for p in partials]
+            for out in outs:
+                _write_header(out, 0)
+            for block in blocks:
+                if block.shape[0] != len(outs):
+                    raise MediaDecodeError(f"The audio has {block.shape[0]} channels here and "
+                                           f"{len(outs)} at its start.")
+                for out, channel in zip(outs, block, strict=True):
+                    out.write(np.ascontiguousarray(channel).tobytes())
+                total += block.shape[1]
+            for out in outs:
+                out.seek(0)
+                _write_header(out, total)
+        for partial, target in zip(partials, targets, strict=True):
+            os.replace(partial, target)
+    except BaseException:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        raise
+    return total
 
 
 def decode_audio(path: Path, *, max_duration: float | None = None) -> np.ndarray:

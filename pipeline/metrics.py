@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import redis
 
-COUNTERS_KEY = "wp:metrics:counters"
+from pipeline.keys import COUNTERS_KEY
 
 
 def count_audio_seconds(client: redis.Redis, seconds: float) -> None:

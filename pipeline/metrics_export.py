@@ -19,10 +19,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pipeline.heartbeat import live_workers
-from pipeline.jobs import FINAL_STATES, METRICS_KEY, STAGE_SECONDS_KEY, STATE_SECONDS_BUCKETS, State
-from pipeline.metrics import COUNTERS_KEY
+from pipeline.jobs import FINAL_STATES, STATE_SECONDS_BUCKETS, State
+from pipeline.keys import CACHE_LRU_KEY, CACHE_STATS_KEY, COUNTERS_KEY, METRICS_KEY, STAGE_SECONDS_KEY
 from pipeline.queues import QUEUES
+from pipeline.workers import live_workers
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,13 @@ class ServiceCollector(Collector):
             webhooks.add_metric([outcome], float(counters.get(f"webhook:{outcome}", 0)))
         yield webhooks
 
-        cache = cast(dict[str, str], self.redis.hgetall("wp:cache:stats"))
+        cache = cast(dict[str, str], self.redis.hgetall(CACHE_STATS_KEY))
         yield CounterMetricFamily("whisper_cache_hits", "Transcript cache hits",
                                   value=float(cache.get("hits", 0)))
         yield CounterMetricFamily("whisper_cache_misses", "Transcript cache misses",
                                   value=float(cache.get("misses", 0)))
         yield GaugeMetricFamily("whisper_cache_entries", "Entries in the transcript cache",
-                                value=float(cast(int, self.redis.zcard("wp:cache:lru"))))
+                                value=float(cast(int, self.redis.zcard(CACHE_LRU_KEY))))
 
         depth = GaugeMetricFamily("whisper_queue_depth", "Messages waiting in each RabbitMQ queue "
                                   "(.DQ: delayed retries)", labels=["queue"])

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from pipeline import redaction, spelling
 from pipeline.engine_registry import ENGINE_NAMES
 from pipeline.errors import InvalidOption
 from pipeline.settings import Settings, model_name_ok
@@ -37,6 +38,9 @@ ASCII_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 def is_ascii_number(text: str, *, integer: bool = False) -> bool:
     return bool((ASCII_INTEGER if integer else ASCII_NUMBER).fullmatch(text.strip(" ")))
 
+# As many channels as a multichannel job transcribes; a file with more is refused.
+MAX_CHANNELS = 8
+
 # Hotwords go into every window's prompt, which holds at most 223 tokens: more than this
 # crowds out the text before the window and is a list pasted by mistake.
 MAX_HOTWORDS = 100
@@ -61,9 +65,9 @@ class TranscribeOptions:
     hotwords: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
-    # None: BATCH_SIZE decides (pipeline.engines.batched); 1: sequential; more: batched decoding.
+    # None: BATCH_SIZE decides (pipeline.worker.engines.batched); 1: sequential; more: batched decoding.
     batch_size: int | None = None
-    # Who spoke when (pipeline.diarization), run beside the transcription; the counts are hints.
+    # Who spoke when (pipeline.worker.diarization), run beside the transcription; the counts are hints.
     diarize: bool = False
     min_speakers: int | None = None
     max_speakers: int | None = None
@@ -71,6 +75,15 @@ class TranscribeOptions:
     # it; messages never carry it) and its digest is here, so the cache key covers the clips.
     known_speaker_names: tuple[str, ...] = ()
     known_speaker_digests: tuple[str, ...] = ()
+    # Each audio channel transcribed on its own (pipeline.channels); segments say their channel.
+    multichannel: bool = False
+    # Canonical JSON of the rules (pipeline.spelling), applied after decoding.
+    custom_spelling: str | None = None
+    # Personal data replaced after decoding, before anything is stored (pipeline.redaction).
+    redact_pii: bool = False
+    redact_pii_policies: tuple[str, ...] = ()
+    redact_pii_sub: str = "entity_name"
+    redact_pii_audio: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -143,6 +156,19 @@ class TranscribeOptions:
                                     else int(_float(form, "batch_size", 1, 64, integer=True)))
         if "diarize" in form:
             values["diarize"] = _flag(form, "diarize")
+        for name in ("multichannel", "redact_pii", "redact_pii_audio"):
+            if name in form:
+                values[name] = _flag(form, name)
+        if "custom_spelling" in form:
+            values["custom_spelling"] = spelling.parse(form["custom_spelling"])
+        if "redact_pii_policies" in form:
+            values["redact_pii_policies"] = redaction.parse_policies(form["redact_pii_policies"])
+        if "redact_pii_sub" in form:
+            sub = _text(form, "redact_pii_sub").lower() or "entity_name"
+            if sub not in redaction.SUBSTITUTIONS:
+                raise InvalidOption(f"redact_pii_sub must be one of {', '.join(redaction.SUBSTITUTIONS)}, "
+                                    f"not {sub[:50]!r}", field="redact_pii_sub")
+            values["redact_pii_sub"] = sub
         for name in ("min_speakers", "max_speakers"):
             if name in form:
                 raw = form[name]
@@ -165,6 +191,16 @@ class TranscribeOptions:
                                     field="known_speaker_references")
             values["known_speaker_names"], values["known_speaker_digests"] = names, digests
         parsed = replace(opts, **values)
+        for name in ("redact_pii_policies", "redact_pii_sub", "redact_pii_audio"):
+            if name in form and not parsed.redact_pii and getattr(parsed, name) != getattr(opts, name):
+                raise InvalidOption(f"{name} is an option of redaction: give redact_pii=true with it", field=name)
+        if parsed.redact_pii and not parsed.redact_pii_policies:
+            parsed = replace(parsed, redact_pii_policies=redaction.DEFAULT_POLICIES)
+        if not parsed.redact_pii:  # the defaults, so that "off" is one cache key however it was said
+            parsed = replace(parsed, redact_pii_policies=(), redact_pii_sub="entity_name", redact_pii_audio=False)
+        if parsed.multichannel and parsed.diarize:
+            raise InvalidOption("multichannel labels each channel apart; diarize=true (one mix, its "
+                                "speakers) cannot be combined with it", field="multichannel")
         if parsed.known_speaker_names and not parsed.diarize:
             raise InvalidOption("known_speaker_names[] names speakers: give diarize=true (or "
                                 "response_format=diarized_json) with it", field="known_speaker_names")

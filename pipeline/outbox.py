@@ -28,13 +28,13 @@ import requests
 
 from pipeline import webhooks
 from pipeline.errors import JobConflict, JobNotFound
-from pipeline.jobs import WEBHOOKS_DUE_KEY, Job, JobStore, job_key
+from pipeline.jobs import Job, JobStore
+from pipeline.keys import WEBHOOKS_DUE_KEY, job_key, webhook_claim_key
 from pipeline.metrics import count_webhook
 from pipeline.stores import Stores
 
 log = logging.getLogger(__name__)
 
-CLAIM_PREFIX = f"{WEBHOOKS_DUE_KEY}:claim"
 # Longer than one attempt can take (connect and read timeouts), so a live claim never lapses.
 CLAIM_SECONDS = 3 * webhooks.TIMEOUT_SECONDS + 30
 SWEEP_BATCH = 200
@@ -77,10 +77,6 @@ return 1
 """
 
 
-def claim_key(task_id: str) -> str:
-    return f"{CLAIM_PREFIX}:{task_id}"
-
-
 class Outbox:
     """The due set and its claims (every key here has a TTL or is settled by the sweeper)."""
 
@@ -103,25 +99,25 @@ class Outbox:
         return cast(list[str], self.redis.zrangebyscore(WEBHOOKS_DUE_KEY, "-inf", now, start=0, num=limit))
 
     def claimed(self, task_id: str) -> bool:
-        return bool(self.redis.exists(claim_key(task_id)))
+        return bool(self.redis.exists(webhook_claim_key(task_id)))
 
     def claim(self, task_id: str, now: float, hold: float = CLAIM_SECONDS) -> str | None:
         """The token that lets the caller attempt this delivery, or None: not due, or taken."""
         token = uuid.uuid4().hex
-        won = self._claim(keys=[WEBHOOKS_DUE_KEY, claim_key(task_id)],
+        won = self._claim(keys=[WEBHOOKS_DUE_KEY, webhook_claim_key(task_id)],
                           args=[task_id, repr(now), int(hold), token])
         return token if won else None
 
     def finish(self, task_id: str, token: str, next_at: float | None) -> bool:
         """Settle the delivery (``next_at`` None) or make it due again; False when the claim
         was lost meanwhile (it lapsed and another deliverer took the entry)."""
-        return bool(self._finish(keys=[WEBHOOKS_DUE_KEY, claim_key(task_id)],
+        return bool(self._finish(keys=[WEBHOOKS_DUE_KEY, webhook_claim_key(task_id)],
                                  args=[task_id, token, "" if next_at is None else repr(next_at)]))
 
     def redeliver(self, task_id: str, now: float, *, reset: bool) -> bool | None:
         """Make the delivery due now (with a fresh schedule when ``reset``); False while an
         attempt is being made (it is left to finish), None when the job does not exist."""
-        rc = int(cast(int, self._redeliver(keys=[WEBHOOKS_DUE_KEY, claim_key(task_id), job_key(task_id)],
+        rc = int(cast(int, self._redeliver(keys=[WEBHOOKS_DUE_KEY, webhook_claim_key(task_id), job_key(task_id)],
                                            args=[task_id, repr(now), "1" if reset else "0"])))
         return None if rc < 0 else bool(rc)
 

@@ -28,7 +28,7 @@ class Settings:
     default_engine: str = "faster-whisper"
     default_model: str = "tiny.en"
     compute_type: str = ""  # empty: float16 on a GPU, int8 on the CPU
-    cpu_threads: int = 0  # 0 or auto: pipeline.layout sizes it from the cores
+    cpu_threads: int = 0  # 0 or auto: pipeline.worker.layout sizes it from the cores
     model_cache_size: int = 2
     model_idle_timeout: int = 600
     enable_cache: bool = True
@@ -44,7 +44,7 @@ class Settings:
     max_duration_seconds: int = 4 * 3600
     long_audio_seconds: int = 600  # longer recordings are split into chunks (0: never split)
     chunk_seconds: int = 300  # about how long each chunk is
-    # Throughput (pipeline.layout, pipeline.split, pipeline.engines.batched). 0 or auto: decided
+    # Throughput (pipeline.worker.layout, pipeline.worker.split, pipeline.worker.engines.batched). 0 or auto: decided
     # from the machine. BATCH_SIZE=1 is the sequential decoder, >1 faster-whisper's batched one.
     transcriber_processes: int = 0
     batch_size: int = 0
@@ -58,7 +58,7 @@ class Settings:
     rate_limit: str = ""
     worker_metrics_port: int = 0  # >0: a worker serves Dramatiq's Prometheus metrics on this port
     log_format: str = "json"  # json (one object a line) or text
-    # -- never lost, never stuck (issue 12): reconciler, webhook outbox, housekeeping ----------
+    # -- never lost, never stuck: reconciler, webhook outbox, housekeeping ----------
     reconcile_after_seconds: int = 180  # a non-final job idle this long, with no lease, is re-sent
     reconcile_period_seconds: int = 30  # how often one worker process looks for such jobs
     webhook_max_attempts: int = 8
@@ -67,7 +67,7 @@ class Settings:
     webhook_schedule_seconds: tuple[int, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_retry_after_max_seconds: int = 3600  # a receiver's Retry-After is honoured up to this
     webhook_sweep_seconds: int = 5  # how often due webhook deliveries are looked for
-    # -- serving many clients (issue 10): limits, deadlines, roles, models ----------------------
+    # -- serving many clients: limits, deadlines, roles, models ----------------------
     # A client is an API key, or the caller's address when no keys are set; 0 turns a limit off.
     admin_api_keys: tuple[str, ...] = ()  # may also clear the cache, see every job, gpu-status
     metrics_token: str = ""  # set: /metrics needs "Authorization: Bearer <it>" (or an admin key)
@@ -102,17 +102,20 @@ class Settings:
     failed_auth_limit: str = "20/minute"
     worker_metrics_bind: str = "127.0.0.1"  # where a worker's metrics port listens (0.0.0.0: every interface)
     models: tuple[str, ...] = ()  # names a request may ask for; empty: tiny.en, base, DEFAULT_MODEL
-    # -- storage (issue 11): where a job's files live (pipeline.storage) --------------------------
+    # -- storage: where a job's files live (pipeline.storage) --------------------------
     # A folder, or s3://bucket/prefix with boto3's standard AWS_* variables; empty: UPLOAD_DIR.
     storage_url: str = ""
     scratch_dir: Path = Path("data/scratch")  # this host's working copies, removed when done
-    # -- speakers (issue 13) -------------------------------------------------------------------------
+    # -- speakers -------------------------------------------------------------------------
     # A diarize stage that fails: fail ends the job failed; ignore completes it without speakers,
     # saying so in the job's warnings.
     diarize_failure: str = "fail"
     # torch's CPU threads in a process that diarizes. Diarization runs beside transcriptions that
     # already fill the cores; with torch's default (every core) it ran 2-6x slower there.
     diarize_threads: int = 1
+    # A diarizer loads torch and its models with its first job; after this many seconds without
+    # one its process restarts and holds none of them (0 keeps them loaded).
+    diarizer_idle_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -321,6 +324,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "split_min_seconds": _INT,
     "split_min_chunk_seconds": _POSITIVE_INT,
     "diarize_threads": _POSITIVE_INT,
+    "diarizer_idle_seconds": _INT,
     "sync_timeout_seconds": _POSITIVE_INT,
     "result_ttl_seconds": _POSITIVE_INT,
     "webhook_max_attempts": _POSITIVE_INT,

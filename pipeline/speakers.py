@@ -9,8 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from pipeline.diarization.turns import Turn
-from pipeline.transcript import Segment, Speaker, Transcript, Word
+from pipeline.transcript import Segment, Speaker, Transcript, Turn, Word
 
 
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:

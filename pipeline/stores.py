@@ -2,7 +2,7 @@
 a folder or a bucket, ``pipeline.storage``), wired from the settings.
 
 Both processes need this and only the worker needs the engines, so it stands apart from
-``pipeline.context``: the web process builds its stores here and never imports a model.
+``pipeline.worker.context``: the web process builds its stores here and never imports a model.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import redis
 from pipeline.cache import ResultCache
 from pipeline.errors import StorageUnavailable
 from pipeline.jobs import JobStore
+from pipeline.leases import Leases
 from pipeline.settings import Settings
 from pipeline.storage import Storage, from_url
 
@@ -30,10 +31,13 @@ class Stores:
     cache: ResultCache
     # Built from STORAGE_URL when not given (tests that build Stores by hand leave it out).
     storage: Storage = field(default=cast(Storage, None))
+    leases: Leases = field(default=cast(Leases, None))
 
     def __post_init__(self) -> None:
         if self.storage is None:
             self.storage = from_url(self.settings.storage_location)
+        if self.leases is None:
+            self.leases = Leases(self.redis)
 
 
 def check_storage(storage: Storage) -> None:

@@ -7,9 +7,11 @@ from typing import Any
 
 
 def _drop_empty_speaker(data: dict[str, Any]) -> dict[str, Any]:
-    # Transcripts without diarization serialise exactly as they did before speakers existed.
-    if data.get("speaker") is None:
-        data.pop("speaker", None)
+    # Transcripts without diarization (or channels) serialise exactly as they did before
+    # speakers and channels existed.
+    for name in ("speaker", "channel"):
+        if data.get(name) is None:
+            data.pop(name, None)
     return data
 
 
@@ -20,6 +22,8 @@ class Word:
     word: str
     probability: float
     speaker: str | None = None
+    # The audio channel it was heard on (from 1), for multichannel jobs only.
+    channel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Segment:
     no_speech_prob: float = 0.0
     words: tuple[Word, ...] | None = None
     speaker: str | None = None
+    channel: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,7 +65,24 @@ class Segment:
             no_speech_prob=float(data.get("no_speech_prob", 0.0)),
             words=None if words is None else tuple(Word(**w) for w in words),
             speaker=data.get("speaker"),
+            channel=None if data.get("channel") is None else int(data["channel"]),
         )
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """A span of the audio whose words were redacted, and the policy that matched them."""
+
+    start: float
+    end: float
+    policy: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "policy": self.policy}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Redaction:
+        return cls(start=float(data["start"]), end=float(data["end"]), policy=str(data["policy"]))
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,10 @@ class Transcript:
     # What the result does differently from what was asked, in words (an engine's nearest
     # equivalent of an option it lacks); empty for most jobs, and then left out of the JSON.
     warnings: tuple[str, ...] = ()
+    # Multichannel jobs: the channels transcribed (from 1); empty otherwise.
+    channels: tuple[int, ...] = ()
+    # redact_pii jobs: where the redacted words are in the audio (no text: that is gone).
+    redactions: tuple[Redaction, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -111,6 +137,10 @@ class Transcript:
             data["speakers"] = [s.to_dict() for s in self.speakers]
         if self.warnings:
             data["warnings"] = list(self.warnings)
+        if self.channels:
+            data["channels"] = list(self.channels)
+        if self.redactions:
+            data["redactions"] = [r.to_dict() for r in self.redactions]
         return data
 
     @classmethod
@@ -127,4 +157,19 @@ class Transcript:
             device=data.get("device", ""),
             speakers=tuple(Speaker.from_dict(s) for s in data.get("speakers", ())),
             warnings=tuple(str(w) for w in data.get("warnings", ())),
+            channels=tuple(int(c) for c in data.get("channels", ())),
+            redactions=tuple(Redaction.from_dict(r) for r in data.get("redactions", ())),
         )
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One stretch of time during which one speaker talks (overlapping turns are allowed)."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start

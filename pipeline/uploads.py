@@ -21,6 +21,7 @@ import redis
 
 from pipeline.errors import JobNotFound, StorageUnavailable
 from pipeline.jobs import JobStore
+from pipeline.keys import ORPHANS_KEY
 from pipeline.storage import LocalStorage, ObjectWriter, Storage, audio_key, upload_key
 from pipeline.stores import Stores
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 # The janitor spares a job's objects for this long after it first finds them without a job:
 # an upload is stored before its job is created, and a slow client takes a while.
 ORPHAN_GRACE_SECONDS = 6 * 3600
-ORPHANS_KEY = "wp:storage:orphans"  # task id -> when the janitor first saw it without a job
 
 
 class UploadSink:

@@ -17,8 +17,8 @@ import pytest
 import redis
 import requests
 
-from pipeline.context import Context, build_context
 from pipeline.settings import Settings
+from pipeline.worker.context import Context, build_context
 from tests.helpers import ROOT, SHARED_AUDIO
 from tests.support.stack import (
     Service,

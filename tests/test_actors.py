@@ -12,16 +12,17 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Retries, TimeLimit
 
-from pipeline.context import Context
+from pipeline import keys
 from pipeline.errors import MediaDecodeError, TranscriptionError
 from pipeline.jobs import State, new_task_id
-from pipeline.middleware import RecycleAfter
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
+from pipeline.worker.context import Context
+from pipeline.worker.middleware import RecycleAfter
+from pipeline.worker.stages import Next
 
 # Declaring the actors binds them to the global broker: make it a stub before they are imported.
 dramatiq.set_broker(StubBroker())
-from pipeline import actors  # noqa: E402
+from pipeline.worker import actors  # noqa: E402
 
 
 @pytest.fixture
@@ -158,7 +159,7 @@ def test_a_second_delivery_stays_out_while_the_job_runs(ctx: Context, monkeypatc
     assert isinstance(stub, StubBroker)
     stub.flush_all()
     task_id = new_job(ctx)
-    assert ctx.jobs.take_lease(task_id, "the-running-delivery", 30)
+    assert ctx.leases.take(task_id, "the-running-delivery", 30)
     # The transcribe actor itself: it stays out, and looks again later as a delayed message
     # of its own.
     actors.transcribe_audio.fn(task_id)
@@ -169,12 +170,12 @@ def test_a_second_delivery_stays_out_while_the_job_runs(ctx: Context, monkeypatc
     assert message.actor_name == "transcribe_audio" and message.args == (task_id,)
     assert message.options["eta"] > time.time() * 1000
     # Once the holder is gone, the stage runs (and the lease is given back afterwards).
-    ctx.jobs.drop_lease(task_id, "the-running-delivery")
+    ctx.leases.drop(task_id, "the-running-delivery")
     ran: list[int] = []
     actors.run_stage(lambda c, t: ran.append(1) or None, "transcribe", task_id,
                      lease=actors.JOB_LEASE, retry=lambda delay: pytest.fail("the lease was free"))
     assert ran == [1]
-    assert ctx.jobs.take_lease(task_id, "next", 30)
+    assert ctx.leases.take(task_id, "next", 30)
 
 
 def test_extract_and_transcribe_share_the_job_lease_and_chunks_have_their_own(
@@ -185,11 +186,11 @@ def test_extract_and_transcribe_share_the_job_lease_and_chunks_have_their_own(
     assert isinstance(stub, StubBroker)
     stub.flush_all()
     task_id = new_job(ctx)
-    assert ctx.jobs.take_lease(task_id, "a-transcription", 30)
+    assert ctx.leases.take(task_id, "a-transcription", 30)
     actors.extract_audio.fn(task_id)
     assert stub.queues["extract.DQ"].qsize() == 1
     # Chunk 0 is held elsewhere; chunk 1 is free to run beside it.
-    assert ctx.jobs.take_lease(task_id, "chunk-zero", 30, ":chunk0")
+    assert ctx.leases.take(task_id, "chunk-zero", 30, ":chunk0")
     actors.transcribe_chunk.fn(task_id, 0)
     message = dramatiq.Message.decode(stub.queues["transcribe.DQ"].get())
     assert message.actor_name == "transcribe_chunk" and message.args == (task_id, 0)
@@ -229,12 +230,12 @@ def test_every_answer_of_a_stage_sends_its_follow_up(ctx: Context, monkeypatch: 
 
 def test_lease_is_renewed_and_dropped_only_by_its_holder(ctx: Context) -> None:
     task_id = new_job(ctx)
-    assert ctx.jobs.take_lease(task_id, "a", 2)
-    assert not ctx.jobs.take_lease(task_id, "b", 2)
-    assert not ctx.jobs.renew_lease(task_id, "b", 30)
-    assert ctx.jobs.renew_lease(task_id, "a", 30)
-    assert ctx.redis.ttl(f"wp:job:{task_id}:lease") > 2
-    ctx.jobs.drop_lease(task_id, "b")
-    assert not ctx.jobs.take_lease(task_id, "b", 2)
-    ctx.jobs.drop_lease(task_id, "a")
-    assert ctx.jobs.take_lease(task_id, "b", 2)
+    assert ctx.leases.take(task_id, "a", 2)
+    assert not ctx.leases.take(task_id, "b", 2)
+    assert not ctx.leases.renew(task_id, "b", 30)
+    assert ctx.leases.renew(task_id, "a", 30)
+    assert ctx.redis.ttl(keys.job_lease_key(task_id)) > 2
+    ctx.leases.drop(task_id, "b")
+    assert not ctx.leases.take(task_id, "b", 2)
+    ctx.leases.drop(task_id, "a")
+    assert ctx.leases.take(task_id, "b", 2)

@@ -186,7 +186,7 @@ def test_a_url_to_an_internal_address_is_refused(make_client: Any, tmp_path: Pat
 
 
 # -- failed jobs answer with their own error -------------------------------------------------
-# Run apart: importing every module also imports pipeline.broker, which sets Dramatiq's global
+# Run apart: importing every module also imports pipeline.worker.broker, which sets Dramatiq's global
 # broker, and the engines; neither belongs in the test process.
 EVERY_ERROR = """
 import importlib, importlib.util, json, pkgutil

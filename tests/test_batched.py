@@ -1,4 +1,4 @@
-"""pipeline/engines/batched.py: which decoder runs, and that both transcribe through the engine."""
+"""pipeline/worker/engines/batched.py: which decoder runs, and that both transcribe through the engine."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engines import ModelCache, batched
 from pipeline.errors import InvalidOption, SettingsError
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
+from pipeline.worker.engines import ModelCache, batched
 from tests.helpers import JFK_TEXT, SHARED_AUDIO, wer
 
 
@@ -133,7 +133,7 @@ def test_the_last_chunk_of_a_repeated_sentence_does_not_loop(models: ModelCache,
     at 60 s: the last piece ends in a second of near silence after the last word. Decoded as a
     gap, that second came back as "Thank you very much for your time, and thank you..." over and
     over (WER 2.0 on the piece, 0.5 on the job); Whisper marks such a decode as failed."""
-    from pipeline.chunks import plan_chunks
+    from pipeline.worker.chunks import plan_chunks
     from tests.helpers import SPEECH_EN_TEXT, long_speech
 
     audio = decode_audio(long_speech(tmp_path / "long.wav", 25))

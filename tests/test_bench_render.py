@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.render import render_markdown
-from bench.run import Results
+from bench.results import Results
 
 
 def test_throughput_rows_show_cpu_per_audio_second_others_cpu_and_memory() -> None:

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import stages
-from pipeline.chunks import merge, plan_chunks
-from pipeline.context import Context
 from pipeline.jobs import new_task_id
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import upload_path
+from pipeline.worker import stages
+from pipeline.worker.chunks import merge, plan_chunks
+from pipeline.worker.context import Context
+from pipeline.worker.stages import Next
 from tests.helpers import SPEECH_EN_TEXT, long_speech, wer
 
 
@@ -97,3 +97,23 @@ def test_long_job_in_chunks_matches_the_unsplit_transcript(ctx: Context, long_fi
     # A chunk delivered again after the merge changes nothing.
     assert stages.transcribe_chunk(chunked, task_id, 0) is None
     assert chunked.jobs.result(task_id) == merged
+
+
+def test_merge_channels_labels_each_channel_and_orders_by_time() -> None:
+    from pipeline.transcript import Redaction, Word
+    from pipeline.worker.chunks import merge_channels
+
+    left = Transcript(text=" left one", language="en", duration=5.0, segments=(
+        Segment(id=0, start=0.0, end=2.0, text=" left one", words=(Word(0.0, 2.0, " left", 0.9),)),),
+        redactions=(Redaction(0.5, 1.0, "number"),))
+    right = Transcript(text=" right one", language="en", duration=5.0, segments=(
+        Segment(id=0, start=1.0, end=3.0, text=" right one"),))
+    later = Transcript(text=" left two", language="en", duration=5.0, segments=(
+        Segment(id=0, start=0.5, end=1.0, text=" left two"),))
+    merged = merge_channels([(2, 0, right), (1, 0, left), (1, 5 * SAMPLE_RATE, later)], 10.0)
+    assert merged.channels == (1, 2)
+    assert [(s.id, s.channel, s.start, s.text) for s in merged.segments] == [
+        (0, 1, 0.0, " left one"), (1, 2, 1.0, " right one"), (2, 1, 5.5, " left two")]
+    assert merged.segments[0].words is not None and merged.segments[0].words[0].channel == 1
+    assert merged.text == "left one right one left two"
+    assert merged.redactions == (Redaction(0.5, 1.0, "number"),)

@@ -245,3 +245,34 @@ def test_the_client_needs_nothing_of_the_service() -> None:
     assert run.returncode == 0, run.stderr
     assert "usage: whisper-pipeline" in run.stdout
     assert run.stdout.splitlines()[-1] == "[]", run.stdout.splitlines()[-1]
+
+
+def test_transcript_options_and_the_views_of_result(live: Stack, tmp_path: Path) -> None:
+    import srt
+
+    from tests.helpers import FIXTURES
+
+    recording = FIXTURES / "speech_number.wav"  # "Our meeting has 42 people. Thank you for coming."
+    run = cli(live, "submit", str(recording), "--wait", "-q", "--format", "text", "--multichannel",
+              "--hotwords", "meeting", "--redact-pii-policies", "number", "--redact-pii-audio",
+              "--custom-spelling", '[{"from": ["coming"], "to": "joining us"}]')
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Channel 1: ") and "[NUMBER]" in run.stdout and "42" not in run.stdout
+    assert "joining us" in run.stdout
+    task_id = cli(live, "list", "--limit", "1", "--json").stdout.split('"task_id": "')[1].split('"')[0]
+
+    sentences = json.loads(cli(live, "result", task_id, "--sentences").stdout)["sentences"]
+    assert [s["channel"] for s in sentences] == [1] * len(sentences) and len(sentences) >= 2
+    assert "[NUMBER]" in sentences[0]["text"]
+    paragraphs = json.loads(cli(live, "result", task_id, "--paragraphs").stdout)["paragraphs"]
+    assert " ".join(p["text"] for p in paragraphs) == " ".join(s["text"] for s in sentences)
+    matches = json.loads(cli(live, "result", task_id, "--search", "People, number,42").stdout)["matches"]
+    assert [m["count"] for m in matches] == [1, 1, 0]  # "[NUMBER]" is a word now; 42 is gone
+    audio = tmp_path / "redacted.wav"
+    assert cli(live, "result", task_id, "--redacted-audio", "-o", str(audio)).returncode == 0
+    assert audio.read_bytes()[:4] == b"RIFF"
+    cues = list(srt.parse(cli(live, "result", task_id, "--format", "srt", "--chars-per-caption", "16").stdout))
+    assert len(cues) >= 3 and all(len(line) <= 16 + len("[Channel 1] ") for c in cues for line in c.content.split("\n"))
+    refused = cli(live, "result", task_id, "--format", "json", "--chars-per-caption", "16")
+    assert refused.returncode == 5 and "chars_per_caption" in refused.stderr
+    assert cli(live, "result", task_id, "--sentences", "--paragraphs").returncode == 2

@@ -33,9 +33,9 @@ import yaml
 from flask import Flask
 from packaging.requirements import Requirement
 
-from pipeline import layout, transcriber
 from pipeline.queues import QUEUES, TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
+from pipeline.worker import layout, transcriber
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -217,14 +217,14 @@ def parse_gunicorn(argv: list[str]) -> Any:
 
 
 def launched(argv: list[str]) -> list[str]:
-    """The Dramatiq command ``python -m pipeline.transcriber [-- ARGS]`` replaces itself with
+    """The Dramatiq command ``python -m pipeline.worker.transcriber [-- ARGS]`` replaces itself with
     (on a one-core CPU layout; only the counts depend on the machine); any other command as it is."""
-    if Path(argv[0]).name not in ("python", "python3") or argv[1:3] != ["-m", "pipeline.transcriber"]:
+    if Path(argv[0]).name not in ("python", "python3") or argv[1:3] != ["-m", "pipeline.worker.transcriber"]:
         return argv
     rest = argv[3:]
     assert not rest or rest[0] == "--", f"the launcher passes only what follows -- on to dramatiq: {argv}"
     command = transcriber.command(layout.resolve(1, 1, device="cpu", cores=1), rest[1:])
-    return ["dramatiq", *command[command.index("pipeline.broker"):]]
+    return ["dramatiq", *command[command.index("pipeline.worker.broker"):]]
 
 
 def check_process(argv: list[str], where: str) -> set[str]:
@@ -236,7 +236,7 @@ def check_process(argv: list[str], where: str) -> set[str]:
     if program == "dramatiq":
         parsed = parse_dramatiq(args)
         for module in (parsed.broker, *parsed.modules):
-            # find_spec, not import: importing pipeline.broker builds and sets the global broker.
+            # find_spec, not import: importing pipeline.worker.broker builds and sets the global broker.
             assert importlib.util.find_spec(module) is not None, f"{where}: dramatiq module {module!r} not found"
         assert parsed.queues, f"{where}: a dramatiq worker must name its --queues"
         unknown = set(parsed.queues) - set(QUEUES)
@@ -406,7 +406,7 @@ def test_the_gpu_profile_transcribes_on_an_nvidia_host_with_no_build_argument(co
     users = [a for i, a in chain if i == "USER"]
     assert users and users[-1] not in ("root", "0"), "the GPU image runs as a non-root user"
     env, argv = service_argv(compose, "gpu-worker")
-    assert argv == ["python", "-m", "pipeline.transcriber"], "the launcher: it sets the library path"
+    assert argv == ["python", "-m", "pipeline.worker.transcriber"], "the launcher: it sets the library path"
     assert {**environment(service), **env}.get("DEVICE", "auto") in ("auto", "cuda")
 
 
@@ -414,7 +414,7 @@ def test_the_launcher_puts_the_nvidia_packages_on_the_library_path(tmp_path: Pat
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Where pip puts nvidia-cublas-cu12 and nvidia-cudnn-cu12 (site-packages/nvidia/*/lib), the
     transcriber's environment has them on LD_LIBRARY_PATH, in front of what was there."""
-    from pipeline import cuda_libs
+    from pipeline.worker import cuda_libs
 
     for package, library in (("cublas", "libcublas.so.12"), ("cudnn", "libcudnn.so.9")):
         folder = tmp_path / "nvidia" / package / "lib"
@@ -478,12 +478,12 @@ def test_every_service_has_a_health_check(compose: dict[str, Any]) -> None:
 
 
 def test_worker_health_checks_read_the_heartbeats(compose: dict[str, Any]) -> None:
-    from pipeline import heartbeat
+    from pipeline import workers
 
     for name in ("worker", *TRANSCRIBERS):
         code = healthcheck_code(services(compose)[name])
-        assert code and "pipeline.heartbeat import beating_on" in code and "gethostname" in code, name
-    inspect.signature(heartbeat.beating_on).bind(object(), "host")
+        assert code and "pipeline.workers import beating_on" in code and "gethostname" in code, name
+    inspect.signature(workers.beating_on).bind(object(), "host")
 
 
 def test_restart_policies_and_dependencies(compose: dict[str, Any]) -> None:

@@ -12,10 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.der import diarization_error_rate, score
 from bench.diarization_set import espeak_conversation, evaluate, real_set
-from pipeline.der import diarization_error_rate, score
-from pipeline.diarization import Turn, diarize
-from pipeline.diarization.clustering import ClusteringOptions, cluster_embeddings
 from pipeline.errors import InvalidOption
 from pipeline.speakers import (
     apply_speakers,
@@ -28,6 +26,8 @@ from pipeline.speakers import (
     transcript_to_rttm,
 )
 from pipeline.transcript import Segment, Speaker, Transcript, Word
+from pipeline.worker.diarization import Turn, diarize
+from pipeline.worker.diarization.clustering import ClusteringOptions, cluster_embeddings
 from tests.helpers import SHARED_AUDIO
 
 SR = 16_000
@@ -136,7 +136,7 @@ def test_bad_hints_name_the_field(low: int | None, high: int | None, field: str)
 
 
 def test_models_load_once_per_process() -> None:
-    from pipeline.diarization.models import get_models, loaded_devices
+    from pipeline.worker.diarization.models import get_models, loaded_devices
 
     first = get_models("cpu")
     assert get_models("cpu") is first

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.diarize_meetings import Meeting, MeetingRow, evaluate, meetings
-from pipeline.diarization import diarize
+from pipeline.worker.diarization import diarize
 from tests.helpers import SHARED_AUDIO
 
 MEETINGS = SHARED_AUDIO / "meetings"

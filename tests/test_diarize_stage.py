@@ -24,20 +24,21 @@ import requests
 import srt
 import webvtt
 
+from bench.der import diarization_error_rate
 from bench.diarization_set import espeak_conversation
-from pipeline import stages
-from pipeline.context import Context
-from pipeline.der import diarization_error_rate
-from pipeline.diarization import Turn
 from pipeline.errors import DiarizationError
-from pipeline.heartbeat import live_workers
-from pipeline.jobs import DIARIZE_PART, TRANSCRIBE_PART, State, job_key, new_task_id
+from pipeline.jobs import DIARIZE_PART, TRANSCRIBE_PART, State, new_task_id
+from pipeline.keys import job_key
 from pipeline.options import TranscribeOptions
 from pipeline.queues import CHUNK_ACTOR, DIARIZE_ACTOR, TRANSCRIBE_ACTOR
-from pipeline.reconciler import next_messages
 from pipeline.speakers import parse_rttm
-from pipeline.stages import Next
 from pipeline.uploads import upload_path
+from pipeline.worker import stages
+from pipeline.worker.context import Context
+from pipeline.worker.diarization import Turn
+from pipeline.worker.reconciler import next_messages
+from pipeline.worker.stages import Next
+from pipeline.workers import live_workers
 from tests.conftest import Stack
 from tests.test_page import browser_page, chromium, download  # noqa: F401 - chromium is a fixture
 

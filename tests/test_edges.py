@@ -1,4 +1,4 @@
-"""Inputs at the edges and the owner's webhook redelivery (issue 12), on the real Redis and
+"""Inputs at the edges and the owner's webhook redelivery, on the real Redis and
 RabbitMQ through the app's test client: ids and cursors that could never be valid answer
 404/400 (never a 503 from a Redis type error), webhook auth headers come from an allow-list,
 WEBHOOK_SECRET is checked at start-up, and POST /api/transcribe/async/<id>/webhook delivers a
@@ -18,9 +18,10 @@ from standardwebhooks.webhooks import Webhook
 
 from api import create_app
 from api.state import state
-from pipeline import outbox, webhooks
+from pipeline import keys, outbox, webhooks
 from pipeline.errors import InvalidOption, SettingsError
-from pipeline.jobs import WEBHOOKS_DUE_KEY, JobStore, State, new_task_id
+from pipeline.jobs import JobStore, State, new_task_id
+from pipeline.keys import WEBHOOKS_DUE_KEY
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript
@@ -66,7 +67,7 @@ def make_job(client: FlaskClient, *, key: str = KEYS[0], webhook: str = "", fina
 def test_a_task_id_that_could_never_be_one_is_404_on_every_job_route(app_client: FlaskClient, bad: str,
                                                                      redis_client: redis.Redis) -> None:
     # Keys of other kinds under the names such an id would read: a type error if they were read.
-    redis_client.set(f"wp:job:{bad}", "a string, not a hash")
+    redis_client.set(keys.job_key(bad), "a string, not a hash")
     for method, path in (("GET", f"/api/transcribe/async/status/{bad}"),
                          ("GET", f"/api/transcribe/async/{bad}/result"),
                          ("GET", f"/api/transcribe/async/{bad}/events"),

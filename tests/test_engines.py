@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import layout
-from pipeline.context import Context
 from pipeline.engine_registry import ENGINE_NAMES, ENGINE_SPECS, engine_spec
-from pipeline.engines import (
+from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.options import TranscribeOptions
+from pipeline.settings import Settings
+from pipeline.transcript import Segment, Transcript
+from pipeline.worker import layout
+from pipeline.worker.context import Context
+from pipeline.worker.engines import (
     Engine,
     EngineKey,
     ModelCache,
@@ -23,11 +27,7 @@ from pipeline.engines import (
     choose_device,
     default_compute_type,
 )
-from pipeline.gpu import GpuMetrics, is_out_of_memory, read_metrics
-from pipeline.media import SAMPLE_RATE, decode_audio
-from pipeline.options import TranscribeOptions
-from pipeline.settings import Settings
-from pipeline.transcript import Segment, Transcript
+from pipeline.worker.gpu import GpuMetrics, is_out_of_memory, read_metrics
 from tests.helpers import FIXTURES, JFK_TEXT, SHARED_AUDIO, SPEECH_EN, normalise, wer
 
 ENGINES = ENGINE_NAMES
@@ -204,7 +204,7 @@ def test_engine_names_come_without_importing_an_engine() -> None:
         "from pipeline.options import TranscribeOptions\n"
         "from pipeline.settings import Settings\n"
         "TranscribeOptions.parse({'engine': 'openai-whisper'}, Settings())\n"
-        "heavy = {'pipeline.engines', 'torch', 'faster_whisper', 'whisper', 'ctranslate2'}\n"
+        "heavy = {'pipeline.worker.engines', 'torch', 'faster_whisper', 'whisper', 'ctranslate2'}\n"
         "print(sorted(heavy & set(sys.modules)), len(ENGINE_NAMES))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -219,7 +219,7 @@ def test_openai_whisper_uses_the_threads_the_layout_gives_it(settings: Settings,
     faster-whisper does (in a process of its own: torch's thread count is process-wide)."""
     code = (
         "import torch\n"
-        "from pipeline.engines import EngineKey, build_engine\n"
+        "from pipeline.worker.engines import EngineKey, build_engine\n"
         "from pipeline.settings import Settings\n"
         "settings = Settings.from_env()\n"
         "build_engine(EngineKey('openai-whisper', 'tiny.en', 'cpu', 'float32'), settings)\n"

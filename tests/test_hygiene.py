@@ -1,5 +1,5 @@
-"""Redis hygiene (pipeline/hygiene.py, pipeline/heartbeat.py, the disk cache's pruning): every
-key has a TTL or is pruned by time, and a Redis that may evict keys is refused at start-up."""
+"""Redis hygiene (pipeline/hygiene.py, pipeline/workers.py, pipeline/worker/heartbeat.py, the disk cache's
+pruning): every key has a TTL or is pruned by time, and a Redis that may evict keys is refused at start-up."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from typing import cast
 import pytest
 import redis
 
-from pipeline import heartbeat, hygiene, outbox
+from pipeline import hygiene, keys, outbox, workers
 from pipeline.cache import ResultCache, cache_digest
 from pipeline.errors import SettingsError
-from pipeline.jobs import INDEX_GRACE_SECONDS, QUEUED_KEY, JobStore, State, new_task_id
+from pipeline.jobs import INDEX_GRACE_SECONDS, JobStore, State, new_task_id
+from pipeline.keys import QUEUED_KEY
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.stores import Stores
 from pipeline.transcript import Segment, Transcript
+from pipeline.worker import heartbeat
 
 TTL = 600
 RESULT = Transcript(text="Hello.", language="en", duration=1.0,
@@ -97,7 +99,7 @@ def test_every_key_of_a_job_s_life_has_a_ttl_or_is_pruned(settings: Settings, re
     jobs.create(task_id, TranscribeOptions(), owner="key-1", webhook_url="http://127.0.0.1:9/hook",
                 webhook_state="pending")
     jobs.transition(task_id, State.EXTRACTING)
-    jobs.take_lease(task_id, "w", 30)
+    stores.leases.take(task_id, "w", 30)
     jobs.transition(task_id, State.TRANSCRIBING)
     assert cache.claim("a" * 64, TranscribeOptions(), task_id)
     jobs.add_segment(task_id, RESULT.segments[0], 0.5)
@@ -128,7 +130,7 @@ def test_queue_positions_of_jobs_that_are_gone_are_dropped(redis_client: redis.R
     kept, gone = new_task_id(), new_task_id()
     for task_id in (kept, gone):
         jobs.create(task_id, TranscribeOptions())
-    redis_client.delete(f"wp:job:{gone}")
+    redis_client.delete(keys.job_key(gone))
     assert hygiene.prune_queued(redis_client) == 1
     assert redis_client.zrange(QUEUED_KEY, 0, -1) == [kept] and jobs.queue_position(kept) == 1
 
@@ -152,19 +154,19 @@ def test_disk_cache_files_of_expired_entries_are_deleted(redis_client: redis.Red
 def test_heartbeats_live_in_one_sorted_set_and_the_dead_drop_out(redis_client: redis.Redis) -> None:
     beat = heartbeat.Heartbeat(lambda: {"device": "cpu"}, lambda: redis_client)
     beat.beat()
-    me = heartbeat.worker_member(socket.gethostname(), os.getpid())
+    me = workers.worker_member(socket.gethostname(), os.getpid())
     # A worker that stopped beating a minute ago (Redis's clock, as the beats use).
     seconds, micros = cast(tuple[int, int], redis_client.time())
-    redis_client.zadd(heartbeat.SEEN_KEY, {"gone-host:1": seconds + micros / 1e6 - 60})
-    redis_client.hset(heartbeat.RECORDS_KEY, "gone-host:1", '{"host": "gone-host", "pid": 1}')
-    workers = heartbeat.live_workers(redis_client)
-    assert [(w["host"], w["pid"], w["device"]) for w in workers] == [(socket.gethostname(), os.getpid(), "cpu")]
-    assert heartbeat.beating_on(redis_client, socket.gethostname())
-    assert not heartbeat.beating_on(redis_client, "gone-host")
+    redis_client.zadd(keys.WORKERS_SEEN_KEY, {"gone-host:1": seconds + micros / 1e6 - 60})
+    redis_client.hset(keys.WORKERS_RECORDS_KEY, "gone-host:1", '{"host": "gone-host", "pid": 1}')
+    live = workers.live_workers(redis_client)
+    assert [(w["host"], w["pid"], w["device"]) for w in live] == [(socket.gethostname(), os.getpid(), "cpu")]
+    assert workers.beating_on(redis_client, socket.gethostname())
+    assert not workers.beating_on(redis_client, "gone-host")
     beat.beat()  # each beat prunes the dead
-    assert redis_client.zrange(heartbeat.SEEN_KEY, 0, -1) == [me]
-    assert redis_client.hkeys(heartbeat.RECORDS_KEY) == [me]
-    assert all(0 < ttl(redis_client, k) <= 4 * heartbeat.TTL_SECONDS
-               for k in (heartbeat.SEEN_KEY, heartbeat.RECORDS_KEY))
-    heartbeat.forget_worker(redis_client, socket.gethostname(), os.getpid())
-    assert heartbeat.live_workers(redis_client) == []
+    assert redis_client.zrange(keys.WORKERS_SEEN_KEY, 0, -1) == [me]
+    assert redis_client.hkeys(keys.WORKERS_RECORDS_KEY) == [me]
+    assert all(0 < ttl(redis_client, k) <= 4 * workers.TTL_SECONDS
+               for k in (keys.WORKERS_SEEN_KEY, keys.WORKERS_RECORDS_KEY))
+    workers.forget_worker(redis_client, socket.gethostname(), os.getpid())
+    assert workers.live_workers(redis_client) == []

@@ -14,16 +14,8 @@ import redis
 from api.fanout import EventHub
 from api.following import job_events
 from pipeline.errors import JobNotFound
-from pipeline.jobs import (
-    FINAL_STATES,
-    Job,
-    JobStore,
-    Moved,
-    State,
-    events_channel,
-    job_key,
-    new_task_id,
-)
+from pipeline.jobs import FINAL_STATES, Job, JobStore, Moved, State, new_task_id
+from pipeline.keys import events_channel, job_key
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
 

@@ -1,4 +1,4 @@
-"""pipeline/layout.py and pipeline/transcriber.py: the transcriber's processes and threads."""
+"""pipeline/worker/layout.py and pipeline/worker/transcriber.py: the transcriber's processes and threads."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline import layout, split, transcriber
 from pipeline.errors import SettingsError
-from pipeline.heartbeat import live_workers
 from pipeline.queues import TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
+from pipeline.worker import layout, split, transcriber
+from pipeline.workers import live_workers
 from tests.conftest import own_vhost
 from tests.support.stack import Service, free_port, read_procfile, redis_database, redis_url, service_env
 
@@ -104,7 +104,7 @@ def test_engine_threads_takes_a_number_as_it_is_and_resolves_auto() -> None:
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ("TRANSCRIBER_PROCESSES", "CPU_THREADS")}
-    return subprocess.run([sys.executable, "-m", "pipeline.layout", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.worker.layout", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**clean, "DEVICE": "cpu", **env}, timeout=60)
 
 
@@ -129,7 +129,7 @@ def test_launcher_exports_the_resolved_threads_and_one_message_at_a_time() -> No
     assert env["CPU_THREADS"] == "1" and env["TRANSCRIBER_PROCESSES"] == "2"
     assert env["dramatiq_queue_prefetch"] == "1"
     cmd = transcriber.command(resolved, ["--verbose"])
-    assert cmd[1:] == ["pipeline.broker", "pipeline.actors", "--processes", "2", "--threads", "1",
+    assert cmd[1:] == ["pipeline.worker.broker", "pipeline.worker.actors", "--processes", "2", "--threads", "1",
                        "--queues", "transcribe", "--verbose"]
     # Whatever the launcher exports parses back to the same layout in the worker.
     assert Settings.from_env(env).cpu_threads == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from pipeline import keys
 from tests.conftest import WEBHOOK_SECRET, Stack
 from tests.helpers import (
     SPEECH_EN,
@@ -161,7 +162,7 @@ def test_cancel_a_running_transcription(live: Stack, tmp_path: Path) -> None:
                           webhook_url=receiver.url, batch_size="1")
         task_id = str(accepted["task_id"])
         deadline = time.monotonic() + 60
-        while not live.redis.llen(f"wp:job:{task_id}:segments"):
+        while not live.redis.llen(keys.job_segments_key(task_id)):
             assert time.monotonic() < deadline, "no segment decoded"
             time.sleep(0.05)
         response = live.session_delete(f"/api/transcribe/async/{task_id}")
@@ -171,9 +172,9 @@ def test_cancel_a_running_transcription(live: Stack, tmp_path: Path) -> None:
         assert status["status"] == "cancelled"
         # The worker notices within one decoded segment and stops decoding.
         time.sleep(3)
-        decoded = live.redis.llen(f"wp:job:{task_id}:segments")
+        decoded = live.redis.llen(keys.job_segments_key(task_id))
         time.sleep(2)
-        assert live.redis.llen(f"wp:job:{task_id}:segments") == decoded
+        assert live.redis.llen(keys.job_segments_key(task_id)) == decoded
         assert decoded < 12
         assert not (live.settings.upload_dir / "jobs" / task_id).exists()
         assert receiver.received.wait(30)

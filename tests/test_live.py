@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline import livework
-from pipeline.context import Context
 from pipeline.live import ALAW, ULAW, Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
 from pipeline.media import decode_audio
 from pipeline.settings import Settings
+from pipeline.worker import live as livework
+from pipeline.worker.context import Context
 from tests.helpers import JFK_TEXT, wer
 
 

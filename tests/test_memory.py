@@ -15,10 +15,11 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import chunks, media
+from pipeline import media
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
 from pipeline.storage import LocalStorage, chunk_key
+from pipeline.worker import chunks
 from tests.helpers import ROOT, SPEECH_EN, long_speech
 
 MB = 1 << 20
@@ -100,7 +101,8 @@ def test_one_hour_decodes_and_plans_in_flat_memory(hour_flac: Path, tmp_path: Pa
     target = tmp_path / "audio.npy"
     result = run_measured('''
         import numpy as np
-        from pipeline import chunks, media
+        from pipeline import media
+        from pipeline.worker import chunks
         from tests.helpers import SPEECH_EN
 
         source, target, warm = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -180,8 +182,9 @@ def test_the_extract_stage_decodes_and_plans_one_hour_in_flat_memory(
            "LONG_AUDIO_SECONDS": "600", "CHUNK_SECONDS": "300", "ENABLE_CACHE": "false"}
     result = run_measured('''
         import hashlib, os, shutil
-        from pipeline import chunks, media, stages
-        from pipeline.context import build_context
+        from pipeline import media
+        from pipeline.worker import chunks, stages
+        from pipeline.worker.context import build_context
         from pipeline.jobs import new_task_id
         from pipeline.options import TranscribeOptions
         from pipeline.settings import Settings

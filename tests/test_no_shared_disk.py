@@ -163,7 +163,7 @@ def test_a_store_that_does_not_answer_stops_start_up(tmp_path: Path) -> None:
                        "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1",
                        "UPLOAD_DIR": str(tmp_path / "u"), "SCRATCH_DIR": str(tmp_path / "s"),
                        "MODEL_DIR": str(tmp_path / "m"), "LOG_FORMAT": "text"})
-    for code in ("import api; api.create_app()", "import pipeline.broker"):
+    for code in ("import api; api.create_app()", "import pipeline.worker.broker"):
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                               timeout=120, check=False, cwd=ROOT)
         assert done.returncode != 0, code

@@ -22,9 +22,24 @@ def test_document_and_doc_pages_are_served_without_network(live: Stack) -> None:
             "/api/transcribe/async/{task_id}/result", "/api/transcribe/async/{task_id}/events",
             "/api/health", "/api/gpu-status", "/api/cache-stats", "/api/cache/clear",
             "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/models",
-            "/v1/models/{model_id}", "/api/models"} <= paths
+            "/v1/models/{model_id}", "/api/models", "/api/transcribe/async/{task_id}/sentences",
+            "/api/transcribe/async/{task_id}/paragraphs", "/api/transcribe/async/{task_id}/search",
+            "/api/transcribe/async/{task_id}/redacted-audio"} <= paths
     upload = document["paths"]["/api/transcribe/async"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload
+    transcript_fields = {"hotwords", "multichannel", "custom_spelling", "redact_pii", "redact_pii_policies",
+                         "redact_pii_sub", "redact_pii_audio"}
+    for route in ("/api/transcribe/async", "/api/transcribe", "/v1/audio/transcriptions"):
+        form = document["paths"][route]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        if "$ref" in form:
+            form = document["components"]["schemas"][form["$ref"].split("/")[-1]]
+        assert transcript_fields <= set(form["properties"]), route
+    for route in ("/api/transcribe/async/{task_id}/result", "/api/transcribe"):
+        method = "get" if route.endswith("result") else "post"
+        names = {p["name"] for p in document["paths"][route][method]["parameters"] if p["in"] == "query"}
+        assert {"format", "chars_per_caption", "max_lines"} <= names, route
+    search = document["paths"]["/api/transcribe/async/{task_id}/search"]["get"]
+    assert "words" in {p["name"] for p in search["parameters"]}
     for page in ("/api/docs", "/api/redoc"):
         html = live.get(page).text
         assert "http://" not in html.replace(live.url, "") and "https://" not in html

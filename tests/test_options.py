@@ -298,6 +298,12 @@ CHANGES: dict[str, Any] = {
     "max_speakers": 3,
     "known_speaker_names": ("Ada",),
     "known_speaker_digests": ("a" * 64,),
+    "multichannel": True,
+    "custom_spelling": '[[["sequel"], "SQL"]]',
+    "redact_pii": True,
+    "redact_pii_policies": ("email_address",),
+    "redact_pii_sub": "hash",
+    "redact_pii_audio": True,
 }
 
 

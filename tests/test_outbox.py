@@ -16,10 +16,11 @@ import pytest
 import redis
 from standardwebhooks.webhooks import Webhook
 
-from pipeline import outbox, webhooks
+from pipeline import keys, outbox, webhooks
 from pipeline.cache import ResultCache
 from pipeline.errors import InvalidOption, JobConflict
-from pipeline.jobs import WEBHOOKS_DUE_KEY, JobStore, State, new_task_id
+from pipeline.jobs import JobStore, State, new_task_id
+from pipeline.keys import WEBHOOKS_DUE_KEY
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.stores import Stores
@@ -197,7 +198,7 @@ def test_the_owner_asks_for_redelivery(settings: Settings, redis_client: redis.R
 def test_a_job_that_expired_leaves_the_outbox(settings: Settings, redis_client: redis.Redis) -> None:
     stores = make_stores(settings, redis_client)
     task_id = finished_job(stores, "http://127.0.0.1:9/hook")
-    redis_client.delete(f"wp:job:{task_id}")
+    redis_client.delete(keys.job_key(task_id))
     assert outbox.sweep(stores) == []
     assert outbox.Outbox(redis_client).due_at(task_id) is None
 
@@ -232,7 +233,7 @@ def test_a_header_http_cannot_carry_is_one_failed_delivery_beside_healthy_ones(
     assert sweep_until_settled(stores, poisoned) == "failed"
     job = stores.jobs.get(poisoned)
     assert job.webhook_attempts == 3 and job.webhook_last_status is None
-    assert "could not be" in stores.redis.hget(f"wp:job:{poisoned}", "webhook_last_error")  # type: ignore[operator]
+    assert "could not be" in stores.redis.hget(keys.job_key(poisoned), "webhook_last_error")  # type: ignore[operator]
     assert outbox.Outbox(redis_client).due_at(poisoned) is None
     assert all(stores.jobs.get(t).webhook_state == "delivered" for t in healthy)
     assert sorted(json.loads(b)["data"]["task_id"] for _, b, _ in receiver.requests) == sorted(healthy)

@@ -279,3 +279,43 @@ def test_page_falls_back_to_polling_when_the_stream_fails(live: Stack, chromium:
             page.get_by_role("button", name="Transcribe").click()
         expect(page.locator("#status")).to_have_text("Done.", timeout=60_000)
         assert wer(SPEECH_EN_TEXT, page_text(page)) <= 0.15
+
+
+def test_page_sends_hotwords_channels_and_redaction_and_offers_the_redacted_audio(
+        live: Stack, chromium: Any) -> None:
+    from playwright.sync_api import expect
+
+    from tests.helpers import FIXTURES
+
+    recording = FIXTURES / "speech_number.wav"  # "Our meeting has 42 people. ..."
+    with browser_page(chromium, live) as page:
+        page.goto("/")
+        page.set_input_files("#file", str(recording))
+        page.get_by_label("Hotwords").fill("meeting, people")
+        page.get_by_label("Channels apart").check()
+        page.get_by_label("Redact", exact=True).check()
+        page.get_by_label("Any number").check()
+        page.get_by_label("Redacted audio").check()
+        # What the page puts in the upload (the browser does not show a multipart body with a file).
+        page.evaluate("""() => { window.sentFields = {}; const append = FormData.prototype.append;
+          FormData.prototype.append = function (k, v, ...rest) {
+            window.sentFields[k] = typeof v === 'string' ? v : '(file)';
+            return append.call(this, k, v, ...rest); }; }""")
+        page.get_by_role("button", name="Transcribe").click()
+        sent = page.evaluate("window.sentFields")
+        names = ("hotwords", "multichannel", "redact_pii", "redact_pii_sub", "redact_pii_audio")
+        assert {k: sent[k] for k in names} == {
+            "hotwords": "meeting, people", "multichannel": "true", "redact_pii": "true",
+            "redact_pii_sub": "entity_name", "redact_pii_audio": "true"}
+        assert {"number", "email_address"} <= set(sent["redact_pii_policies"].split(","))
+        expect(page.locator("#status")).to_have_text("Done.", timeout=60_000)
+        text = page_text(page)
+        assert "[NUMBER]" in text and "42" not in text
+        expect(page.locator("#segments .channel").first).to_have_text("Channel 1")
+        expect(page.locator("#job-meta")).to_contain_text("1 channel")
+        link = page.locator("#dl-redacted-audio")
+        expect(link).to_be_visible()
+        with page.expect_download() as info:
+            link.click()
+        assert info.value.suggested_filename == "speech_number.redacted.wav"
+        assert Path(info.value.path()).read_bytes()[:4] == b"RIFF"

@@ -1,4 +1,4 @@
-"""pipeline/publisher.py: segments published off the decode loop, in order, errors handed back."""
+"""pipeline/worker/publisher.py: segments published off the decode loop, in order, errors handed back."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import pytest
 
 from pipeline.errors import JobCancelled
-from pipeline.publisher import SegmentPublisher
 from pipeline.transcript import Segment
+from pipeline.worker.publisher import SegmentPublisher
 
 
 def segment(index: int) -> Segment:

@@ -1,5 +1,5 @@
-"""The reconciler (pipeline/reconciler.py) and the housekeeping runner
-(pipeline/housekeeping.py) on the real Redis and RabbitMQ. Time passing is given as ``now``
+"""The reconciler (pipeline/worker/reconciler.py) and the housekeeping runner
+(pipeline/worker/housekeeping.py) on the real Redis and RabbitMQ. Time passing is given as ``now``
 rather than waited for."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis
 
-from pipeline import reconciler
+from pipeline import keys
 from pipeline.cache import ResultCache
-from pipeline.housekeeping import Runner
-from pipeline.jobs import ACTIVE_KEY, WEBHOOKS_DUE_KEY, JobStore, State, job_key, new_task_id
+from pipeline.jobs import JobStore, State, new_task_id
+from pipeline.keys import ACTIVE_KEY, WEBHOOKS_DUE_KEY, job_key
 from pipeline.options import TranscribeOptions
 from pipeline.queues import (
     CHUNK_ACTOR,
@@ -25,11 +25,13 @@ from pipeline.queues import (
     EXTRACT_QUEUE,
     NOTIFY_ACTOR,
     TRANSCRIBE_ACTOR,
-    build_broker,
 )
+from pipeline.rabbitmq import build_broker
 from pipeline.settings import Settings
 from pipeline.stores import Stores
 from pipeline.transcript import Transcript
+from pipeline.worker import reconciler
+from pipeline.worker.housekeeping import Runner
 from tests.conftest import own_vhost
 
 AFTER = 180
@@ -104,7 +106,7 @@ def test_progress_starts_the_count_again(stores: Stores) -> None:
 def test_a_job_whose_stage_holds_a_lease_is_left_alone(stores: Stores) -> None:
     task_id = new_job(stores)
     stores.jobs.transition(task_id, State.TRANSCRIBING)
-    assert stores.jobs.take_lease(task_id, "worker-1", 30)
+    assert stores.leases.take(task_id, "worker-1", 30)
     sent = Sent()
     report = reconciler.reconcile(stores, sent, now=later())
     assert report.running == (task_id,) and not sent.messages
@@ -120,7 +122,7 @@ def test_each_stage_gets_its_own_message(stores: Stores) -> None:
     stores.jobs.transition(chunked, State.TRANSCRIBING)
     stores.jobs.set_fields(chunked, chunks=json.dumps([[0, 10], [10, 20], [20, 30]]))
     stores.jobs.save_chunk(chunked, 1, Transcript(text="x", language="en", duration=1.0))
-    stores.jobs.take_lease(chunked, "w", 30, ":chunk2")  # chunk 2 runs: only its lease is held
+    stores.leases.take(chunked, "w", 30, ":chunk2")  # chunk 2 runs: only its lease is held
     sent = Sent()
     reconciler.reconcile(stores, sent, now=later())
     assert sorted(sent.messages) == sorted([
@@ -197,9 +199,9 @@ def test_one_process_at_a_time_and_once_a_period(stores: Stores) -> None:
     ran = [r for r in results if r is not None]
     assert len(ran) == 1 and ran[0].report.resent == ((task_id, EXTRACT_ACTOR),)
     assert sent.messages == [(EXTRACT_ACTOR, (task_id,))]
-    assert 0 < int(stores.redis.ttl("wp:housekeeping:ran")) <= stores.settings.reconcile_period_seconds  # type: ignore[arg-type]
+    assert 0 < int(stores.redis.ttl(keys.HOUSEKEEPING_RAN_KEY)) <= stores.settings.reconcile_period_seconds  # type: ignore[arg-type]
     # While another process holds the lock (a slow run), nobody else starts one.
-    lock = stores.redis.lock("wp:housekeeping:lock", timeout=30)
+    lock = stores.redis.lock(keys.HOUSEKEEPING_LOCK_KEY, timeout=30)
     assert lock.acquire(blocking=False)
     try:
         assert runners[0].run_exclusive(later(), force=True) is None

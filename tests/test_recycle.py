@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from pipeline.context import build_context
 from pipeline.jobs import new_task_id
 from pipeline.options import TranscribeOptions
-from pipeline.queues import EXTRACT_ACTOR, NOTIFY_ACTOR, build_broker, send
+from pipeline.queues import EXTRACT_ACTOR, NOTIFY_ACTOR, send
+from pipeline.rabbitmq import build_broker
 from pipeline.settings import Settings
 from pipeline.uploads import upload_path
+from pipeline.worker.context import build_context
 from tests.conftest import ROOT, own_vhost
 from tests.helpers import SPEECH_EN
 
@@ -37,7 +38,7 @@ def test_worker_recycles_after_max_tasks_without_losing_a_job(
         ctx = build_context(worker_settings)
         log = (tmp_path / "worker.log").open("wb")
         worker = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
+            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.worker.broker", "pipeline.worker.actors",
              "--processes", "1", "--threads", "1"],
             cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -82,7 +83,7 @@ def test_worker_exports_dramatiq_metrics_when_asked(test_env: dict[str, str], tm
                "dramatiq_prom_db": str(tmp_path / "prom")}
         env.pop("WORKER_METRICS_BIND", None)  # the default: loopback only
         worker = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.broker", "pipeline.actors",
+            [str(Path(sys.executable).parent / "dramatiq"), "pipeline.worker.broker", "pipeline.worker.actors",
              "--processes", "1", "--threads", "1", "--queues", "notify"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:

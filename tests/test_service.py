@@ -15,6 +15,7 @@ import requests
 import srt
 import webvtt
 
+from pipeline import keys
 from tests.conftest import Stack
 from tests.helpers import (
     JFK_TEXT,
@@ -54,14 +55,14 @@ def test_async_upload_runs_the_whole_pipeline(live: Stack, jfk: Path) -> None:
     assert isinstance(result, dict)
     assert wer(JFK_TEXT, result["text"]) <= 0.10
 
-    history = [json.loads(x) for x in live.redis.lrange(f"wp:job:{task_id}:history", 0, -1)]
+    history = [json.loads(x) for x in live.redis.lrange(keys.job_history_key(task_id), 0, -1)]
     assert [h["status"] for h in history] == ["queued", "extracting", "transcribing", "completed"]
     stamps = [h["at"] for h in history]
     assert stamps == sorted(stamps)
     # The upload was stored under the task id and is gone once the job is final.
     assert not (live.settings.upload_dir / "jobs" / task_id).exists()
-    assert live.redis.hget(f"wp:job:{task_id}", "sha256") == hashlib.sha256(jfk.read_bytes()).hexdigest()
-    assert live.redis.hget(f"wp:job:{task_id}", "upload_path") == f"{live.settings.upload_dir}/jobs/{task_id}/upload"
+    assert live.redis.hget(keys.job_key(task_id), "sha256") == hashlib.sha256(jfk.read_bytes()).hexdigest()
+    assert live.redis.hget(keys.job_key(task_id), "upload_path") == f"{live.settings.upload_dir}/jobs/{task_id}/upload"
 
 
 def test_every_result_format(live: Stack, jfk: Path) -> None:
@@ -373,5 +374,5 @@ def test_long_recording_is_transcribed_in_chunks(live: Stack, tmp_path: Path) ->
     segments = body["result"]["segments"]
     assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
     assert wer(" ".join([SPEECH_EN_TEXT] * 25), body["result"]["text"]) <= 0.2
-    history = [json.loads(x)["status"] for x in live.redis.lrange(f"wp:job:{task_id}:history", 0, -1)]
+    history = [json.loads(x)["status"] for x in live.redis.lrange(keys.job_history_key(task_id), 0, -1)]
     assert history.count("completed") == 1

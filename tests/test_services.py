@@ -1,4 +1,4 @@
-"""`make run` and `make test` first make sure Redis and RabbitMQ answer (pipeline/services.py):
+"""`make run` and `make test` first make sure Redis and RabbitMQ answer (pipeline/tooling/services.py):
 on a Debian machine without them, they are installed from Debian's packages and started."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from pipeline import services
 from pipeline.settings import Settings
+from pipeline.tooling import services
 from tests.helpers import ROOT
 
 
@@ -114,7 +114,7 @@ def test_a_machine_without_apt_gets_one_clear_message_per_server(
     monkeypatch.setattr(services, "Machine", lambda: machine)
     monkeypatch.setenv("REDIS_URL", down.redis_url)
     monkeypatch.setenv("RABBITMQ_URL", down.rabbitmq_url)
-    with caplog.at_level(logging.INFO, logger="pipeline.services"):
+    with caplog.at_level(logging.INFO, logger="pipeline.tooling.services"):
         assert services.main() == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 2
@@ -155,7 +155,7 @@ def test_the_install_command_is_one_apt_accepts() -> None:
 
 def test_make_services_prints_one_line_and_no_pika_narration(settings: Settings) -> None:
     env = {**os.environ, "REDIS_URL": settings.redis_url, "RABBITMQ_URL": settings.rabbitmq_url}
-    run = subprocess.run([sys.executable, "-m", "pipeline.services"], cwd=ROOT, env=env,
+    run = subprocess.run([sys.executable, "-m", "pipeline.tooling.services"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert (run.stdout + run.stderr).splitlines() == ["Redis and RabbitMQ answer."]

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline.jobs import QUEUED_KEY
+from pipeline.keys import QUEUED_KEY
 from tests.helpers import long_speech
 from tests.private_api import PrivateApi, SseClient, private_api
 

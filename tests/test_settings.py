@@ -12,7 +12,8 @@ from pipeline.settings import Settings
 
 BOOL_VARS = ("ENABLE_CACHE", "ENABLE_DISK_CACHE", "WEBHOOK_ALLOW_PRIVATE")
 # Whole numbers where 0 means "off" or "the default", so only negatives are refused.
-NON_NEGATIVE_INT_VARS = ("CPU_THREADS", "MODEL_IDLE_TIMEOUT", "MAX_RETRIES", "MAX_TASKS_PER_CHILD")
+NON_NEGATIVE_INT_VARS = ("CPU_THREADS", "MODEL_IDLE_TIMEOUT", "MAX_RETRIES", "MAX_TASKS_PER_CHILD",
+                         "DIARIZER_IDLE_SECONDS")
 # Whole numbers that must be at least 1.
 POSITIVE_INT_VARS = (
     "MODEL_CACHE_SIZE",

@@ -1,4 +1,4 @@
-"""pipeline/split.py: when a recording is cut across idle transcribers, and into how many pieces."""
+"""pipeline/worker/split.py: when a recording is cut across idle transcribers, and into how many pieces."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import dramatiq
 import pytest
 import redis
 
-from pipeline.chunks import plan_chunks
-from pipeline.heartbeat import Heartbeat
+from pipeline.keys import SPLIT_RESERVED_KEY
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
-from pipeline.split import (
-    RESERVED_KEY,
+from pipeline.worker.chunks import plan_chunks
+from pipeline.worker.heartbeat import Heartbeat
+from pipeline.worker.split import (
     chunk_seconds,
     idle_transcribers,
     read_idle_transcribers,
@@ -40,7 +40,7 @@ def worker(queues: list[str], threads: int = 1, busy: int | None = 0) -> dict[st
 def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
     """A transcribe worker's heartbeat in Redis showing ``threads`` free slots, the only worker
     there, and no reservation; all gone afterwards."""
-    client.delete(RESERVED_KEY)
+    client.delete(SPLIT_RESERVED_KEY)
     for key in client.scan_iter(match="wp:workers*"):
         client.delete(key)
     beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
@@ -50,7 +50,7 @@ def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
         beat.beat()
         yield beat
     finally:
-        client.delete(RESERVED_KEY)
+        client.delete(SPLIT_RESERVED_KEY)
         for key in client.scan_iter(match="wp:workers*"):
             client.delete(key)
 
@@ -153,7 +153,7 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
 
     import numpy as np
 
-    from pipeline import stages
+    from pipeline.worker import stages
     from tests.test_stages import submit
 
     source = SHARED_AUDIO / "multilingual.mp3"
@@ -175,7 +175,7 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         # Uploaded together: the heartbeats still show both free, but the first job has them.
         burst_job = submit(ctx, minute)
         assert stages.extract(ctx, burst_job) is stages.Next.TRANSCRIBE
-        ctx.redis.delete(RESERVED_KEY)
+        ctx.redis.delete(SPLIT_RESERVED_KEY)
         beat.before_process_message(dramatiq.get_broker(), Message("a"))
         beat.before_process_message(dramatiq.get_broker(), Message("b"))
         beat.beat()
@@ -190,7 +190,7 @@ def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
         assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
         assert take_idle_transcribers(client, "second", 60.0, DEFAULTS) == 2
         assert take_idle_transcribers(client, "third", 60.0, DEFAULTS) == 0
-        client.delete(RESERVED_KEY)  # as RESERVE_SECONDS later
+        client.delete(SPLIT_RESERVED_KEY)  # as RESERVE_SECONDS later
         assert take_idle_transcribers(client, "fourth", 60.0, replace(DEFAULTS, split_min_seconds=0)) == 1
 
 
@@ -199,25 +199,25 @@ def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(settings: Settings
     with idle_slots(client, 2):
         assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
         assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 1  # one slot seemed taken
-        client.delete(RESERVED_KEY)
+        client.delete(SPLIT_RESERVED_KEY)
         assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
         release_slot(client, "short")  # taken, done: the heartbeat shows both free again
         assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 2
         release_slot(client, "minute", 2)
-        assert client.zrange(RESERVED_KEY, 0, -1) == ["minute:1"]
+        assert client.zrange(SPLIT_RESERVED_KEY, 0, -1) == ["minute:1"]
 
 
 def test_the_transcribe_stage_releases_the_slot_its_job_reserved(ctx: Any) -> None:
     """A short upload followed at once by a minute: the minute is split (the service bench's
     first 60 s run after jfk.flac was not, for the 3 s the short job's reservation lasted)."""
-    from pipeline import stages
+    from pipeline.worker import stages
     from tests.helpers import SPEECH_EN
     from tests.test_stages import submit
 
     with idle_slots(ctx.redis, 2):
         task_id = submit(ctx, SPEECH_EN)
         assert stages.extract(ctx, task_id) is stages.Next.TRANSCRIBE
-        assert ctx.redis.zrange(RESERVED_KEY, 0, -1) == [f"{task_id}:1"]
+        assert ctx.redis.zrange(SPLIT_RESERVED_KEY, 0, -1) == [f"{task_id}:1"]
         stages.transcribe(ctx, task_id)
         assert ctx.jobs.get(task_id).status == "completed"
-        assert ctx.redis.zrange(RESERVED_KEY, 0, -1) == []
+        assert ctx.redis.zrange(SPLIT_RESERVED_KEY, 0, -1) == []

@@ -53,9 +53,10 @@ def test_the_procfile_is_read_as_it_is_bound_to_loopback() -> None:
 
 
 def test_options_are_replaced_or_added() -> None:
-    spec = ProcessSpec("w", ("dramatiq", "pipeline.broker", "--processes", "1", "--queues", "a", "b"))
+    spec = ProcessSpec("w", ("dramatiq", "pipeline.worker.broker", "--processes", "1", "--queues", "a", "b"))
     changed = spec.with_options(processes=3, threads=2)
-    assert changed.argv == ("dramatiq", "--threads", "2", "pipeline.broker", "--processes", "3", "--queues", "a", "b")
+    assert changed.argv == ("dramatiq", "--threads", "2", "pipeline.worker.broker", "--processes", "3",
+                            "--queues", "a", "b")
     assert changed.queues == {"a", "b"} and spec.argv[3] == "1"
 
 

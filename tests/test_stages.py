@@ -1,4 +1,4 @@
-"""pipeline/stages.py run in-process with the real context: Redis database 14, the real tiny.en
+"""pipeline/worker/stages.py run in-process with the real context: Redis database 14, the real tiny.en
 model (loaded once per session), real files in the session's upload folder."""
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ import numpy as np
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from pipeline import stages
-from pipeline.context import Context
 from pipeline.errors import JobCancelled, MediaDecodeError, MediaTooLong, StoredFileMissing, UnsupportedMedia
-from pipeline.jobs import WEBHOOKS_DUE_KEY, Moved, State, job_key, new_task_id
+from pipeline.jobs import Moved, State, new_task_id
+from pipeline.keys import WEBHOOKS_DUE_KEY, job_key
 from pipeline.media import decode_audio
 from pipeline.options import TranscribeOptions
-from pipeline.stages import Next
 from pipeline.transcript import Segment, Transcript
 from pipeline.uploads import audio_path, upload_path
+from pipeline.worker import stages
+from pipeline.worker.context import Context
+from pipeline.worker.stages import Next
 from tests.helpers import SPEECH_EN, SPEECH_EN_TEXT, Receiver, wer
 
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1zdGFnZS10ZXN0cw=="
@@ -505,9 +506,9 @@ class _OutOfMemory:
 
 
 def test_gpu_out_of_memory_retries_the_job_on_the_cpu(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import stages as stages_module
-    from pipeline.engines import DeviceChoice, EngineKey, ModelCache, build_engine
     from pipeline.settings import Settings
+    from pipeline.worker import stages as stages_module
+    from pipeline.worker.engines import DeviceChoice, EngineKey, ModelCache, build_engine
 
     built: list[str] = []
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from api import create_app
-from pipeline.jobs import ACTIVE_KEY
+from pipeline.keys import ACTIVE_KEY
 from pipeline.settings import Settings
 from tests.helpers import SPEECH_EN
 from tests.support.s3 import seaweedfs, stop

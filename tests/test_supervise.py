@@ -1,4 +1,4 @@
-"""pipeline/supervise.py: `make run`'s supervisor, started again at once and beside another port."""
+"""pipeline/tooling/supervise.py: `make run`'s supervisor, started again at once and beside another port."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import supervise
+from pipeline.tooling import supervise
 
 # A program that takes two seconds to stop, as a worker finishing its message does; it says it is
 # up (a file named after its port) once its handler is in place.
@@ -74,7 +74,7 @@ def start(tmp_path: Path) -> Iterator[Callable[[int], subprocess.Popen[bytes]]]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
     def run(port: int) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.supervise", "-f", "Procfile", "-p", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.tooling.supervise", "-f", "Procfile", "-p", str(port)],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         started.append(proc)

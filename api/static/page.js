@@ -26,7 +26,8 @@
     failed: 'Failed',
     cancelled: 'Cancelled',
   };
-  const FIELDS = ['file', 'engine', 'model', 'language', 'task', 'word_timestamps', 'diarize'];
+  const FIELDS = ['file', 'engine', 'model', 'language', 'task', 'word_timestamps', 'diarize', 'multichannel',
+    'hotwords', 'redact_pii', 'redact_pii_policies', 'redact_pii_sub', 'redact_pii_audio'];
 
   const $ = (id) => document.getElementById(id);
   const form = $('upload-form');
@@ -274,6 +275,12 @@
       who.textContent = segment.speaker;
       li.dataset.speaker = segment.speaker;
       text.append(who, ' ');
+    } else if (segment.channel) {
+      const which = document.createElement('span');
+      which.className = 'channel';
+      which.textContent = `Channel ${segment.channel}`;
+      li.dataset.channel = segment.channel;
+      text.append(which, ' ');
     }
     text.append(segment.text.trim());
     li.append(times, ' ', text);
@@ -339,6 +346,17 @@
     data.append('task', $('task').value);
     if ($('word_timestamps').checked) data.append('word_timestamps', 'true');
     if ($('diarize').checked) data.append('diarize', 'true');
+    if ($('multichannel').checked) data.append('multichannel', 'true');
+    const hotwords = $('hotwords').value.trim();
+    if (hotwords) data.append('hotwords', hotwords);
+    if ($('redact_pii').checked) {
+      data.append('redact_pii', 'true');
+      const policies = [...document.querySelectorAll('input[name="redact_pii_policies"]:checked')]
+        .map((box) => box.value);
+      if (policies.length) data.append('redact_pii_policies', policies.join(','));
+      data.append('redact_pii_sub', $('redact_pii_sub').value);
+      if ($('redact_pii_audio').checked) data.append('redact_pii_audio', 'true');
+    }
 
     const j = newJob({ filename: file.name });
     const xhr = new XMLHttpRequest();
@@ -586,10 +604,20 @@
       facts.push(`${speakers.length} ${speakers.length === 1 ? 'speaker' : 'speakers'} (${
         speakers.map((s) => `${s.id} ${clock(s.talk_time)}`).join(', ')})`);
     }
+    const channels = result.channels || [];
+    if (channels.length) facts.push(`${channels.length} ${channels.length === 1 ? 'channel' : 'channels'}`);
+    const redactions = result.redactions || [];
+    if (redactions.length) facts.push(`${redactions.length} redacted`);
     if (j.cached) facts.push('from the cache');
     for (const warning of summary.warnings || []) facts.push(warning);
     $('job-meta').textContent = facts.join(' · ');
     $('dl-rttm').hidden = !speakers.length;
+    const redactedAudio = $('dl-redacted-audio');
+    redactedAudio.hidden = !summary.redacted_audio_url;
+    if (summary.redacted_audio_url) {
+      redactedAudio.href = summary.redacted_audio_url;
+      redactedAudio.download = `${stem(j.filename)}.redacted.wav`;
+    }
     for (const link of document.querySelectorAll('.downloads a[data-format]')) {
       link.href = `${API}/${encodeURIComponent(j.id)}/result?format=${link.dataset.format}`;
       link.download = `${stem(j.filename)}.${link.dataset.ext}`;

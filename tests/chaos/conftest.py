@@ -33,6 +33,7 @@ import pytest
 import redis
 import requests
 
+from pipeline import keys
 from pipeline.settings import Settings
 from tests.conftest import WEBHOOK_SECRET
 from tests.helpers import SPEECH_EN
@@ -410,11 +411,11 @@ class Chaos:
 
     # Redis, read directly
     def job_field(self, task_id: str, name: str) -> str | None:
-        value: str | None = self.redis.hget(f"wp:job:{task_id}", name)  # type: ignore[assignment]
+        value: str | None = self.redis.hget(keys.job_key(task_id), name)  # type: ignore[assignment]
         return value
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.redis.lrange(f"wp:job:{task_id}:history", 0, -1)]  # type: ignore[union-attr]
+        return [json.loads(x) for x in self.redis.lrange(keys.job_history_key(task_id), 0, -1)]  # type: ignore[union-attr]
 
     # worker logs
     def log_size(self, name: str) -> int:

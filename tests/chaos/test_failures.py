@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from pipeline import queues
-from pipeline.heartbeat import live_workers
-from pipeline.metrics import COUNTERS_KEY
+from pipeline import keys, queues, rabbitmq
+from pipeline.keys import COUNTERS_KEY
+from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
     Chaos,
@@ -51,7 +51,7 @@ def test_killed_transcriber_process_job_completes_exactly_once(chaos: Chaos, tmp
     audio = long_speech(tmp_path / "long.wav", 20)  # about 2 minutes
     started = time.monotonic()
     task_id = chaos.accepted(audio)
-    wait_until(lambda: chaos.redis.llen(f"wp:job:{task_id}:segments"), 180,  # type: ignore[arg-type]
+    wait_until(lambda: chaos.redis.llen(keys.job_segments_key(task_id)), 180,  # type: ignore[arg-type]
                "the first segment of the long job")
     first_segment = time.monotonic() - started
     assert chaos.job_field(task_id, "status") == "transcribing"
@@ -83,7 +83,7 @@ def test_killed_transcriber_process_job_completes_exactly_once(chaos: Chaos, tmp
     assert starts == sorted(starts) and len({s["id"] for s in segments}) == len(segments)
     assert segments[-1]["end"] > 100
     # The live segments list was started over by the second run, not appended to.
-    assert chaos.redis.llen(f"wp:job:{task_id}:segments") == len(segments)
+    assert chaos.redis.llen(keys.job_segments_key(task_id)) == len(segments)
     # The redelivered message waited for the dead worker's lease rather than running beside it.
     waits = [r for r in chaos.log_records("transcriber", since=log_mark, task_id=task_id)
              if "running elsewhere" in r.get("message", "")]
@@ -221,7 +221,7 @@ def test_redelivered_messages_never_redo_a_completed_job(chaos: Chaos, tmp_path:
         assert receiver.received.wait(30)
         wait_until(lambda: chaos.job_field(task_id, "webhook_state") == "delivered", 10, "webhook state")
 
-        key = f"wp:job:{task_id}"
+        key = keys.job_key(task_id)
         before = {
             "history": chaos.redis.lrange(f"{key}:history", 0, -1),
             "result": chaos.redis.get(f"{key}:result"),
@@ -234,7 +234,7 @@ def test_redelivered_messages_never_redo_a_completed_job(chaos: Chaos, tmp_path:
         marks = {name: chaos.log_size(name) for name in ("worker", "transcriber")}
 
         # The same messages again, as RabbitMQ would redeliver them.
-        broker = queues.build_broker(chaos.settings)
+        broker = rabbitmq.build_broker(chaos.settings)
         try:
             for actor in (queues.TRANSCRIBE_ACTOR, queues.EXTRACT_ACTOR, queues.NOTIFY_ACTOR,
                           queues.TRANSCRIBE_ACTOR):

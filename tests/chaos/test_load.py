@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import requests
 
+from pipeline import keys
 from tests.chaos.conftest import FINAL, TIMINGS, Chaos, history_is_sane, unique_speech, wait_until
 
 JOBS = 500
@@ -79,7 +80,7 @@ def test_500_jobs_from_20_clients(chaos: Chaos, tmp_path: Path) -> None:
     def statuses() -> list[str | None]:
         pipe = chaos.redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.hget(f"wp:job:{task_id}", "status")
+            pipe.hget(keys.job_key(task_id), "status")
         return pipe.execute()
 
     wait_until(lambda: all(s in FINAL for s in statuses()), 200,
@@ -89,8 +90,8 @@ def test_500_jobs_from_20_clients(chaos: Chaos, tmp_path: Path) -> None:
 
     pipe = chaos.redis.pipeline(transaction=False)
     for task_id in ids:
-        pipe.lrange(f"wp:job:{task_id}:history", 0, -1)
-        pipe.hget(f"wp:job:{task_id}", "cached")
+        pipe.lrange(keys.job_history_key(task_id), 0, -1)
+        pipe.hget(keys.job_key(task_id), "cached")
     raw = pipe.execute()
     histories = [[json.loads(x) for x in h] for h in raw[::2]]
     cached = [c == "1" for c in raw[1::2]]

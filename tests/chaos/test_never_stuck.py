@@ -1,4 +1,4 @@
-"""Never lost, never stuck (issue 12): a job whose message never reached RabbitMQ, a webhook
+"""Never lost, never stuck: a job whose message never reached RabbitMQ, a webhook
 receiver that is down for half a minute, identical uploads racing, a worker process killed
 under `make run`'s supervisor, and a Redis that may evict keys. Each test checks the real
 outcome: the job's state and history, the delivery and its signature, the engine runs."""
@@ -22,8 +22,9 @@ import redis
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from pipeline.heartbeat import live_workers
-from pipeline.metrics import COUNTERS_KEY
+from pipeline import keys
+from pipeline.keys import COUNTERS_KEY
+from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
     Chaos,
@@ -161,9 +162,9 @@ def supervisorctl(config: Path, *args: str) -> str:
 
 @pytest.mark.timeout(600)
 def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos, tmp_path: Path) -> None:
-    """`make run` runs `python -m pipeline.supervise -f Procfile -p $(PORT)`; here the same
+    """`make run` runs `python -m pipeline.tooling.supervise -f Procfile -p $(PORT)`; here the same
     command (metrics ports made free) on a Redis database and RabbitMQ virtual host of its own."""
-    assert "-m pipeline.supervise -f Procfile -p $(PORT)" in (ROOT / "Makefile").read_text()
+    assert "-m pipeline.tooling.supervise -f Procfile -p $(PORT)" in (ROOT / "Makefile").read_text()
     vhost = "supervised"
     for args in (("add_vhost", vhost), ("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")):
         assert chaos.rabbit.ctl(*args).returncode == 0
@@ -184,7 +185,8 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
     console = tmp_path / "console.log"
     config = tmp_path / "state" / "supervisord.conf"
     with console.open("ab") as out:  # appended: supervisord and its programs share the file
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.supervise", "-f", str(procfile), "-p", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.tooling.supervise", "-f", str(procfile),
+                                 "-p", str(port),
                                  "--state-dir", str(tmp_path / "state")], cwd=ROOT, env=service_env(settings),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     http = requests.Session()
@@ -200,7 +202,7 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
                              timeout=60)
         assert response.status_code == 202, response.text
         task_id = response.json()["task_id"]
-        wait_until(lambda: client.llen(f"wp:job:{task_id}:segments"), 180, "the first segment")
+        wait_until(lambda: client.llen(keys.job_segments_key(task_id)), 180, "the first segment")
         victims = [int(w["pid"]) for w in live_workers(client) if "transcribe" in w.get("queues", [])]
         assert len(victims) == 1 and victims[0] in descendants([proc.pid]), victims
         os.kill(victims[0], signal.SIGKILL)
@@ -221,10 +223,10 @@ def test_kill_9_of_a_transcriber_worker_under_make_run_s_supervisor(chaos: Chaos
 
         job = wait_until(final, 300, f"job {task_id} final (console in {console})", interval=0.5)
         assert job["status"] == "completed", job
-        raw: list[str] = client.lrange(f"wp:job:{task_id}:history", 0, -1)  # type: ignore[assignment]
+        raw: list[str] = client.lrange(keys.job_history_key(task_id), 0, -1)  # type: ignore[assignment]
         history = [json.loads(h)["status"] for h in raw]
         assert history == ["queued", "extracting", "transcribing", "completed"], history
-        assert client.hget(f"wp:job:{task_id}", "attempts_transcribe") == "2"
+        assert client.hget(keys.job_key(task_id), "attempts_transcribe") == "2"
         assert http.get(f"{url}/api/health", timeout=10).status_code == 200
         assert supervisorctl(config, "pid", "web") == web_pid  # the API was never restarted
         text = console.read_text(errors="replace")

@@ -54,7 +54,7 @@ VHOST_PREFIX = "whisper-pipeline"
 # Variables a process of the service reads that are not settings: Dramatiq's own.
 FOREIGN_PREFIXES = ("dramatiq_", "PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
 _PR_SET_PDEATHSIG = 1
-TRANSCRIBER_MODULE = "pipeline.transcriber"
+TRANSCRIBER_MODULE = "pipeline.worker.transcriber"
 
 
 def free_port() -> int:
@@ -104,7 +104,7 @@ class ProcessSpec:
 
     @property
     def launcher(self) -> bool:
-        """Whether this is ``python -m pipeline.transcriber``, which sizes itself from
+        """Whether this is ``python -m pipeline.worker.transcriber``, which sizes itself from
         ``TRANSCRIBER_PROCESSES``/``CPU_THREADS`` and passes what follows ``--`` to Dramatiq."""
         return self.argv[1:3] == ("-m", TRANSCRIBER_MODULE)
 
