@@ -366,15 +366,19 @@ class LiveStore:
         pipe.expire(in_key(session_id), SESSION_TTL)
         return str(pipe.execute()[0])
 
-    def emit(self, session_id: str, event: dict[str, Any]) -> None:
-        """A server event for the API to send on (a worker's side)."""
+    def emit(self, session_id: str, event: dict[str, Any], *,
+             pipe: redis.client.Pipeline | None = None) -> None:
+        """A server event for the API to send on (a worker's side). Given ``pipe``, the event
+        is only queued on it: what the caller writes with it happens all at once or not."""
         event.setdefault("event_id", event_id())
-        pipe = self.redis.pipeline(transaction=False)
+        own = pipe is None
+        pipe = self.redis.pipeline(transaction=False) if pipe is None else pipe
         pipe.xadd(out_key(session_id), {"e": json.dumps(event, ensure_ascii=False)},
                   maxlen=OUT_MAXLEN, approximate=True)
         pipe.expire(out_key(session_id), SESSION_TTL)
         pipe.publish(wake_channel(session_id), "")
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def events_after(self, session_id: str, last_id: str) -> list[tuple[str, dict[str, Any]]]:
         found = cast(list[Any], self.redis.xread({out_key(session_id): last_id}, count=500))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+import redis
 
 from pipeline.live import (
     LEASE_MS,
@@ -163,6 +164,7 @@ class LiveSession:
         self.silence = 0  # samples below the end threshold since the last speech window
         self.item: str | None = None
         self.started_item = record.get("started_item") or None
+        self.committed_item = record.get("committed_item") or None
         self.agreement = Agreement()
         partial_item = record.get("partial_item")
         if partial_item:  # a predecessor sent part of this turn already: only extend it
@@ -249,9 +251,11 @@ class LiveSession:
             self.item = self._next_item()
         if self.started_item != self.item:
             self.started_item = self.item
-            self.store.redis.hset(session_key(self.id), "started_item", self.item)
+            pipe = self.store.redis.pipeline()
             self.store.emit(self.id, {"type": "input_audio_buffer.speech_started", "item_id": self.item,
-                                      "audio_start_ms": self.audio_start * 1000 // SAMPLE_RATE})
+                                      "audio_start_ms": self.audio_start * 1000 // SAMPLE_RATE}, pipe=pipe)
+            pipe.hset(session_key(self.id), "started_item", self.item)
+            pipe.execute()
 
     def _speech_stopped(self, entry_id: str) -> None:
         end_ms = (self.samples - self.silence // 2) * 1000 // SAMPLE_RATE
@@ -269,20 +273,29 @@ class LiveSession:
         item, audio = self.item, self.audio
         if self.in_speech and self.silence:
             audio = audio[:max(len(audio) - self.silence + self.silence // 4, 1)]
-        self.store.emit(self.id, {"type": "input_audio_buffer.committed", "item_id": item,
-                                  "previous_item_id": self.previous_item})
+        if self.committed_item != item:  # a predecessor may have said so before it died
+            self.committed_item = item
+            pipe = self.store.redis.pipeline()
+            self.store.emit(self.id, {"type": "input_audio_buffer.committed", "item_id": item,
+                                      "previous_item_id": self.previous_item}, pipe=pipe)
+            pipe.hset(session_key(self.id), "committed_item", item)
+            pipe.execute()
         text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
         delta = self.agreement.finish(text)
+        # The turn's text and the position past it are written together: a worker killed in
+        # between would otherwise leave a successor to complete the same turn again.
+        pipe = self.store.redis.pipeline()
         if delta:
             self.store.emit(self.id, {"type": "conversation.item.input_audio_transcription.delta",
-                                      "item_id": item, "content_index": 0, "delta": delta})
+                                      "item_id": item, "content_index": 0, "delta": delta}, pipe=pipe)
         self.store.emit(self.id, {"type": "conversation.item.input_audio_transcription.completed",
                                   "item_id": item, "content_index": 0, "transcript": text,
-                                  "usage": {"type": "duration", "seconds": round(len(audio) / SAMPLE_RATE, 3)}})
+                                  "usage": {"type": "duration", "seconds": round(len(audio) / SAMPLE_RATE, 3)}},
+                        pipe=pipe)
         self.previous_item = item
-        self._reset(entry_id, keep_padding=True)
+        self._reset(entry_id, keep_padding=True, pipe=pipe)
 
-    def _reset(self, entry_id: str, *, keep_padding: bool) -> None:
+    def _reset(self, entry_id: str, *, keep_padding: bool, pipe: redis.client.Pipeline | None = None) -> None:
         self.item = None
         self.in_speech = False
         self.silence = 0
@@ -290,11 +303,11 @@ class LiveSession:
         self.decoded_len = 0
         self.audio = self.audio[len(self.audio):]
         self.audio_start = self.samples
-        self._save_position(entry_id)
+        self._save_position(entry_id, pipe)
 
-    def _save_position(self, entry_id: str) -> None:
+    def _save_position(self, entry_id: str, pipe: redis.client.Pipeline | None = None) -> None:
         self.committed_id = entry_id
-        pipe = self.store.redis.pipeline()
+        pipe = self.store.redis.pipeline() if pipe is None else pipe
         fields: dict[str, Any] = {"committed_id": entry_id, "samples_committed": self.samples,
                                   "previous_item": self.previous_item or ""}
         if self.item is None:
@@ -321,9 +334,12 @@ class LiveSession:
         self.decoded_len = len(self.audio)
         delta = self.agreement.update(self.decode(self.audio, self.config, False))
         if delta:
+            # With what was sent so far, at once: a successor extends exactly that.
+            pipe = self.store.redis.pipeline()
             self.store.emit(self.id, {"type": "conversation.item.input_audio_transcription.delta",
-                                      "item_id": self.item, "content_index": 0, "delta": delta})
-            self.store.redis.hset(session_key(self.id), "partial_text", " ".join(self.agreement.sent))
+                                      "item_id": self.item, "content_index": 0, "delta": delta}, pipe=pipe)
+            pipe.hset(session_key(self.id), "partial_text", " ".join(self.agreement.sent))
+            pipe.execute()
 
 
 def worker_name() -> str:
