@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 512  # Silero's window at 16 kHz: 32 ms
 CONTEXT = 64
-STEP_SECONDS = 0.4  # new audio in a turn before it is decoded again
+STEP_SECONDS = 0.25  # new audio in a turn before it is decoded again
 MIN_DECODE_SECONDS = 0.3
 END_THRESHOLD_DROP = 0.15  # speech ends below threshold - this (Silero's own hysteresis)
 ADVANCE_SECONDS = 1.0  # in silence, the committed position moves on this often
