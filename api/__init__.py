@@ -30,7 +30,7 @@ REDIS_CONNECTIONS = 64
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` is a ``Settings``, or overrides of the environment's settings."""
     # Imported here, flaskr-style: the blueprints import the ``api`` package themselves.
-    from api import cache, health, metrics, models, openai_compat, page, transcribe
+    from api import cache, health, metrics, models, openai_compat, page, realtime, transcribe
     from api.auth import init_auth, log_access
     from api.docs import init_docs
     from api.headers import init_headers
@@ -66,6 +66,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     docs.register_blueprint(cache.bp)
     docs.register_blueprint(openai_compat.bp)
     docs.register_blueprint(models.bp)
+    docs.register_blueprint(realtime.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(metrics.bp)
     # Authentication first: a request without a valid key must not even be read.

@@ -49,9 +49,20 @@ def owner_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+# A browser cannot set headers on a WebSocket: OpenAI's realtime API takes the key as one of
+# the offered subprotocols instead, and so does /v1/realtime.
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
 def bearer(req: Request) -> str | None:
     scheme, _, token = req.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if req.headers.get("Upgrade", "").lower() == "websocket":
+        for offered in req.headers.get("Sec-WebSocket-Protocol", "").split(","):
+            if offered.strip().startswith(KEY_SUBPROTOCOL):
+                return offered.strip().removeprefix(KEY_SUBPROTOCOL) or None
+    return None
 
 
 def same_secret(given: str | None, secret: str) -> bool:

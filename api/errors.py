@@ -10,6 +10,7 @@ import pika.exceptions
 import redis
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 from pipeline.errors import BadRequest, DependencyUnavailable, InvalidOption, PipelineError
 
@@ -44,6 +45,8 @@ def http_error_body(exc: HTTPException) -> tuple[dict[str, Any], int]:
             err = InvalidOption(detail, field=str(field))
         return {"error": err.to_dict()}, err.http_status
     message = exc.description or exc.name
+    if isinstance(exc, WebsocketMismatch):
+        message = "This route is a WebSocket: connect with an 'Upgrade: websocket' request."
     if status == 413:
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         length = request.content_length if request else None

@@ -5,6 +5,7 @@ refusal is a 429 whose message names the setting and whose Retry-After says when
 
 - MAX_OPEN_STREAMS_PER_CLIENT: event streams open at once. Each open stream holds a slot that
   it renews while it runs; a slot whose process died lapses within ``STREAM_SLOT_SECONDS``.
+- MAX_LIVE_SESSIONS_PER_CLIENT: realtime sessions open at once, held like stream slots.
 - MAX_ACTIVE_JOBS_PER_CLIENT: jobs queued or running. Reserved before the upload is read, so a
   refused client's file never reaches the disk; finished jobs leave the count as it is read.
 - MAX_AUDIO_SECONDS_PER_DAY: recorded seconds (as probed at upload) per UTC day; cache hits
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from pipeline.errors import AudioQuotaExceeded, TooManyActiveJobs, TooManyStreams
+from pipeline.errors import AudioQuotaExceeded, TooManyActiveJobs, TooManyLiveSessions, TooManyStreams
 from pipeline.jobs import FINAL_STATES
 from pipeline.keys import client_key, job_key
 from pipeline.settings import Settings
@@ -116,6 +117,34 @@ class ClientLimits:
     def open_streams(self, client: str) -> int:
         key = client_key(client, "streams")
         return int(self.redis.zcount(key, time.time(), "+inf"))  # type: ignore[arg-type]
+
+    # -- live sessions ------------------------------------------------------------------------
+    def open_live(self, client: str) -> str | None:
+        """A slot for one more live session (its id; None when the limit is off), or
+        TooManyLiveSessions. Renewed with ``renew_live`` while the session runs."""
+        limit = self.settings.max_live_sessions_per_client
+        if limit <= 0:
+            return None
+        slot = uuid.uuid4().hex
+        now = time.time()
+        taken = int(self._open_stream(
+            keys=[client_key(client, "live")],
+            args=[now, limit, slot, now + STREAM_SLOT_SECONDS, STREAM_SLOT_SECONDS * 2]))
+        if taken < 0:
+            raise TooManyLiveSessions(
+                f"This client already has {limit} live sessions open (MAX_LIVE_SESSIONS_PER_CLIENT); "
+                "close one first.", limit="MAX_LIVE_SESSIONS_PER_CLIENT", retry_after=RETRY_STREAMS)
+        return slot
+
+    def renew_live(self, client: str, slot: str) -> None:
+        key = client_key(client, "live")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(key, {slot: time.time() + STREAM_SLOT_SECONDS}, xx=True)
+        pipe.expire(key, STREAM_SLOT_SECONDS * 2)
+        pipe.execute()
+
+    def close_live(self, client: str, slot: str) -> None:
+        self.redis.zrem(client_key(client, "live"), slot)
 
     # -- active jobs -------------------------------------------------------------------------
     def reserve_job(self, client: str, task_id: str) -> bool:

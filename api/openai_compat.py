@@ -20,27 +20,37 @@ What is chosen here, where OpenAI's API has no equivalent:
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, request
+from flask import Response, request, stream_with_context
 from flask_smorest.fields import Upload
 
 from api import schemas
+from api.auth import client
 from api.blueprint import Blueprint
-from api.events import wait_final
-from api.state import state
+from api.events import job_events, wait_final
+from api.limits import STREAM_RENEW_SECONDS
+from api.state import ApiState, state
 from api.submission import streams_upload, submit
 from api.transcribe import failure
-from pipeline.errors import ResultNotReady, SyncTimeout
+from pipeline.errors import InvalidOption, ResultNotReady, SyncTimeout
 from pipeline.formats import render, to_diarized_json
+from pipeline.jobs import Job, Moved
 from pipeline.options import MAX_SPEAKERS
+from pipeline.uploads import remove_job_files
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("openai", __name__, url_prefix="/v1",
                description="OpenAI-compatible transcription and translation.")
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 DIARIZED_JSON = "diarized_json"  # transcriptions only, as at OpenAI
+STREAM_FORMATS = ("json", "text")  # what OpenAI streams; the others are refused with stream=true
 
 
 class OpenAIForm(schemas.Strict, schemas.TranscriptFields):
@@ -64,11 +74,18 @@ class TranscriptionForm(OpenAIForm):
     max_speakers = schemas.Integer(validate=ma.validate.Range(1, MAX_SPEAKERS))
     known_speaker_names = schemas.KNOWN_NAMES()
     known_speaker_references = schemas.KNOWN_REFERENCES()
+    stream = ma.fields.Boolean(load_default=False, metadata={
+        "description": "answer Server-Sent Events (text/event-stream): transcript.text.delta as "
+                       "segments are decoded, then transcript.text.done; json and text formats only"})
 
 
 def _answer(form: dict[str, Any], task: str) -> Response:
     st = state()
     fmt = form["response_format"]
+    stream = bool(form.pop("stream", False))
+    if stream and fmt not in STREAM_FORMATS:
+        raise InvalidOption(f"stream=true answers the json and text formats only, not {fmt!r}.",
+                            field="response_format")
     granularities = form.pop("timestamp_granularities", None) or []
     model = form.pop("model")
     if model == "whisper-1":
@@ -79,6 +96,17 @@ def _answer(form: dict[str, Any], task: str) -> Response:
         ours["word_timestamps"] = True
     if fmt == DIARIZED_JSON:
         ours["diarize"] = True
+    if stream:
+        # Taken before the job exists, so that a client over its limit leaves no job behind.
+        who = client()
+        slot = st.limits.open_stream(who)
+        try:
+            submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
+        except BaseException:
+            if slot is not None:
+                st.limits.close_stream(who, slot)
+            raise
+        return _event_stream(st, submitted, who, slot)
     submitted = submit(request, st, ours, aliases={"prompt": "initial_prompt"})
     job = wait_final(st.hub, st.jobs, submitted.task_id, st.settings.sync_timeout_seconds)
     if job.status == "failed":
@@ -103,11 +131,85 @@ def _answer(form: dict[str, Any], task: str) -> Response:
     return Response(body, content_type=content_type)
 
 
+def _sse(event: dict[str, Any]) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
+
+
+def _event_stream(st: ApiState, submitted: Job, who: str, slot: str | None) -> Response:
+    """OpenAI's transcription stream, over the job's own events: a delta per segment as the
+    worker decodes it, then the whole text. A cache hit has no segment events: its segments
+    are sent at once from the stored transcript."""
+    task_id = submitted.task_id
+
+    def events() -> Iterator[str]:
+        streamed = 0
+        finished = False
+        renewed = time.monotonic()
+        try:
+            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.sync_timeout_seconds,
+                                    idle=st.settings.stream_keepalive_seconds):
+                if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
+                    st.limits.renew_stream(who, slot)
+                    renewed = time.monotonic()
+                if event is None:
+                    yield ": keep-alive\n\n"
+                elif event.get("type") == "segment" and (text := event["segment"].get("text")):
+                    yield _sse({"type": "transcript.text.delta", "delta": text.lstrip() if not streamed else text})
+                    streamed += 1
+            # Ended by the job or by the wait's bound: either way not by the client leaving.
+            finished = True
+            job = st.jobs.get(task_id)
+            transcript = st.jobs.result(task_id) if job.status == "completed" else None
+            if transcript is None:
+                yield _sse({"type": "error", "error": _stream_error(job, st)})
+                return
+            if not streamed:
+                for segment in transcript.segments:
+                    if segment.text:
+                        yield _sse({"type": "transcript.text.delta",
+                                    "delta": segment.text.lstrip() if not streamed else segment.text})
+                        streamed += 1
+            yield _sse({"type": "transcript.text.done", "text": transcript.text})
+        finally:
+            if slot is not None:
+                st.limits.close_stream(who, slot)
+            if not finished:
+                _cancel_abandoned(st, task_id)
+
+    response = Response(stream_with_context(events()), content_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _stream_error(job: Job, st: ApiState) -> dict[str, str]:
+    if job.status == "failed":
+        return failure(job).to_dict()
+    if job.is_final:
+        return ResultNotReady(f"The job was {job.status}.").to_dict()
+    return SyncTimeout(f"The transcription did not finish within {st.settings.sync_timeout_seconds} s.").to_dict()
+
+
+def _cancel_abandoned(st: ApiState, task_id: str) -> None:
+    """The client went away before the transcript: nobody can read it (the stream names no
+    job), so the job stops as a DELETE would stop it."""
+    try:
+        if st.jobs.cancel(task_id) is Moved.MOVED:
+            remove_job_files(st.storage, task_id)
+            log.info("job %s cancelled: its stream's client went away", task_id)
+    except Exception:
+        log.warning("job %s: could not cancel after its stream closed", task_id, exc_info=True)
+
+
 _RESPONSES = {"responses": {"200": {
     "description": "json: {text}; verbose_json: task, language, duration, text, segments (and words "
     "when timestamp_granularities[] has word); diarized_json (transcriptions): task, duration, text, "
     "segments with speaker; text, srt, vtt as plain text",
     "content": {"application/json": {"schema": {"type": "object"}},
+                "text/event-stream": {"schema": {
+                    "type": "object", "description": "stream=true: each event's data is JSON, "
+                    "{type: transcript.text.delta, delta} then {type: transcript.text.done, text}; "
+                    "{type: error, error: {code, message}} when the job fails"}},
                 "text/plain": {"schema": {"type": "string"}},
                 "application/x-subrip": {"schema": {"type": "string"}},
                 "text/vtt": {"schema": {"type": "string"}}},

@@ -23,6 +23,9 @@ Sections (``--only`` picks some):
   with and without speaker-count hints, one torch thread (``bench.diarize_meetings``);
 - ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
   with one engine thread and with two, time and WER (``bench.decoders``);
+- ``live``: realtime sessions fed at real-time pace: latency of a turn's first and completed
+  text, WER against the file transcribed whole, 2/4/8 sessions at once and a ninth refused, the
+  API's memory over a 30-minute session (``bench.live``);
 - ``consistency``: the nine meeting excerpts alone and inside the five-minute recording of all
   of them: how far the words move with their place, and decoding loops (``bench.consistency``).
 
@@ -59,6 +62,7 @@ from bench.diarize import render as render_diarize
 from bench.diarize_meetings import render as render_meetings
 from bench.direct import Direct, run_in_processes
 from bench.jobs import log, parallel, run_job, service_run, transcribed_run, warm
+from bench.live import render as render_live
 from bench.media import SHARED_AUDIO, Library, Recording
 from bench.render import render_markdown
 from bench.report import (
@@ -81,7 +85,7 @@ from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize", "meetings", "decoders", "consistency")
+            "diarize", "meetings", "decoders", "consistency", "live")
 RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -458,6 +462,13 @@ class Bench:
                                                runs=1 if self.args.quick else 3)
         self.end_section()
 
+    def live(self) -> None:
+        from bench import live
+
+        self.section("live")
+        self.results.live = live.measure(self.stack, self.lib, quick=self.args.quick)
+        self.end_section()
+
     def meetings(self) -> None:
         from bench import diarize_meetings
 
@@ -503,6 +514,7 @@ class Bench:
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
             "meetings": self.meetings, "decoders": self.decoders, "consistency": self.consistency,
+            "live": self.live,
         }
         for name in SECTIONS:
             if name in self.args.sections:
@@ -565,7 +577,8 @@ def render_page(results: Results, quick: bool) -> str:
     return (render_markdown(results, quick=quick) + render_targets(results.targets)
             + render_storage(results.storage) + render_concurrency(results.concurrency)
             + render_diarize(results.diarize) + render_meetings(results.meetings)
-            + render_decoders(results.decoders) + render_consistency(results.consistency))
+            + render_decoders(results.decoders) + render_consistency(results.consistency)
+            + render_live(results.live))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -128,6 +128,8 @@ class Stack:
         self.service.start("worker")
         if "diarizer" in self.commands:  # the diarize queue's process: every queue is served
             self.service.start("diarizer")
+        if "live" in self.commands:  # realtime sessions
+            self.service.start("live")
         self._start_transcriber()
         self.wait_ready()
 

@@ -8,6 +8,8 @@
     whisper-pipeline result TASK_ID --sentences              # or --paragraphs, --redacted-audio -o x.wav
     whisper-pipeline cancel TASK_ID
     whisper-pipeline list --status failed --limit 5
+    whisper-pipeline live meeting.wav                        # turns printed as they are spoken
+    arecord -f S16_LE -r 16000 -c 1 -t raw | whisper-pipeline live -
 
 The service is ``--url`` (default: $WHISPER_PIPELINE_URL, else http://localhost:8511); an API
 key (``--api-key``, default $WHISPER_PIPELINE_API_KEY) is sent as ``Authorization: Bearer``.
@@ -239,6 +241,20 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_live(client: Client, args: argparse.Namespace) -> int:
+    from client import live
+
+    closed = live.run_live(
+        args.url, args.api_key, live.source(args.file, args.rate), rate=args.rate, pace=args.pace,
+        model=args.model, language=args.language, prompt=args.prompt, manual=args.no_turn_detection,
+        record=args.record, partial=args.partial and sys.stderr.isatty(), out=sys.stdout, err=sys.stderr)
+    recording = closed.get("recording")
+    if recording:
+        print(f"whisper-pipeline: the session's audio is job {recording.get('task_id')} "
+              f"({recording.get('status_url')})", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- argument parsing -----------------------------------------------------------------------
 
 
@@ -355,6 +371,24 @@ def build_parser() -> argparse.ArgumentParser:
     views.add_argument("--redacted-audio", action="store_true",
                        help="the redacted audio (WAV; jobs submitted with --redact-pii-audio); use -o")
 
+    live_cmd = command("live", "stream audio and print the turns as they are spoken", cmd_live,
+                       "Stream FILE (or raw 16-bit mono PCM from stdin with '-') to the service's live "
+                       "transcription at real-time pace; print each turn when it completes.")
+    live_cmd.add_argument("file", metavar="FILE", help="an audio or video file, or - for raw PCM on stdin")
+    live_cmd.add_argument("--rate", type=int, choices=(16000, 24000), default=16000,
+                          help="the sample rate sent (and of the PCM on stdin) (default: 16000)")
+    live_cmd.add_argument("--pace", type=float, default=1.0,
+                          help="times real time to send a file at (default: 1; the service refuses "
+                               "audio more than LIVE_MAX_AHEAD_SECONDS ahead)")
+    live_cmd.add_argument("--model", help="transcription model (default: the service's)")
+    live_cmd.add_argument("--language", help="language code such as en")
+    live_cmd.add_argument("--prompt", metavar="TEXT", help="text that primes the decoder")
+    live_cmd.add_argument("--no-turn-detection", action="store_true",
+                          help="one turn, committed at the end, instead of cutting at pauses")
+    live_cmd.add_argument("--record", action="store_true",
+                          help="make the session's audio an ordinary job too (its id on stderr at the end)")
+    live_cmd.add_argument("--partial", action="store_true", help="show the turn in progress on stderr")
+
     listing = command("list", "list your jobs, newest first", cmd_list)
     listing.add_argument("--status", choices=JOB_STATES, help="only jobs in this state")
     listing.add_argument("--limit", type=int, default=20, help="how many jobs, 1 to 100 (default: 20)")
@@ -371,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "wait_timeout", None) is not None and not args.wait:
         parser.error("--wait-timeout needs --wait")
     if args.command == "submit" and not args.file.is_file():
+        parser.error(f"{args.file} is not a file")
+    if args.command == "live" and args.file != "-" and not Path(args.file).is_file():
         parser.error(f"{args.file} is not a file")
     output = getattr(args, "output", None)
     if output and output != "-" and not Path(output).resolve().parent.is_dir():

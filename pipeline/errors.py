@@ -246,6 +246,10 @@ class TooManyStreams(TooManyRequests):
     code = "too_many_streams"
 
 
+class TooManyLiveSessions(TooManyRequests):
+    code = "too_many_live_sessions"
+
+
 class TooManyActiveJobs(TooManyRequests):
     code = "too_many_active_jobs"
 
@@ -298,6 +302,7 @@ ERRORS_BY_CODE: dict[str, type[PipelineError]] = {
         Forbidden,
         TooManyRequests,
         TooManyStreams,
+        TooManyLiveSessions,
         TooManyActiveJobs,
         AudioQuotaExceeded,
         FetchTimeout,

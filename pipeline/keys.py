@@ -104,6 +104,28 @@ def webhook_claim_key(task_id: str) -> str:
     return f"{WEBHOOKS_DUE_KEY}:claim:{task_id}"
 
 
+# -- live sessions (pipeline/live.py): each key expires, and a closed session's go within a minute --
+def live_key(session_id: str) -> str:
+    """The session's record (a hash)."""
+    return f"{PREFIX}:live:{session_id}"
+
+
+def live_in_key(session_id: str) -> str:
+    return f"{live_key(session_id)}:in"  # stream: the client's audio and commands, in order
+
+
+def live_out_key(session_id: str) -> str:
+    return f"{live_key(session_id)}:out"  # stream (capped): the server events for the client
+
+
+def live_wake_channel(session_id: str) -> str:
+    return f"{live_key(session_id)}:wake"  # pub/sub: the out stream has news
+
+
+def live_lease_key(session_id: str) -> str:
+    return f"{live_key(session_id)}:lease"  # the worker holding the session
+
+
 def client_key(client: str, what: str) -> str:
     """A client's limits: its open streams, its active jobs, its audio seconds of one day."""
     return f"{PREFIX}:client:{client}:{what}"

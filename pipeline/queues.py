@@ -9,13 +9,16 @@ EXTRACT_QUEUE = "extract"
 TRANSCRIBE_QUEUE = "transcribe"
 DIARIZE_QUEUE = "diarize"  # who spoke when, beside transcribe: a CPU host can serve it alone
 NOTIFY_QUEUE = "notify"
-QUEUES = (EXTRACT_QUEUE, TRANSCRIBE_QUEUE, DIARIZE_QUEUE, NOTIFY_QUEUE)
+# Realtime sessions: a worker takes one and keeps it to its end (its audio comes through Redis).
+LIVE_QUEUE = "live"
+QUEUES = (EXTRACT_QUEUE, TRANSCRIBE_QUEUE, DIARIZE_QUEUE, NOTIFY_QUEUE, LIVE_QUEUE)
 
 EXTRACT_ACTOR = "extract_audio"
 TRANSCRIBE_ACTOR = "transcribe_audio"
 CHUNK_ACTOR = "transcribe_chunk"
 DIARIZE_ACTOR = "diarize_audio"
 NOTIFY_ACTOR = "notify_webhook"
+LIVE_ACTOR = "live_session"
 
 ACTOR_QUEUES = {
     EXTRACT_ACTOR: EXTRACT_QUEUE,
@@ -23,6 +26,7 @@ ACTOR_QUEUES = {
     CHUNK_ACTOR: TRANSCRIBE_QUEUE,
     DIARIZE_ACTOR: DIARIZE_QUEUE,
     NOTIFY_ACTOR: NOTIFY_QUEUE,
+    LIVE_ACTOR: LIVE_QUEUE,
 }
 
 

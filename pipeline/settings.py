@@ -79,6 +79,14 @@ class Settings:
     # client that left is only noticed (its stream slot freed) when a write fails.
     stream_keepalive_seconds: int = 15
     fetch_timeout_seconds: int = 300  # the whole download of a `url`, not each read
+    # -- live transcription (/v1/realtime) --------------------------------------------------------
+    max_live_sessions_per_client: int = 10  # realtime sessions open at once; 0: no limit
+    live_session_max_seconds: int = 3600  # of audio: the session then ends (record=true keeps it)
+    live_idle_timeout_seconds: int = 60  # no client event this long ends the session
+    # Audio may run this far ahead of the wall clock since the session began: a client that
+    # streams a file faster than real time is refused beyond it (an error event, the audio dropped).
+    live_max_ahead_seconds: int = 10
+    live_claim_timeout_seconds: int = 5  # no live worker took the session within this: refused
     proxy_hops: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are trusted
     # -- what a hostile client may not do ---------------------------------------------------------
     # The service's address as clients reach it (https://stt.example.com, or with a path prefix):
@@ -330,6 +338,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "webhook_sweep_seconds": _POSITIVE_INT,
     "admin_api_keys": _as_keys,
     "max_open_streams_per_client": _INT,
+    "max_live_sessions_per_client": _INT,
+    "live_session_max_seconds": _POSITIVE_INT,
+    "live_idle_timeout_seconds": _POSITIVE_INT,
+    "live_max_ahead_seconds": _POSITIVE_INT,
+    "live_claim_timeout_seconds": _POSITIVE_INT,
     "max_active_jobs_per_client": _INT,
     "max_audio_seconds_per_day": _INT,
     "stream_max_seconds": _POSITIVE_INT,

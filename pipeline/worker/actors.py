@@ -33,6 +33,8 @@ from pipeline.queues import (
     DIARIZE_QUEUE,
     EXTRACT_ACTOR,
     EXTRACT_QUEUE,
+    LIVE_ACTOR,
+    LIVE_QUEUE,
     NOTIFY_ACTOR,
     NOTIFY_QUEUE,
     TRANSCRIBE_ACTOR,
@@ -190,6 +192,24 @@ def diarize_audio(task_id: str) -> None:
 def notify_webhook(task_id: str) -> None:
     with job_context(task_id):
         _notify(task_id)
+
+
+# A session bounds itself (LIVE_SESSION_MAX_SECONDS of audio, the idle timeout, the client
+# leaving); the time limit only catches a session thread that hangs.
+LIVE_TIME_LIMIT_MS = 24 * 3600 * 1000
+
+
+@dramatiq.actor(actor_name=LIVE_ACTOR, queue_name=LIVE_QUEUE, max_retries=0, time_limit=LIVE_TIME_LIMIT_MS)
+def live_session(session_id: str) -> None:
+    """Hold one realtime session to its end. Not retried: the API notices a worker that died
+    (its lease lapses) and queues the session again, to go on from its committed turns."""
+    from pipeline.live import LiveStore
+    from pipeline.worker import live
+
+    ctx = worker_context()
+    outcome = live.serve(LiveStore(ctx.redis), session_id, live.faster_whisper_decoder(
+        lambda model: live.engine_model(ctx, model)))
+    log.info("live session %s: %s", session_id, outcome)
 
 
 def _notify(task_id: str) -> None:
