@@ -12,11 +12,10 @@ from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api.errors import register_error_handlers
-from api.fanout import EventHub
+from api.events import EventHub
 from api.limits import ClientLimits
 from api.state import ApiState, init_state
-from api.uploads import UploadRequest
-from api.validation import init_validation
+from api.submission import UploadRequest
 from pipeline.hygiene import check_redis_policy
 from pipeline.logs import configure_logging, current_task
 from pipeline.rabbitmq import build_broker
@@ -73,7 +72,6 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     # Authentication first: a request without a valid key must not even be read.
     init_auth(app, settings)
     init_uploads(app)
-    init_validation(app)
     # After flask-smorest's own handler, so that every error has the service's one shape.
     register_error_handlers(app)
     init_headers(app)

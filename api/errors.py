@@ -52,7 +52,7 @@ def http_error_body(exc: HTTPException) -> tuple[dict[str, Any], int]:
         length = request.content_length if request else None
         if limit and (length is None or length > limit):
             message = f"The upload is larger than this service accepts ({limit // 2**20} MB)."
-        else:  # a part of the form, not the whole of it (api.uploads names a field where it can)
+        else:  # a part of the form, not the whole of it (api.submission names a field where it can)
             message = "A part of this request is larger than this service accepts."
     return {"error": {"code": _http_code(exc), "message": message}}, status
 

@@ -32,7 +32,7 @@ from flask_smorest.fields import Upload
 from api import schemas
 from api.auth import client
 from api.blueprint import Blueprint
-from api.following import job_events, wait_final
+from api.events import job_events, wait_final
 from api.limits import STREAM_RENEW_SECONDS
 from api.state import ApiState, state
 from api.submission import streams_upload, submit

@@ -27,7 +27,7 @@ from simple_websocket import ConnectionClosed, Server
 from api import schemas
 from api.auth import KEY_SUBPROTOCOL, client
 from api.blueprint import Blueprint
-from api.fanout import Overflowed
+from api.events import Overflowed
 from api.limits import STREAM_RENEW_SECONDS
 from api.recording import Recording
 from api.state import ApiState, state

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from api import views
+from api import serializers
 from api.state import ApiState
 from api.urls import service_url
 from pipeline import queues
@@ -75,4 +75,4 @@ class Recording:
             queues.send(st.broker, queues.EXTRACT_ACTOR, self.task_id)
         log.info("live session %s: recorded %.1f s as job %s", self.session_id,
                  self.samples / SAMPLE_RATE, self.task_id)
-        return {**views.accepted(st.jobs.get(self.task_id)), "duration": round(self.samples / SAMPLE_RATE, 3)}
+        return {**serializers.accepted(st.jobs.get(self.task_id)), "duration": round(self.samples / SAMPLE_RATE, 3)}

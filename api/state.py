@@ -9,7 +9,7 @@ import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from flask import Flask, current_app
 
-from api.fanout import EventHub
+from api.events import EventHub
 from api.limits import ClientLimits
 from pipeline.cache import ResultCache
 from pipeline.jobs import JobStore

@@ -13,14 +13,14 @@ from urllib.parse import quote
 
 from flask import Response, g, request, stream_with_context
 
-from api import schemas, views
+from api import schemas, serializers
 from api.auth import client, is_admin, owner_of, require_admin
 from api.blueprint import Blueprint
-from api.following import job_events, wait_final
+from api.events import job_events, wait_final
 from api.limits import STREAM_RENEW_SECONDS
 from api.state import state
 from api.submission import streams_upload, submit
-from api.validation import check_cursor
+from api.validation import check_cursor, task_id_in_url
 from pipeline import captions, outbox, queues, search, sentences
 from pipeline.errors import (
     InvalidOption,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("transcribe", __name__, url_prefix="/api/transcribe",
                description="Submit recordings, follow jobs, download transcripts.")
+bp.before_request(task_id_in_url)
 
 # The transcript answers in several content types, which flask-smorest's response() cannot say.
 TRANSCRIPT_RESPONSE = {"responses": {"200": {
@@ -117,7 +118,7 @@ def submit_async(form: dict[str, Any]) -> dict[str, Any]:
     Answers at once with the job's id and URLs. A recording already transcribed with the same
     options is answered from the cache: the job is born ``completed`` with ``cached: true``.
     """
-    return views.accepted(submit(request, state(), form))
+    return serializers.accepted(submit(request, state(), form))
 
 
 @bp.post("")
@@ -149,7 +150,7 @@ def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
         raise ResultNotReady(f"The job was {job.status}.")
     raise SyncTimeout(
         f"The transcription did not finish within {st.settings.sync_timeout_seconds} s; it goes "
-        f"on as job {job.task_id}: follow it at {views.accepted(job)['status_url']}"
+        f"on as job {job.task_id}: follow it at {serializers.accepted(job)['status_url']}"
     )
 
 
@@ -159,7 +160,7 @@ def submit_sync(query: dict[str, Any], form: dict[str, Any]) -> Response:
 def status(task_id: str) -> dict[str, Any]:
     """Where a job stands: state, stage, progress, and its transcript once completed."""
     st = state()
-    return views.status(owned(st.jobs.get(task_id)), st.jobs)
+    return serializers.status(owned(st.jobs.get(task_id)), st.jobs)
 
 
 @bp.get("/async/<task_id>/result")
@@ -311,7 +312,7 @@ def list_jobs(query: dict[str, Any]) -> dict[str, Any]:
     next_cursor = repr(shown[-1].created_at) if more and shown else None
     if len(owners) == 1:
         next_cursor = pages[0][1]  # the store's own cursor, unchanged for one index
-    return {"jobs": [views.summary(job) for job in shown], "next_cursor": next_cursor}
+    return {"jobs": [serializers.summary(job) for job in shown], "next_cursor": next_cursor}
 
 
 @bp.get("/async/<task_id>/events")
@@ -349,7 +350,7 @@ def events(task_id: str) -> Response:
                     continue
                 yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
             job = st.jobs.get(task_id)
-            yield f"event: end\ndata: {json.dumps(views.summary(job))}\n\n"
+            yield f"event: end\ndata: {json.dumps(serializers.summary(job))}\n\n"
         finally:
             if slot is not None:
                 st.limits.close_stream(who, slot)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 
-from flask import Flask, request
+from flask import request
 
 from pipeline.errors import InvalidOption, JobNotFound
 
@@ -36,13 +36,10 @@ def check_cursor(cursor: str | None) -> str | None:
     return cursor
 
 
-def init_validation(app: Flask) -> None:
-    """Every route with a ``<task_id>`` gets its id checked before the view runs."""
-
-    # A before_request registered after init_auth's: a malformed id is checked only once the
-    # caller is authenticated and counted by RATE_LIMIT, so ids cannot be probed for free.
-    @app.before_request
-    def task_id_in_url() -> None:
-        values = request.view_args
-        if values and isinstance(values.get("task_id"), str):
-            check_task_id(values["task_id"])
+def task_id_in_url() -> None:
+    """A blueprint's ``before_request``: the ``<task_id>`` in the URL checked before the view
+    runs. Flask runs the app's hooks first, so a malformed id is checked only once the caller is
+    authenticated and counted by RATE_LIMIT, and ids cannot be probed for free."""
+    values = request.view_args
+    if values and isinstance(values.get("task_id"), str):
+        check_task_id(values["task_id"])

@@ -159,6 +159,19 @@ def test_clustering_respects_bounds_on_hand_made_embeddings() -> None:
     assert cluster_embeddings(np.zeros((0, 16))).tolist() == []
 
 
+def test_a_min_speakers_split_takes_one_window_not_half_a_voice() -> None:
+    """One voice whose windows drift (a far-field talker turning away): asked for two speakers,
+    the new one is the window least like the rest, not the half of the voice nearest it."""
+    angles = np.linspace(0.0, 0.9, 12)
+    points = np.zeros((12, 16))
+    points[:, 0], points[:, 1] = np.cos(angles), np.sin(angles)
+    assert len(set(cluster_embeddings(points).tolist())) == 1
+    labels = cluster_embeddings(points, min_speakers=2)
+    assert len(set(labels.tolist())) == 2
+    assert np.bincount(labels).min() == 1
+    assert labels[-1] != labels[0]
+
+
 def test_real_speech_set() -> None:
     """The bench set built from ../shared/audio: right speaker counts without hints, DER <= 0.10."""
     if not SHARED_AUDIO.is_dir():

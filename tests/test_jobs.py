@@ -11,8 +11,7 @@ from typing import Any, cast
 import pytest
 import redis
 
-from api.fanout import EventHub
-from api.following import job_events
+from api.events import EventHub, job_events
 from pipeline.errors import JobNotFound
 from pipeline.jobs import FINAL_STATES, Job, JobStore, Moved, State, new_task_id
 from pipeline.keys import events_channel, job_key

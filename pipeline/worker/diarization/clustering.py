@@ -82,17 +82,6 @@ def cluster_embeddings(
             labels[labels == k] = target
         labels, count = _compact(labels)
 
-    while count < low:
-        # Too few: the window least like its own speaker becomes a new one. Cutting the tree
-        # lower instead splits a voice heard at length in two, which costs much of its time; the
-        # people a count hint adds are, in meetings, those heard least.
-        cents = _centroids(embeddings, labels, count)
-        fit = np.einsum("ij,ij->i", embeddings, cents[labels])
-        sizes = np.bincount(labels, minlength=count)
-        fit[sizes[labels] < 2] = np.inf
-        labels = labels.copy()
-        labels[int(np.argmin(fit))] = count
-        labels, count = _compact(labels)
     while count > high:
         # Too many: the smallest speaker joins the one it sounds most like. Cutting the tree
         # higher instead may merge two large speakers, which costs far more time.
@@ -119,4 +108,19 @@ def cluster_embeddings(
         if np.array_equal(new, labels):
             break
         labels, count = new, new_count
+    # Refinement comes before a min_speakers split, not after: reassigning every window to the
+    # nearest centroid let a split-off outlier pull in a real speaker's windows (on the AMI
+    # excerpts, a hint of 4 on one dominant voice took DER from 0.021 to 0.082; split after
+    # refining, 0.046).
+    while count < low:
+        # Too few: the window least like its own speaker becomes a new one. Cutting the tree
+        # lower instead splits a voice heard at length in two, which costs much of its time; the
+        # people a count hint adds are, in meetings, those heard least.
+        cents = _centroids(embeddings, labels, count)
+        fit = np.einsum("ij,ij->i", embeddings, cents[labels])
+        sizes = np.bincount(labels, minlength=count)
+        fit[sizes[labels] < 2] = np.inf
+        labels = labels.copy()
+        labels[int(np.argmin(fit))] = count
+        labels, count = _compact(labels)
     return labels
