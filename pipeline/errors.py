@@ -264,6 +264,19 @@ class FetchTimeout(BadRequest):
     code = "fetch_timeout"
 
 
+class LiveEventError(Exception):
+    """A live session's client event that cannot be applied (``/v1/realtime``): answered on the
+    socket with an ``error`` event (``code``, ``message``, ``param`` naming the event's field)
+    and the session stays open. Not a PipelineError: it never becomes an HTTP answer or a job's
+    error, so it has no status and no place in the code table below."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
 # A failed job stores only its error's code; the API turns it back into the class, and so its
 # HTTP status, through this table. Listed by hand, not found by walking subclasses, so that an
 # error defined in a module the web process never imports still answers with its own status.

@@ -39,7 +39,7 @@ import numpy as np
 import redis
 
 from pipeline import keys
-from pipeline.errors import InvalidOption, PipelineError
+from pipeline.errors import InvalidOption, LiveEventError
 from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 
@@ -69,19 +69,6 @@ def new_session_id() -> str:
 
 def event_id() -> str:
     return "event_" + uuid.uuid4().hex[:20]
-
-
-class LiveEventError(PipelineError):
-    """A client event that cannot be applied: answered with an ``error`` event, the session
-    stays open. ``param`` names the event's field, as OpenAI's errors do."""
-
-    code = "invalid_request_error"
-    http_status = 400
-
-    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
-        super().__init__(message, field=param)
-        self.code = code
-        self.param = param
 
 
 # -- the session's configuration -------------------------------------------------------------

@@ -8,14 +8,16 @@ No worker runs here: jobs stay queued, so they stay active and their streams sta
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.helpers import SPEECH_EN
+from tests.helpers import SPEECH_EN, wait_for
 from tests.private_api import PrivateApi, SseClient, private_api
 
 pytestmark = pytest.mark.integration
@@ -36,6 +38,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateApi]:
         # A closed stream's place is freed when a write to it fails: within seconds, not 30.
         "STREAM_KEEPALIVE_SECONDS": "1",
         "MODELS": "tiny.en,base,small",
+        "MAX_LIVE_SESSIONS_PER_CLIENT": "2",
+        # No live worker runs here: a session waits for one, and so stays open, this long.
+        "LIVE_CLAIM_TIMEOUT_SECONDS": "120",
     }) as running:
         yield running
 
@@ -189,3 +194,52 @@ def test_speech_fixture_is_as_long_as_the_limits_assume() -> None:
 
     duration = media.probe(SPEECH_EN).duration
     assert duration is not None and abs(duration - SPEECH_SECONDS) < 0.1
+
+
+def test_live_sessions_per_client_and_their_keys(api: PrivateApi) -> None:
+    """MAX_LIVE_SESSIONS_PER_CLIENT refuses the upgrade itself (a JSON 429); a key goes as the
+    Authorization header or, as browsers must, as OpenAI's key subprotocol."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = api.url.replace("http://", "ws://") + "/v1/realtime?intent=transcription"
+
+    def session(key: str | None = None, *, subprotocol: bool = False) -> Any:
+        if subprotocol:
+            return connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{key}"],  # type: ignore[list-item]
+                           open_timeout=10)
+        return connect(url, additional_headers={"Authorization": f"Bearer {key}"} if key else {}, open_timeout=10)
+
+    with pytest.raises(InvalidStatus) as no_key:
+        session()
+    assert no_key.value.response.status_code == 401
+    one, two = KEYS[2], KEYS[3]
+    first = session(one)
+    second = session(one, subprotocol=True)
+    try:
+        assert second.subprotocol == "realtime"
+        for ws in (first, second):
+            assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        with pytest.raises(InvalidStatus) as refused:
+            session(one)
+        response = refused.value.response
+        assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+        error = json.loads(response.body)["error"]
+        assert error["code"] == "too_many_live_sessions" and error["limit"] == "MAX_LIVE_SESSIONS_PER_CLIENT"
+        with session(two) as theirs:  # another client is counted apart
+            assert json.loads(theirs.recv(timeout=10))["type"] == "session.created"
+        first.close()  # a closed session gives its place back
+        with wait_for(lambda: _opened(session, one), timeout=30) as again:
+            assert json.loads(again.recv(timeout=10))["type"] == "session.created"
+    finally:
+        first.close()
+        second.close()
+
+
+def _opened(session: Any, key: str) -> Any:
+    from websockets.exceptions import InvalidStatus
+
+    try:
+        return session(key)
+    except InvalidStatus:
+        return None
