@@ -222,23 +222,24 @@ def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
         workers = live.get("/api/gpu-status").json()["workers"]
         return [w for w in workers if _parent_pid(w["pid"]) in live.worker_pids]
 
+    # Every Procfile process beats: the extract/notify worker, the transcriber, the diarizer, live.
     deadline = time.monotonic() + 20
-    while len(ours()) < 3:
+    while len(ours()) < 4:
         assert time.monotonic() < deadline, live.get("/api/gpu-status").json()
         time.sleep(0.2)
     body = live.get("/api/health").json()
     assert body["status"] == "ok" and body["redis"] == "ok" and body["rabbitmq"] == "ok"
-    assert body["workers"] >= 2 and body["queues_served"] == ["diarize", "extract", "notify", "transcribe"]
+    assert body["workers"] >= 4 and body["queues_served"] == ["diarize", "extract", "live", "notify", "transcribe"]
 
     gpu = live.get("/api/gpu-status").json()
     assert gpu["gpu_count"] == 0 and gpu["cuda_workers"] == 0
     workers = sorted(ours(), key=lambda w: w["queues"])
-    assert [w["queues"] for w in workers] == [["diarize"], ["extract", "notify"], ["transcribe"]]
+    assert [w["queues"] for w in workers] == [["diarize"], ["extract", "notify"], ["live"], ["transcribe"]]
     for worker in workers:
         assert worker["device"] == "cpu" and worker["device_reason"] == "DEVICE=cpu"
         assert worker["gpus"] == [] and worker["pid"] > 0 and worker["host"]
     # The transcriber has done jobs in earlier tests of this session and keeps its model loaded.
-    transcriber = workers[2]
+    transcriber = workers[3]
     if transcriber["jobs_done"]:
         assert any(m.startswith("faster-whisper:tiny.en:cpu") for m in transcriber["models"])
 
