@@ -149,7 +149,6 @@ class Stack:
     settings: Settings
     redis: redis.Redis
     logs: Path
-    worker_pids: set[int]
     service: Service | None = None  # the processes, for a test that kills or adds one
 
     def get(self, path: str, **kwargs: object) -> requests.Response:
@@ -187,8 +186,7 @@ def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) ->
     try:
         service.start_all()
         service.wait_ready(url, timeout=120)
-        yield Stack(url=url, settings=settings, redis=client, logs=service.logs,
-                    worker_pids={service.pid(name) for name in specs if specs[name].queues}, service=service)
+        yield Stack(url=url, settings=settings, redis=client, logs=service.logs, service=service)
     finally:
         service.stop_all()  # also when it did not start: no worker outlives the session
         client.close()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import redis
 
+from pipeline import keys
 from pipeline.live import ALAW, ULAW, Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
 from pipeline.media import decode_audio
 from pipeline.settings import Settings
@@ -114,4 +115,4 @@ def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Red
     assert [e["previous_item_id"] for e in events if e["type"] == "input_audio_buffer.committed"][1:] == \
         [e["item_id"] for e in completed][:-1]
     # Only what the last turn did not yet commit is left in the input stream.
-    assert ctx.redis.xlen(f"wp:live:{session_id}:in") < 30
+    assert ctx.redis.xlen(keys.live_in_key(session_id)) < 30

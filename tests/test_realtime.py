@@ -25,6 +25,7 @@ from openai import OpenAI
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from pipeline import keys
 from pipeline.media import decode_audio
 from tests.conftest import Stack
 from tests.helpers import JFK_TEXT, SPEECH_EN, SPEECH_EN_TEXT, wait_for, wer
@@ -248,7 +249,7 @@ def test_a_session_goes_on_when_its_worker_is_killed(live: Stack, jfk: Path) -> 
             while not events or events[-1]["type"] != "session.closed":
                 events.append(json.loads(ws.recv(timeout=90)))
                 if killed is None and events[-1]["type"].endswith("transcription.completed"):
-                    holder = live.redis.get(f"wp:live:{session_id}:lease")
+                    holder = live.redis.get(keys.live_lease_key(session_id))
                     assert holder, "no worker holds the session"
                     killed = int(str(holder).split(":")[1])
                     os.kill(killed, signal.SIGKILL)

@@ -209,18 +209,14 @@ def test_bad_input_gets_clear_answers_and_the_worker_goes_on(live: Stack, tmp_pa
     assert not list(live.settings.upload_dir.glob("*.upload"))
 
 
-def _parent_pid(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
-
-
 def test_health_and_gpu_status_come_from_worker_heartbeats(live: Stack) -> None:
     # Only this stack's workers count: another test session on the machine may share Redis.
     def ours() -> list[dict[str, Any]]:
+        # The stack's processes now: a test may have started one of them again (a new pid).
+        assert live.service is not None
+        processes = live.service.pids()
         workers = live.get("/api/gpu-status").json()["workers"]
-        return [w for w in workers if _parent_pid(w["pid"]) in live.worker_pids]
+        return [w for w in workers if w["pid"] in processes]
 
     # Every Procfile process beats: the extract/notify worker, the transcriber, the diarizer, live.
     deadline = time.monotonic() + 20

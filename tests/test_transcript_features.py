@@ -16,6 +16,7 @@ import pytest
 import srt
 from openai import OpenAI
 
+from pipeline import keys
 from pipeline.media import decode_audio
 from tests.conftest import Stack
 from tests.helpers import FIXTURES, JFK_TEXT, SHARED_AUDIO, wer
@@ -113,7 +114,7 @@ def test_redaction_replaces_the_number_everywhere_and_tones_out_the_audio(live: 
         body = live.get(f"{base}/result", params={"format": fmt}).text
         assert "42" not in body.replace(job["task_id"], "") and "[NUMBER]" in body, fmt
     # Neither the stored result nor the cache ever held the number (token ids included).
-    assert "42" not in str(live.redis.get(f"wp:job:{job['task_id']}:result"))
+    assert "42" not in str(live.redis.get(keys.job_result_key(job["task_id"])))
     entries = _cache_entries(live)
     assert entries and all("42" not in json.dumps([e["text"], e["segments"]]) for e in entries)
     assert all(seg["tokens"] == [] for e in entries for seg in e["segments"])
