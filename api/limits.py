@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import redis
 
@@ -28,6 +30,8 @@ from pipeline.settings import Settings
 
 STREAM_SLOT_SECONDS = 60  # a stream renews its slot well within this
 STREAM_RENEW_SECONDS = 20
+
+T = TypeVar("T")
 # A reservation with no job record yet is an upload in progress; past this, an abandoned one.
 UPLOAD_GRACE_SECONDS = 3600
 ACTIVE_KEY_TTL = 7 * 24 * 3600
@@ -110,6 +114,16 @@ class ClientLimits:
         pipe.zadd(key, {slot: time.time() + STREAM_SLOT_SECONDS}, xx=True)
         pipe.expire(key, STREAM_SLOT_SECONDS * 2)
         pipe.execute()
+
+    def kept_open(self, client: str, slot: str | None, events: Iterable[T]) -> Iterator[T]:
+        """``events`` handed on as they come, the client's stream slot renewed meanwhile, so
+        that a long stream keeps counting against MAX_OPEN_STREAMS_PER_CLIENT."""
+        renewed = time.monotonic()
+        for event in events:
+            if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
+                self.renew_stream(client, slot)
+                renewed = time.monotonic()
+            yield event
 
     def close_stream(self, client: str, slot: str) -> None:
         self.redis.zrem(client_key(client, "streams"), slot)

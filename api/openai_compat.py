@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,7 +32,6 @@ from api import schemas
 from api.auth import client
 from api.blueprint import Blueprint
 from api.events import job_events, wait_final
-from api.limits import STREAM_RENEW_SECONDS
 from api.state import ApiState, state
 from api.submission import streams_upload, submit
 from api.transcribe import failure
@@ -144,13 +142,10 @@ def _event_stream(st: ApiState, submitted: Job, who: str, slot: str | None) -> R
     def events() -> Iterator[str]:
         streamed = 0
         finished = False
-        renewed = time.monotonic()
+        following = job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.sync_timeout_seconds,
+                               idle=st.settings.stream_keepalive_seconds)
         try:
-            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.sync_timeout_seconds,
-                                    idle=st.settings.stream_keepalive_seconds):
-                if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
-                    st.limits.renew_stream(who, slot)
-                    renewed = time.monotonic()
+            for event in st.limits.kept_open(who, slot, following):
                 if event is None:
                     yield ": keep-alive\n\n"
                 elif event.get("type") == "segment" and (text := event["segment"].get("text")):

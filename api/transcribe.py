@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 from pathlib import PurePath
 from typing import Any
@@ -17,7 +16,6 @@ from api import schemas, serializers
 from api.auth import client, is_admin, owner_of, require_admin
 from api.blueprint import Blueprint
 from api.events import job_events, wait_final
-from api.limits import STREAM_RENEW_SECONDS
 from api.state import state
 from api.submission import streams_upload, submit
 from api.validation import check_cursor, task_id_in_url
@@ -338,13 +336,10 @@ def events(task_id: str) -> Response:
     slot = st.limits.open_stream(who)
 
     def stream() -> Iterator[str]:
-        renewed = time.monotonic()
+        following = job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.stream_max_seconds,
+                               idle=st.settings.stream_keepalive_seconds)
         try:
-            for event in job_events(st.hub, st.jobs, task_id, max_seconds=st.settings.stream_max_seconds,
-                                    idle=st.settings.stream_keepalive_seconds):
-                if slot is not None and time.monotonic() - renewed > STREAM_RENEW_SECONDS:
-                    st.limits.renew_stream(who, slot)
-                    renewed = time.monotonic()
+            for event in st.limits.kept_open(who, slot, following):
                 if event is None:
                     yield ": keep-alive\n\n"
                     continue

@@ -19,7 +19,7 @@ import requests
 
 from pipeline.settings import Settings
 from pipeline.worker.context import Context, build_context
-from tests.helpers import ROOT, SHARED_AUDIO
+from tests.helpers import ROOT, shared_audio
 from tests.support.stack import (
     Service,
     drop_settings_from,
@@ -137,10 +137,7 @@ def ctx(session_context: Context, redis_client: redis.Redis) -> Context:
 
 @pytest.fixture
 def jfk() -> Path:
-    path = SHARED_AUDIO / "jfk.flac"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
-    return path
+    return shared_audio("jfk.flac")
 
 
 @dataclass

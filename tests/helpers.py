@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import jiwer
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -23,6 +24,14 @@ SPEECH_EN = FIXTURES / "speech_en.wav"
 SPEECH_EN_TEXT = (FIXTURES / "speech_en.txt").read_text().strip()
 
 T = TypeVar("T")
+
+
+def shared_audio(name: str) -> Path:
+    """A recording of ../shared/audio, or the test skipped where the checkout has none beside it."""
+    path = SHARED_AUDIO / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
+    return path
 
 
 def normalise(text: str) -> str:

@@ -28,7 +28,7 @@ from pipeline.worker.engines import (
     default_compute_type,
 )
 from pipeline.worker.gpu import GpuMetrics, is_out_of_memory, read_metrics
-from tests.helpers import FIXTURES, JFK_TEXT, SHARED_AUDIO, SPEECH_EN, normalise, wer
+from tests.helpers import FIXTURES, JFK_TEXT, SPEECH_EN, normalise, shared_audio, wer
 
 ENGINES = ENGINE_NAMES
 
@@ -41,10 +41,7 @@ def run(ctx: Context, audio: np.ndarray, **options: object) -> tuple[Transcript,
 
 
 def shared(name: str) -> np.ndarray:
-    path = SHARED_AUDIO / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
-    return decode_audio(path)
+    return decode_audio(shared_audio(name))
 
 
 @pytest.fixture(scope="module")

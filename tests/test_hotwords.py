@@ -11,7 +11,7 @@ from openai import OpenAI, UnprocessableEntityError
 from pipeline.options import MAX_HOTWORDS, MAX_HOTWORDS_CHARS, TranscribeOptions
 from pipeline.settings import Settings
 from tests.conftest import Stack
-from tests.helpers import SHARED_AUDIO
+from tests.helpers import shared_audio
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +20,7 @@ TERM = "ComfyUI"
 
 @pytest.fixture
 def recording() -> Path:
-    path = SHARED_AUDIO / "hotwords.mp3"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
-    return path
+    return shared_audio("hotwords.mp3")
 
 
 def submit(live: Stack, recording: Path, **form: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from openai import OpenAI
 from pipeline import keys
 from pipeline.media import decode_audio
 from tests.conftest import Stack
-from tests.helpers import FIXTURES, JFK_TEXT, SHARED_AUDIO, wer
+from tests.helpers import FIXTURES, JFK_TEXT, shared_audio, wer
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +28,6 @@ WIZARD = ("He began a confused complaint against the wizard, who had vanished be
 HORIZON = "The horizon seems extremely distant."
 NUMBER = FIXTURES / "speech_number.wav"  # "Our meeting has 42 people. Thank you for coming."
 SPELLING = json.dumps([{"from": ["fellow Americans"], "to": "fellow citizens"}, {"from": ["country"], "to": "nation"}])
-
-
-def shared(name: str) -> Path:
-    path = SHARED_AUDIO / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: ../shared/audio is only present beside the project's checkout")
-    return path
 
 
 def submit(live: Stack, recording: Path, **form: str) -> dict[str, Any]:
@@ -47,7 +40,7 @@ def submit(live: Stack, recording: Path, **form: str) -> dict[str, Any]:
 
 
 def test_custom_spelling_and_the_views_over_the_transcript(live: Stack) -> None:
-    jfk = shared("jfk.flac")
+    jfk = shared_audio("jfk.flac")
     job = submit(live, jfk, custom_spelling=SPELLING)
     text = job["result"]["text"]
     assert "nation" in text and "country" not in text.lower() and "fellow citizens" in text
@@ -152,7 +145,7 @@ def plain_id(live: Stack) -> str:
 
 
 def test_multichannel_transcribes_each_channel_and_labels_it(live: Stack) -> None:
-    stereo = shared("stereo_diarization.wav")
+    stereo = shared_audio("stereo_diarization.wav")
     job = submit(live, stereo, multichannel="true")
     result = job["result"]
     assert result["channels"] == [1, 2] and job["chunks"] == 2
