@@ -42,6 +42,12 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
 
+def says_number(text: str, number: str = "42") -> bool:
+    """Whether ``text`` holds ``number`` as a number of its own: not inside a longer one, a
+    float's digits (a stored probability) or a caption's timestamp."""
+    return re.search(rf"(?<![\d.,:]){re.escape(number)}(?!\d|[.,:]\d)", text) is not None
+
+
 def wait_for(check: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.1) -> T:
     deadline = time.monotonic() + timeout
     while True:

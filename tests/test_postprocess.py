@@ -9,7 +9,7 @@ from pipeline.options import TranscribeOptions
 from pipeline.settings import Settings
 from pipeline.transcript import Segment, Transcript, Word
 from pipeline.worker import postprocess
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, says_number
 
 SETTINGS = Settings.from_env({})
 
@@ -58,9 +58,9 @@ def test_live_segments_and_the_stored_result_are_redacted_in_the_stages(ctx: Any
         listener.close()
     segments = [e["segment"] for e in published if e.get("type") == "segment"]
     assert segments and any("[NUMBER]" in s["text"] for s in segments)
-    assert not any("42" in s["text"] or s.get("tokens") for s in segments)
+    assert not any(says_number(s["text"]) or s.get("tokens") for s in segments)
     stored = str(ctx.redis.get(f"{job_key(task_id)}:result"))
-    assert "[NUMBER]" in stored and "42" not in stored
+    assert "[NUMBER]" in stored and not says_number(stored)
     result = ctx.jobs.result(task_id)
     assert result is not None and result.redactions and all(s.words is None for s in result.segments)
     cached = ctx.cache.get(ctx.jobs.get(task_id).cache_input, options)
