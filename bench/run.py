@@ -438,7 +438,7 @@ class Bench:
 
     def storage(self) -> None:
         from bench import storage
-        from tests.support.stack import redis_url
+        from pipeline.tooling.stack import redis_url
 
         self.section("storage")
         self.results.storage = storage.measure(

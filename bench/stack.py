@@ -1,6 +1,6 @@
 """A private copy of the real service for the benchmark.
 
-The processes are the Procfile's, started by tests/support/stack.py as the tests start theirs:
+The processes are the Procfile's, started by pipeline/tooling/stack.py as the tests start theirs:
 on a RabbitMQ virtual host made for this run and a Redis database claimed in the one registry
 the tests use, so that neither a ``make run`` nor a test session on the machine sees its jobs.
 ``close()`` stops every process, removes the virtual host, flushes and releases the database
@@ -22,8 +22,7 @@ import redis
 
 from bench.client import BenchError, Client
 from pipeline.keys import job_history_key, job_key
-from pipeline.worker.layout import resolve
-from tests.support.stack import (
+from pipeline.tooling.stack import (
     ROOT,
     ProcessSpec,
     Service,
@@ -37,6 +36,7 @@ from tests.support.stack import (
     service_env,
     setting_names,
 )
+from pipeline.worker.layout import resolve
 
 __all__ = ["ROOT", "Stack"]
 

@@ -34,10 +34,13 @@ from bench.jobs import transcribed_run
 from bench.media import SHARED_AUDIO, Library
 from bench.report import ms, table
 from bench.stack import ROOT, Stack
-from tests.support.s3 import S3Server, seaweedfs
+from pipeline.tooling.s3 import S3Server, seaweedfs
 
 BUCKET = "bench-storage"
 MB = 2**20
+
+# The project's own generated speech fixture (tests/fixtures/README.md says how it is made).
+SPEECH_EN = ROOT / "tests" / "fixtures" / "speech_en.wav"
 
 
 def log(message: str) -> None:
@@ -117,7 +120,7 @@ _EXTRACT = textwrap.dedent('''
     from pipeline.options import TranscribeOptions
     from pipeline.settings import Settings
     from pipeline.storage import upload_key
-    from tests.helpers import SPEECH_EN
+    SPEECH_EN = Path(sys.argv[2])
 
     def status(field):
         for line in open("/proc/self/status"):
@@ -152,8 +155,8 @@ _EXTRACT = textwrap.dedent('''
 
 def extract_memory(recording: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """Peak resident growth of a process running ``stages.extract`` on ``recording``."""
-    done = subprocess.run([sys.executable, "-c", _EXTRACT, str(recording)], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=3600, check=False)
+    done = subprocess.run([sys.executable, "-c", _EXTRACT, str(recording), str(SPEECH_EN)], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=3600, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"the extract measurement failed:\n{done.stderr[-3000:]}")
@@ -163,13 +166,13 @@ def extract_memory(recording: Path, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def memory_rows(cache_dir: Path, s3: S3Server, hours: int, redis_url: str) -> dict[str, dict[str, Any]]:
-    from tests.test_memory import write_recording
+    from bench.media import write_recording
 
     recording = cache_dir / "media" / f"silence-{hours}h.flac"
     if not recording.is_file():
         recording.parent.mkdir(parents=True, exist_ok=True)
         log(f"writing a {hours}-hour FLAC")
-        write_recording(recording.with_suffix(".partial.flac"), hours * 3600)
+        write_recording(recording.with_suffix(".partial.flac"), hours * 3600, SPEECH_EN)
         recording.with_suffix(".partial.flac").replace(recording)
     rows = {}
     for name, env in _stores(s3).items():
@@ -234,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hours", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    from tests.support.stack import redis_database, redis_url
+    from pipeline.tooling.stack import redis_database, redis_url
 
     lib = Library(args.audio_dir, args.cache_dir / "media")
     with redis_database("bench-storage") as db:

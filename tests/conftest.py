@@ -1,40 +1,47 @@
 """Fixtures: a real Redis and RabbitMQ, isolated from a developer's running service, and the
-real API and worker processes for the integration tests (started by tests/support/stack.py, as
+real API and worker processes for the integration tests (started by pipeline/tooling/stack.py, as
 the chaos tests and the benchmark start theirs)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import shutil
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
-import requests
 
 from pipeline.settings import Settings
-from pipeline.worker.context import Context, build_context
-from tests.helpers import ROOT, shared_audio
-from tests.support.stack import (
+from pipeline.tooling.s3 import S3Server, seaweedfs
+from pipeline.tooling.stack import (
     Service,
     drop_settings_from,
     free_port,
-    rabbitmq_vhost,
     read_procfile,
     redis_database,
     redis_url,
     service_env,
 )
+from pipeline.worker.context import Context, build_context
+from tests.support.browser import CHROMIUM_ARGS
+from tests.support.helpers import shared_audio
+from tests.support.stack import WEBHOOK_SECRET, Stack, own_vhost
 
-__all__ = ["ROOT", "Stack", "own_vhost"]
+TESTS = Path(__file__).resolve().parent
 
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
-_free_port = free_port  # the name some test modules import
+
+TIERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "chaos": pytest.mark.chaos}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The tier is the folder a test lives in: tests/unit, tests/integration or tests/chaos.
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(TIERS[tier])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,17 +60,6 @@ def redis_dbs() -> Iterator[tuple[str, str]]:
                 else redis_url(claims.enter_context(redis_database(purpose)))
                 for variable, purpose in (("TEST_REDIS_URL", "tests"), ("TEST_UNIT_REDIS_URL", "unit-tests"))]
         yield urls[0], urls[1]
-
-
-@contextlib.contextmanager
-def own_vhost(name: str) -> Iterator[str]:
-    """A RabbitMQ virtual host made for the caller and removed afterwards (TEST_RABBITMQ_URL,
-    or the default one where rabbitmqctl is missing, instead)."""
-    if "TEST_RABBITMQ_URL" in os.environ or shutil.which("rabbitmqctl") is None:
-        yield os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672/")
-        return
-    with rabbitmq_vhost(name.removeprefix("whisper-pipeline-")) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")
@@ -140,33 +136,6 @@ def jfk() -> Path:
     return shared_audio("jfk.flac")
 
 
-@dataclass
-class Stack:
-    url: str
-    settings: Settings
-    redis: redis.Redis
-    logs: Path
-    service: Service | None = None  # the processes, for a test that kills or adds one
-
-    def get(self, path: str, **kwargs: object) -> requests.Response:
-        return requests.get(self.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-    def post(self, path: str, **kwargs: object) -> requests.Response:
-        return requests.post(self.url + path, timeout=180, **kwargs)  # type: ignore[arg-type]
-
-    def session_delete(self, path: str) -> requests.Response:
-        return requests.delete(self.url + path, timeout=30)
-
-    def wait_final(self, task_id: str, timeout: float = 120.0) -> dict[str, object]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            body: dict[str, object] = self.get(f"/api/transcribe/async/status/{task_id}").json()
-            if body["status"] in ("completed", "failed", "cancelled"):
-                return body
-            time.sleep(0.1)
-        raise AssertionError(f"job {task_id} not final after {timeout} s; logs in {self.logs}")
-
-
 @pytest.fixture(scope="session")
 def stack(test_env: dict[str, str], stack_settings: Settings, data_dir: Path) -> Iterator[Stack]:
     """The real service: the Procfile's gunicorn and Dramatiq workers, on every queue, scaled
@@ -196,3 +165,31 @@ def live(stack: Stack) -> Stack:
     if keys:
         stack.redis.delete(*keys)
     return stack
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS for the session; tests keep apart by using buckets of their own."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """A headless Chromium, or why there is none: the tests then fail, naming what to install."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        yield "Playwright is not installed: .venv/bin/pip install playwright (the Python package only)"
+        return
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        yield (f"Chromium is not installed ({path} is missing): apt-get install -y chromium, "
+               "or set CHROMIUM to a Chromium binary")
+        return
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -35,9 +35,9 @@ import requests
 
 from pipeline import keys
 from pipeline.settings import Settings
-from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import SPEECH_EN
-from tests.support.stack import Service, alive, children_of, free_port, read_procfile, service_env
+from pipeline.tooling.stack import Service, alive, children_of, free_port, read_procfile, service_env
+from tests.support.helpers import SPEECH_EN
+from tests.support.stack import WEBHOOK_SECRET
 
 __all__ = ["alive", "children_of", "free_port"]
 

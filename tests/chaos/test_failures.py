@@ -24,8 +24,8 @@ from tests.chaos.conftest import (
     unique_speech,
     wait_until,
 )
-from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import SPEECH_EN_TEXT, Receiver, long_speech, normalise, wer
+from tests.support.helpers import SPEECH_EN_TEXT, Receiver, long_speech, normalise, wer
+from tests.support.stack import WEBHOOK_SECRET
 
 
 def transcriber_worker_pid(chaos: Chaos) -> int:

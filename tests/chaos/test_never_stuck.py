@@ -24,6 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from pipeline import keys
 from pipeline.keys import COUNTERS_KEY
+from pipeline.tooling.stack import descendants, read_procfile, service_env, session_members
 from pipeline.workers import live_workers
 from tests.chaos.conftest import (
     TIMINGS,
@@ -34,9 +35,8 @@ from tests.chaos.conftest import (
     unique_speech,
     wait_until,
 )
-from tests.conftest import WEBHOOK_SECRET
-from tests.helpers import ROOT, SPEECH_EN_TEXT, Receiver, long_speech, wer
-from tests.support.stack import descendants, read_procfile, service_env, session_members
+from tests.support.helpers import ROOT, SPEECH_EN_TEXT, Receiver, long_speech, wer
+from tests.support.stack import WEBHOOK_SECRET
 
 QUEUES = {"extract", "notify", "transcribe"}
 

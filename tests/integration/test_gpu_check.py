@@ -1,0 +1,61 @@
+"""bench/gpu_check.py: `DEVICE=cpu make gpu-check` end to end, into a page of its own."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.gpu_check import BEGIN, END, wer, write_section
+from pipeline.settings import Settings
+from tests.support.helpers import ROOT, SHARED_AUDIO
+
+
+def test_wer_counts_word_edits_without_case_or_punctuation() -> None:
+    assert wer("Ask not, what!", "ask not what") == 0.0
+    assert wer("a b c d", "a x c") == 0.5
+    assert wer("sublicense it", "sublicence it") == 0.0
+
+
+def test_write_section_replaces_only_its_own_part(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\nwritten by hand\n\n<!-- END GENERATED -->\nafter\n")
+    write_section(page, "## GPU check\n\nfirst")
+    write_section(page, "## GPU check\n\nsecond")
+    text = page.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "second" in text and "first" not in text
+    assert text.startswith("# Benchmarks\n\nwritten by hand\n") and "<!-- END GENERATED -->\nafter\n" in text
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "multilingual.mp3").is_file(), reason="../shared/audio is absent")
+def test_cpu_mode_runs_every_section_and_writes_the_page(tmp_path: Path, settings: Settings) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\nkept\n")
+    env = {**os.environ, "DEVICE": "cpu", "CPU_THREADS": "2", "MODEL_DIR": str(settings.model_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--budget", "400", "--reserve", "5", "--engines", "faster-whisper",
+         "--redis-url", settings.redis_url, "--output", str(page), "--work-dir", str(tmp_path / "work")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = page.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n") and BEGIN in text and END in text
+    assert "## GPU check (cpu)" in text and "python -m bench.gpu_check --budget 400" in text
+    for title in ("1. GPUs as /api/gpu-status shows them", "2. Real-time factor of each engine",
+                  "3. Sequential against batched", "4. 2 concurrent jobs through the transcribe stage",
+                  "5. CUDA out of memory, retried on the CPU"):
+        assert f"### {title}" in text
+    assert "pynvml reports no GPU" in text
+    rtf = re.search(r"\| faster-whisper \| tiny.en \| cpu int8 \| [\d.]+ s \| ([\d.]+) s \| ([\d.]+) .*\| ([\d.]+)% \|",
+                    text)
+    assert rtf, text
+    assert float(rtf.group(1)) > 0 and float(rtf.group(3)) < 10  # transcribed, and about right
+    batched = re.findall(r"\| tiny.en \| (sequential|8) \| ([\d.]+) s \| \d+ \| ([\d.]+)% \|", text)
+    assert {b[0] for b in batched} == {"sequential", "8"}, text
+    assert all(float(b[2]) < 10 for b in batched)
+    assert re.search(r"\| 2 \| 2 \| cpu \| 121 s \|", text), text  # both 60.4 s jobs completed on the CPU
+    assert "Skipped: no CUDA device here" in text

@@ -1,0 +1,118 @@
+"""The parts of live transcription that need no stack: the audio conversion, the session's
+configuration, the stable-prefix policy, the streamed VAD and a session fed from a real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from pipeline import keys
+from pipeline.live import ALAW, ULAW, Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
+from pipeline.media import decode_audio
+from pipeline.settings import Settings
+from pipeline.worker import live as livework
+from pipeline.worker.context import Context
+from tests.support.helpers import JFK_TEXT, wer
+
+
+def tone(rate: int, seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * hz * t) * 12_000).astype("<i2")
+
+
+@pytest.mark.parametrize("cut", [1, 7, 480, 4801])
+def test_24khz_becomes_16khz_wherever_the_appends_are_cut(cut: int) -> None:
+    data = tone(24_000, 1.0).tobytes()
+    whole = np.frombuffer(Converter("audio/pcm", 24_000).convert(data), dtype="<i2")
+    converter = Converter("audio/pcm", 24_000)
+    pieces = b"".join(converter.convert(data[i:i + cut]) for i in range(0, len(data), cut))
+    assert np.array_equal(np.frombuffer(pieces, dtype="<i2"), whole)
+    assert abs(len(whole) - 16_000) <= 16
+    # Still a 440 Hz tone, at its level: the strongest frequency of the result.
+    spectrum = np.abs(np.fft.rfft(whole.astype(np.float32)))
+    assert abs(np.argmax(spectrum) * 16_000 / len(whole) - 440) < 3
+    assert 10_000 < np.abs(whole[100:-100]).max() < 13_000
+
+
+def test_g711_decodes_to_the_standard_values() -> None:
+    # ITU-T G.711's tables at a few known codes.
+    assert (ULAW[0xFF], ULAW[0x7F], ULAW[0x00], ULAW[0x80]) == (0, 0, -32124, 32124)
+    assert (ALAW[0xD5], ALAW[0x55], ALAW[0xAA], ALAW[0x2A]) == (8, -8, 32256, -32256)
+    out = Converter("audio/pcmu", 8_000).convert(bytes([0x80] * 80))
+    assert len(out) == 160 * 2  # 8 kHz doubled to 16 kHz
+
+
+def test_session_update_applies_what_is_supported_and_names_what_is_not(settings: Settings) -> None:
+    config = LiveConfig.default(settings)
+    updated = config.updated({"type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": 16000},
+        "transcription": {"model": "whisper-1", "language": "en", "prompt": "names"},
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": 700, "threshold": 0.6}}}}, settings)
+    assert (updated.rate, updated.language, updated.prompt) == (16000, "en", "names")
+    assert updated.turn_detection.silence_duration_ms == 700 and updated.turn_detection.threshold == 0.6
+    assert updated.engine_model == settings.default_model
+    assert updated.updated({"audio": {"input": {"turn_detection": None}}}, settings).turn_detection.type == "none"
+    for session, param in (
+        ({"type": "realtime"}, "session.type"),
+        ({"colour": 1}, "session.colour"),
+        ({"audio": {"input": {"format": {"type": "audio/opus"}}}}, "session.audio.input.format"),
+        ({"audio": {"input": {"transcription": {"language": "xx"}}}}, "session.audio.input.transcription.language"),
+        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}},
+         "session.audio.input.turn_detection.threshold"),
+        ({"audio": {"input": {"noise_reduction": {"type": "near_field"}}}}, "session.audio.input.noise_reduction"),
+    ):
+        with pytest.raises(LiveEventError) as refused:
+            config.updated(session, settings)
+        assert refused.value.param == param, session
+
+
+def test_agreement_sends_only_what_two_decodes_share_and_never_takes_back() -> None:
+    agreement = livework.Agreement()
+    assert agreement.update("And so") == ""
+    assert agreement.update("And so my fellow") == "And so"
+    assert agreement.update("And so, my fellow Americans") == " my fellow"
+    assert agreement.update("And sew my") == ""  # disagrees with what was sent: nothing more
+    assert agreement.update("And so my fellow Americans ask") == ""
+    assert agreement.update("And so my fellow Americans ask not") == " Americans ask"
+    assert agreement.finish("And so my fellow Americans, ask not.") == " not."
+    assert agreement.sent == "And so my fellow Americans ask not.".split()
+
+
+def test_the_streamed_vad_matches_one_pass(jfk: Path) -> None:
+    from faster_whisper.vad import get_vad_model
+
+    audio = decode_audio(jfk)
+    whole = len(audio) - len(audio) % livework.WINDOW
+    once = get_vad_model()(audio[:whole]).reshape(-1)
+    vad = livework.StreamingVad()
+    streamed = np.concatenate([vad.feed(audio[i:i + 1234]) for i in range(0, len(audio), 1234)])
+    assert np.allclose(streamed[:len(once)], once, atol=1e-5)
+
+
+def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Redis, jfk: Path) -> None:
+    """JFK, in 100 ms entries, through the worker's loop: turns cut at his pauses, the text
+    right, each turn's events in order, the input stream trimmed as turns complete."""
+    store = LiveStore(ctx.redis)
+    session_id = new_session_id()
+    config = dataclasses.replace(LiveConfig.default(ctx.settings), rate=16_000, language="en")
+    store.create(session_id, "tester", config, 600)
+    pcm = (decode_audio(jfk) * 32767).astype("<i2").tobytes() + b"\0" * 32_000
+    for start in range(0, len(pcm), 3200):
+        store.send(session_id, "audio", pcm[start:start + 3200])
+    store.send(session_id, "end")
+    decoder = livework.faster_whisper_decoder(lambda model: livework.engine_model(ctx, model))
+    assert livework.serve(store, session_id, decoder) == "ended"
+    events = [e for _, e in store.events_after(session_id, "0-0")]
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    assert len(completed) >= 2
+    assert wer(JFK_TEXT, " ".join(e["transcript"] for e in completed)) <= 0.25
+    starts = [e["audio_start_ms"] for e in events if e["type"] == "input_audio_buffer.speech_started"]
+    assert starts == sorted(starts) and starts[0] < 500
+    assert [e["previous_item_id"] for e in events if e["type"] == "input_audio_buffer.committed"][1:] == \
+        [e["item_id"] for e in completed][:-1]
+    # Only what the last turn did not yet commit is left in the input stream.
+    assert ctx.redis.xlen(keys.live_in_key(session_id)) < 30

@@ -1,0 +1,223 @@
+"""pipeline/worker/split.py: when a recording is cut across idle transcribers, and into how many pieces."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+
+from pipeline.keys import SPLIT_RESERVED_KEY
+from pipeline.media import SAMPLE_RATE, decode_audio
+from pipeline.settings import Settings
+from pipeline.worker.chunks import plan_chunks
+from pipeline.worker.heartbeat import Heartbeat
+from pipeline.worker.split import (
+    chunk_seconds,
+    idle_transcribers,
+    read_idle_transcribers,
+    release_slot,
+    take_idle_transcribers,
+)
+from tests.support.helpers import SHARED_AUDIO
+
+DEFAULTS = Settings()
+
+
+def worker(queues: list[str], threads: int = 1, busy: int | None = 0) -> dict[str, Any]:
+    record: dict[str, Any] = {"queues": queues, "threads": threads}
+    if busy is not None:
+        record["busy"] = busy
+    return record
+
+
+@contextlib.contextmanager
+def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
+    """A transcribe worker's heartbeat in Redis showing ``threads`` free slots, the only worker
+    there, and no reservation; all gone afterwards."""
+    client.delete(SPLIT_RESERVED_KEY)
+    for key in client.scan_iter(match="wp:workers*"):
+        client.delete(key)
+    beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
+    beat._queues = ["transcribe"]
+    beat._threads = threads
+    try:
+        beat.beat()
+        yield beat
+    finally:
+        client.delete(SPLIT_RESERVED_KEY)
+        for key in client.scan_iter(match="wp:workers*"):
+            client.delete(key)
+
+
+def test_idle_counts_free_threads_of_transcribe_workers_only() -> None:
+    workers = [worker(["transcribe"]), worker(["transcribe"], busy=1), worker(["transcribe"], threads=4, busy=1),
+               worker(["extract", "notify"], threads=4)]
+    assert idle_transcribers(workers) == 1 + 0 + 3
+    assert idle_transcribers([]) == 0
+
+
+def test_a_worker_without_the_busy_figure_counts_as_busy() -> None:
+    assert idle_transcribers([worker(["transcribe"], busy=None), worker(["transcribe"], threads=2)]) == 2
+
+
+@pytest.mark.parametrize(("duration", "idle", "expected"), [
+    (30.0, 4, None),  # under SPLIT_MIN_SECONDS (45 s)
+    (45.0, 4, None),
+    (60.0, 0, None),
+    (60.0, 1, None),  # one idle transcriber takes the whole recording
+    (60.0, 2, 30.0),
+    (60.0, 3, 20.0),
+    (60.0, 8, 20.0),  # bounded by SPLIT_MIN_CHUNK_SECONDS: 3 pieces, not 8
+    (50.0, 8, 25.0),
+    (300.0, 2, 150.0),
+    (300.0, 16, 20.0),
+    (700.0, 0, 300.0),  # over LONG_AUDIO_SECONDS: CHUNK_SECONDS pieces anyway
+    (700.0, 2, 300.0),  # more idle pieces than that would not be smaller
+    (700.0, 8, 87.5),  # idle capacity makes the pieces of a long recording smaller
+    (1800.0, 200, 20.0),
+])
+def test_chunk_seconds(duration: float, idle: int, expected: float | None) -> None:
+    assert chunk_seconds(duration, idle, DEFAULTS) == expected
+
+
+def test_settings_switch_splitting_off() -> None:
+    assert chunk_seconds(60.0, 4, replace(DEFAULTS, split_min_seconds=0)) is None
+    assert chunk_seconds(700.0, 0, replace(DEFAULTS, long_audio_seconds=0)) is None
+    assert chunk_seconds(700.0, 4, replace(DEFAULTS, long_audio_seconds=0)) == 175.0
+    assert chunk_seconds(60.0, 4, replace(DEFAULTS, split_min_chunk_seconds=30)) == 30.0
+
+
+def test_settings_parse_the_split_settings() -> None:
+    parsed = Settings.from_env({"SPLIT_MIN_SECONDS": "90", "SPLIT_MIN_CHUNK_SECONDS": "25"})
+    assert (parsed.split_min_seconds, parsed.split_min_chunk_seconds) == (90, 25)
+    assert (DEFAULTS.split_min_seconds, DEFAULTS.split_min_chunk_seconds) == (45, 20)
+
+
+@pytest.mark.skipif(not (SHARED_AUDIO / "multilingual.mp3").is_file(), reason="../shared/audio is absent")
+def test_the_decision_feeds_plan_chunks_with_cuts_in_pauses() -> None:
+    audio = decode_audio(SHARED_AUDIO / "multilingual.mp3")
+    duration = len(audio) / SAMPLE_RATE
+    # 59.9 s: two pieces however many are idle, since three would be under 20 s each.
+    for idle, pieces in ((2, 2), (3, 2)):
+        target = chunk_seconds(duration, idle, DEFAULTS)
+        assert target is not None
+        plan = plan_chunks(audio, target)
+        assert len(plan) == pieces
+        assert plan[0][0] == 0 and plan[-1][1] == len(audio)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
+        # Cut in a pause: the audio around each cut is far quieter than the recording.
+        loudness = float(abs(audio).mean())
+        for _, cut in plan[:-1]:
+            assert float(abs(audio[cut - 800:cut + 800]).mean()) < loudness / 2
+
+
+class Message:
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+
+
+def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    broker = dramatiq.get_broker()
+    with idle_slots(client, 2) as beat:
+        assert read_idle_transcribers(client) == 2
+        beat.before_process_message(broker, Message("a"))
+        beat.beat()
+        assert read_idle_transcribers(client) == 1
+        beat.before_process_message(broker, Message("b"))
+        beat.beat()
+        assert read_idle_transcribers(client) == 0
+        beat.after_process_message(broker, Message("a"))
+        beat.after_skip_message(broker, Message("b"))
+        beat.after_skip_message(broker, Message("never-started"))  # skipped before it ran
+        beat.beat()
+        assert read_idle_transcribers(client) == 2
+
+
+def test_unreadable_heartbeats_mean_no_split() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    assert read_idle_transcribers(dead) == 0
+
+
+def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_are_busy(
+        ctx: Any, tmp_path: Any) -> None:
+    """The call site: the extract stage reads idle capacity from the heartbeats and plans the
+    pieces, so that a lone 60 s job goes to both transcribers."""
+    import wave
+
+    import numpy as np
+
+    from pipeline.worker import stages
+    from tests.support.jobs import submit
+
+    source = SHARED_AUDIO / "multilingual.mp3"
+    if not source.is_file():
+        pytest.skip(f"{source} is absent")
+    minute = tmp_path / "minute.wav"
+    samples = decode_audio(source)[: 60 * SAMPLE_RATE]
+    with wave.open(str(minute), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    with idle_slots(ctx.redis, 2) as beat:  # two free slots, as two one-thread processes would show
+        split_job = submit(ctx, minute)
+        assert stages.extract(ctx, split_job) is stages.Next.CHUNKS
+        plan = ctx.jobs.get(split_job).chunks
+        assert len(plan) == 2 and plan[0][0] == 0 and plan[-1][1] == len(samples)
+        assert all(15 * SAMPLE_RATE <= end - start <= 45 * SAMPLE_RATE for start, end in plan)
+        # Uploaded together: the heartbeats still show both free, but the first job has them.
+        burst_job = submit(ctx, minute)
+        assert stages.extract(ctx, burst_job) is stages.Next.TRANSCRIBE
+        ctx.redis.delete(SPLIT_RESERVED_KEY)
+        beat.before_process_message(dramatiq.get_broker(), Message("a"))
+        beat.before_process_message(dramatiq.get_broker(), Message("b"))
+        beat.beat()
+        whole_job = submit(ctx, minute)
+        assert stages.extract(ctx, whole_job) is stages.Next.TRANSCRIBE
+
+
+def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    with idle_slots(client, 3):
+        assert take_idle_transcribers(client, "first", 60.0, DEFAULTS) == 3
+        assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
+        assert take_idle_transcribers(client, "second", 60.0, DEFAULTS) == 2
+        assert take_idle_transcribers(client, "third", 60.0, DEFAULTS) == 0
+        client.delete(SPLIT_RESERVED_KEY)  # as RESERVE_SECONDS later
+        assert take_idle_transcribers(client, "fourth", 60.0, replace(DEFAULTS, split_min_seconds=0)) == 1
+
+
+def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    with idle_slots(client, 2):
+        assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
+        assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 1  # one slot seemed taken
+        client.delete(SPLIT_RESERVED_KEY)
+        assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
+        release_slot(client, "short")  # taken, done: the heartbeat shows both free again
+        assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 2
+        release_slot(client, "minute", 2)
+        assert client.zrange(SPLIT_RESERVED_KEY, 0, -1) == ["minute:1"]
+
+
+def test_the_transcribe_stage_releases_the_slot_its_job_reserved(ctx: Any) -> None:
+    """A short upload followed at once by a minute: the minute is split (the service bench's
+    first 60 s run after jfk.flac was not, for the 3 s the short job's reservation lasted)."""
+    from pipeline.worker import stages
+    from tests.support.helpers import SPEECH_EN
+    from tests.support.jobs import submit
+
+    with idle_slots(ctx.redis, 2):
+        task_id = submit(ctx, SPEECH_EN)
+        assert stages.extract(ctx, task_id) is stages.Next.TRANSCRIBE
+        assert ctx.redis.zrange(SPLIT_RESERVED_KEY, 0, -1) == [f"{task_id}:1"]
+        stages.transcribe(ctx, task_id)
+        assert ctx.jobs.get(task_id).status == "completed"
+        assert ctx.redis.zrange(SPLIT_RESERVED_KEY, 0, -1) == []
