@@ -108,7 +108,7 @@ def service_rows(lib: Library, cache_dir: Path, s3: S3Server, *, uploads: int, s
     return rows
 
 
-# The extract stage in a child, measured as tests/test_memory.py measures (warm-up, then the
+# The extract stage in a child, measured as tests/integration/test_memory.py measures (warm-up, then the
 # peak reset and read again after the work).
 _EXTRACT = textwrap.dedent('''
     import json, sys, time

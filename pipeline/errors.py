@@ -280,7 +280,7 @@ class LiveEventError(Exception):
 # A failed job stores only its error's code; the API turns it back into the class, and so its
 # HTTP status, through this table. Listed by hand, not found by walking subclasses, so that an
 # error defined in a module the web process never imports still answers with its own status.
-# Every PipelineError subclass belongs here, so define errors above it (tests/test_api.py checks).
+# Every PipelineError subclass belongs here, so define errors above it (tests/integration/test_api.py checks).
 ERRORS_BY_CODE: dict[str, type[PipelineError]] = {
     cls.code: cls
     for cls in (
