@@ -27,7 +27,7 @@ from pipeline.tooling.stack import (
 )
 from pipeline.worker.context import Context, build_context
 from tests.support.browser import CHROMIUM_ARGS
-from tests.support.helpers import shared_audio
+from tests.support.helpers import long_speech, shared_audio
 from tests.support.stack import WEBHOOK_SECRET, Stack, own_vhost
 
 TESTS = Path(__file__).resolve().parent
@@ -193,3 +193,9 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 160 s of the speech fixture with pauses, for the tests of long recordings."""
+    return long_speech(tmp_path_factory.mktemp("long") / "long.wav", 25)

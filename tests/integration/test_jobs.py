@@ -19,6 +19,8 @@ from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
 
 TTL = 120
+
+
 FORWARD = [State.EXTRACTING, State.TRANSCRIBING, State.COMPLETED]
 
 
@@ -71,13 +73,6 @@ def drain(pubsub: redis.client.PubSub, wait: float = 1.0) -> list[dict[str, Any]
             continue
         out.append(json.loads(message["data"]))
     return out
-
-
-# -- create ----------------------------------------------------------------------------------
-def test_new_task_ids_are_unique_hex() -> None:
-    ids = {new_task_id() for _ in range(200)}
-    assert len(ids) == 200
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
 def test_create(store: JobStore, redis_client: redis.Redis) -> None:
@@ -259,13 +254,6 @@ def test_nothing_leaves_a_final_state(
     assert after["history"] == before["history"]
     assert after["result"] == before["result"]
     assert store.get(task_id).status == final.value
-
-
-def test_final_states_come_last_in_the_order_of_state() -> None:
-    order = list(State)
-    assert FINAL_STATES == {State.COMPLETED, State.FAILED, State.CANCELLED}
-    assert set(order[-len(FINAL_STATES):]) == FINAL_STATES
-    assert [s.is_final for s in order] == [s in FINAL_STATES for s in order]
 
 
 @pytest.mark.parametrize("reached", list(State))

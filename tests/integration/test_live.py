@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from pipeline import keys
-from pipeline.live import ALAW, ULAW, Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
+from pipeline.live import Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
 from pipeline.media import decode_audio
 from pipeline.settings import Settings
 from pipeline.worker import live as livework
@@ -38,14 +38,6 @@ def test_24khz_becomes_16khz_wherever_the_appends_are_cut(cut: int) -> None:
     assert 10_000 < np.abs(whole[100:-100]).max() < 13_000
 
 
-def test_g711_decodes_to_the_standard_values() -> None:
-    # ITU-T G.711's tables at a few known codes.
-    assert (ULAW[0xFF], ULAW[0x7F], ULAW[0x00], ULAW[0x80]) == (0, 0, -32124, 32124)
-    assert (ALAW[0xD5], ALAW[0x55], ALAW[0xAA], ALAW[0x2A]) == (8, -8, 32256, -32256)
-    out = Converter("audio/pcmu", 8_000).convert(bytes([0x80] * 80))
-    assert len(out) == 160 * 2  # 8 kHz doubled to 16 kHz
-
-
 def test_session_update_applies_what_is_supported_and_names_what_is_not(settings: Settings) -> None:
     config = LiveConfig.default(settings)
     updated = config.updated({"type": "transcription", "audio": {"input": {
@@ -68,29 +60,6 @@ def test_session_update_applies_what_is_supported_and_names_what_is_not(settings
         with pytest.raises(LiveEventError) as refused:
             config.updated(session, settings)
         assert refused.value.param == param, session
-
-
-def test_agreement_sends_only_what_two_decodes_share_and_never_takes_back() -> None:
-    agreement = livework.Agreement()
-    assert agreement.update("And so") == ""
-    assert agreement.update("And so my fellow") == "And so"
-    assert agreement.update("And so, my fellow Americans") == " my fellow"
-    assert agreement.update("And sew my") == ""  # disagrees with what was sent: nothing more
-    assert agreement.update("And so my fellow Americans ask") == ""
-    assert agreement.update("And so my fellow Americans ask not") == " Americans ask"
-    assert agreement.finish("And so my fellow Americans, ask not.") == " not."
-    assert agreement.sent == "And so my fellow Americans ask not.".split()
-
-
-def test_the_streamed_vad_matches_one_pass(jfk: Path) -> None:
-    from faster_whisper.vad import get_vad_model
-
-    audio = decode_audio(jfk)
-    whole = len(audio) - len(audio) % livework.WINDOW
-    once = get_vad_model()(audio[:whole]).reshape(-1)
-    vad = livework.StreamingVad()
-    streamed = np.concatenate([vad.feed(audio[i:i + 1234]) for i in range(0, len(audio), 1234)])
-    assert np.allclose(streamed[:len(once)], once, atol=1e-5)
 
 
 def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Redis, jfk: Path) -> None:
