@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -67,9 +68,11 @@ class ResultCache:
     """
 
     def __init__(
-        self, client: redis.Redis, *, enabled: bool, size: int, ttl: int, disk_dir: Path | None = None
+        self, client: redis.Redis, *, enabled: bool, size: int, ttl: int, disk_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
+        self.clock = clock  # for recency only; disk entries age by their files' wall-clock mtime
         self.enabled = enabled
         self.size = size
         self.ttl = ttl
@@ -87,7 +90,7 @@ class ResultCache:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(CACHE_STATS_KEY, "hits" if found is not None else "misses", 1)
         if found is not None:
-            pipe.zadd(CACHE_LRU_KEY, {cache_key(sha256, options): time.time()})
+            pipe.zadd(CACHE_LRU_KEY, {cache_key(sha256, options): self.clock()})
         pipe.execute()
         return found
 
@@ -108,7 +111,7 @@ class ResultCache:
         raw = json.dumps(transcript.to_dict())
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(key, raw, ex=self.ttl)
-        pipe.zadd(CACHE_LRU_KEY, {key: time.time()})
+        pipe.zadd(CACHE_LRU_KEY, {key: self.clock()})
         pipe.execute()
         if self.disk_dir is not None:
             path = self._path(sha256, options)
@@ -136,7 +139,7 @@ class ResultCache:
         key = cache_key(sha256, options)
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(key, raw, ex=max(1, int(self.ttl - age)))
-        pipe.zadd(CACHE_LRU_KEY, {key: time.time()})
+        pipe.zadd(CACHE_LRU_KEY, {key: self.clock()})
         pipe.execute()
         self._trim()
         return raw

@@ -28,8 +28,25 @@ def transcript(text: str) -> Transcript:
                       engine="faster-whisper", model="tiny.en", device="cpu")
 
 
+class Ticks:
+    """A clock that moves on by a millisecond each time it is read, so that each operation's
+    recency is distinct without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
 def make(client: redis.Redis, *, size: int = 100, ttl: int = 3600, enabled: bool = True) -> ResultCache:
-    return ResultCache(client, enabled=enabled, size=size, ttl=ttl)
+    return ResultCache(client, enabled=enabled, size=size, ttl=ttl, clock=Ticks())
+
+
+def run_out(client: redis.Redis, key: str) -> None:
+    """The entry's TTL runs out now: an expiry in the past removes it as expiry would."""
+    client.pexpireat(key, 1)
 
 
 def live_entries(client: redis.Redis) -> int:
@@ -43,7 +60,6 @@ def stat_counts(cache: ResultCache) -> dict[str, float | int | bool]:
 
 def put_spaced(cache: ResultCache, n: int, text: str) -> None:
     cache.put(sha(n), OPTS, transcript(text))
-    time.sleep(0.002)  # recency is a timestamp: keep each operation's distinct
 
 
 def test_miss_then_hit(redis_client: redis.Redis) -> None:
@@ -125,7 +141,6 @@ def test_a_get_refreshes_recency(redis_client: redis.Redis) -> None:
     for n in (1, 2, 3):
         put_spaced(cache, n, f"t{n}")
     assert cache.get(sha(1), OPTS) is not None  # 1 is now the most recently used
-    time.sleep(0.002)
     put_spaced(cache, 4, "t4")
     assert cache.get(sha(2), OPTS) is None  # 2 was the least recently used
     assert cache.get(sha(1), OPTS) == transcript("t1")
@@ -161,8 +176,7 @@ def test_entries_get_the_ttl(redis_client: redis.Redis) -> None:
 def test_expired_entry_is_a_miss(redis_client: redis.Redis) -> None:
     cache = make(redis_client)
     cache.put(sha(1), OPTS, transcript("a"))
-    redis_client.pexpire(cache_key(sha(1), OPTS), 1)
-    time.sleep(0.02)
+    run_out(redis_client, cache_key(sha(1), OPTS))
     assert cache.get(sha(1), OPTS) is None
     assert cache.stats()["misses"] == 1
 
@@ -171,8 +185,7 @@ def test_entries_do_not_count_expired_entries(redis_client: redis.Redis) -> None
     cache = make(redis_client)
     cache.put(sha(1), OPTS, transcript("a"))
     cache.put(sha(2), OPTS, transcript("b"))
-    redis_client.pexpire(cache_key(sha(1), OPTS), 1)
-    time.sleep(0.02)
+    run_out(redis_client, cache_key(sha(1), OPTS))
     assert cache.get(sha(1), OPTS) is None
     assert cache.stats()["entries"] == 1
 
@@ -182,8 +195,7 @@ def test_expired_entries_do_not_push_out_live_ones(redis_client: redis.Redis) ->
     put_spaced(cache, 1, "t1")
     put_spaced(cache, 2, "t2")
     # Entry 2 (the newer one) runs out its TTL: one live entry, one free slot.
-    redis_client.pexpire(cache_key(sha(2), OPTS), 1)
-    time.sleep(0.02)
+    run_out(redis_client, cache_key(sha(2), OPTS))
     put_spaced(cache, 3, "t3")
     # Two live entries fit in a cache of size 2; entry 1 should still be there.
     assert cache.get(sha(1), OPTS) == transcript("t1")
@@ -301,8 +313,7 @@ def test_claim_expires_and_renew_extends_it(redis_client: redis.Redis) -> None:
     assert 0 < redis_client.ttl(key) <= 30
     cache.renew(sha(1), OPTS, ttl=90)
     assert 30 < redis_client.ttl(key) <= 90
-    redis_client.pexpire(key, 1)
-    time.sleep(0.02)
+    run_out(redis_client, key)
     assert cache.claim(sha(1), OPTS, "job-b") is True
 
 
