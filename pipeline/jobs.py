@@ -12,6 +12,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, cast
@@ -315,9 +316,10 @@ def _mapping(fields: dict[str, Any]) -> dict[Any, Any]:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, *, result_ttl: int) -> None:
+    def __init__(self, client: redis.Redis, *, result_ttl: int, clock: Callable[[], float] = time.time) -> None:
         self.redis = client
         self.result_ttl = result_ttl
+        self.clock = clock  # the wall clock of the timestamps a job carries
         self._transition = client.register_script(_TRANSITION)
         self._progress = client.register_script(_PROGRESS)
         self._save_part = client.register_script(_SAVE_PART)
@@ -328,7 +330,7 @@ class JobStore:
 
     # -- writing ---------------------------------------------------------------------------
     def create(self, task_id: str, options: TranscribeOptions, **fields: Any) -> Job:
-        now = time.time()
+        now = self.clock()
         record = {
             "task_id": task_id,
             "status": State.QUEUED.value,
@@ -360,7 +362,7 @@ class JobStore:
         self, task_id: str, state: State, *, result: Transcript | None = None, **fields: Any
     ) -> Moved:
         """Move the job to ``state`` if that is forward; set ``fields`` only when it moves."""
-        now = time.time()
+        now = self.clock()
         if state.is_final:
             fields.setdefault("stage", "done")
             if state is State.COMPLETED:
@@ -419,7 +421,7 @@ class JobStore:
             # to whoever follows the job's events too.
             self.redis.publish(events_channel(task_id), json.dumps(
                 {"type": "status", "task_id": task_id, "status": status, "stage": fields["stage"],
-                 "at": time.time()}))
+                 "at": self.clock()}))
 
     def add_segment(self, task_id: str, segment: Segment, progress: float, *, part: str = "",
                     parts: tuple[str, ...] = ()) -> bool:
@@ -514,7 +516,7 @@ class JobStore:
         key = job_key(task_id)
         left = int(cast(int, self._save_part(
             keys=[job_parts_key(task_id), key],
-            args=[part, json.dumps(result), self.result_ttl, task_id, repr(time.time()), *parts])))
+            args=[part, json.dumps(result), self.result_ttl, task_id, repr(self.clock()), *parts])))
         if left < 0:
             raise JobNotFound(f"No job with id {task_id}.")
         return left

@@ -14,6 +14,7 @@ import redis
 from pipeline.cache import ResultCache, cache_key
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
+from tests.support.helpers import Ticks
 
 OPTS = TranscribeOptions()
 
@@ -27,17 +28,6 @@ def transcript(text: str) -> Transcript:
                       segments=(Segment(id=0, start=0.0, end=1.5, text=" " + text, tokens=(7,)),),
                       engine="faster-whisper", model="tiny.en", device="cpu")
 
-
-class Ticks:
-    """A clock that moves on by a millisecond each time it is read, so that each operation's
-    recency is distinct without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        self.now += 0.001
-        return self.now
 
 
 def make(client: redis.Redis, *, size: int = 100, ttl: int = 3600, enabled: bool = True) -> ResultCache:

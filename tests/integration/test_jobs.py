@@ -17,6 +17,7 @@ from pipeline.jobs import FINAL_STATES, Job, JobStore, Moved, State, new_task_id
 from pipeline.keys import events_channel, job_key
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
+from tests.support.helpers import Ticks
 
 TTL = 120
 
@@ -190,10 +191,10 @@ def test_fields_are_set_with_the_transition(store: JobStore) -> None:
 
 
 def test_started_at_is_set_once(store: JobStore) -> None:
+    store = JobStore(store.redis, result_ttl=store.result_ttl, clock=Ticks())  # every write a later time
     task_id = new_job(store)
     store.transition(task_id, State.EXTRACTING)
     started = store.get(task_id).started_at
-    time.sleep(0.01)
     store.transition(task_id, State.TRANSCRIBING)
     assert store.get(task_id).started_at == started
 
@@ -440,8 +441,7 @@ def test_expired_job_is_not_found(store: JobStore, redis_client: redis.Redis) ->
     short = JobStore(redis_client, result_ttl=1)
     task_id = new_job(short)
     short.transition(task_id, State.COMPLETED, result=transcript())
-    redis_client.pexpire(job_key(task_id), 1)
-    time.sleep(0.05)
+    redis_client.pexpireat(job_key(task_id), 1)  # its TTL runs out now
     with pytest.raises(JobNotFound):
         short.get(task_id)
 

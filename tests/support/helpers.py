@@ -42,6 +42,18 @@ def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
 
 
+class Ticks:
+    """A clock that moves on by a millisecond each time it is read: each timestamp a store
+    writes is distinct, without waiting."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
 def says_number(text: str, number: str = "42") -> bool:
     """Whether ``text`` holds ``number`` as a number of its own: not inside a longer one, a
     float's digits (a stored probability) or a caption's timestamp."""
