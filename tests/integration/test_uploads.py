@@ -24,6 +24,13 @@ MB = 1 << 20
 
 
 @pytest.fixture
+def local(tmp_path: Path) -> LocalStorage:
+    storage = LocalStorage(tmp_path / "store")
+    storage.check()
+    return storage
+
+
+@pytest.fixture
 def bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Storage:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     for name, value in s3_server.env().items():
