@@ -44,7 +44,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# Two tiers, each a folder: tests/unit reaches no server and loads no model (seconds);
+# Two tiers, each a folder: tests/unit reaches no server (seconds);
 # tests/integration runs against real servers, models and the service's processes, split
 # file by file over TEST_WORKERS pytest processes, each with a stack, a Redis database and a
 # RabbitMQ virtual host of its own. pytest's exit 5 (no test collected) fails the target.

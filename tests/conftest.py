@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from pipeline.settings import Settings
+from pipeline.storage import LocalStorage
 from pipeline.tooling.s3 import S3Server, seaweedfs
 from pipeline.tooling.stack import (
     Service,
@@ -199,3 +200,11 @@ def chromium() -> Iterator[Any]:
 def long_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 160 s of the speech fixture with pauses, for the tests of long recordings."""
     return long_speech(tmp_path_factory.mktemp("long") / "long.wav", 25)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStorage:
+    """A folder store of the test's own."""
+    storage = LocalStorage(tmp_path / "store")
+    storage.check()
+    return storage

@@ -16,18 +16,11 @@ import redis
 from pipeline.jobs import JobStore, State
 from pipeline.keys import ORPHANS_KEY
 from pipeline.options import TranscribeOptions
-from pipeline.storage import LocalStorage, Storage, audio_key, chunk_key, from_url, upload_key
+from pipeline.storage import Storage, audio_key, chunk_key, from_url, upload_key
 from pipeline.tooling.s3 import S3Server
 from pipeline.uploads import UploadSink, remove_job_files, scratch_copy_path, sweep_orphans
 
 MB = 1 << 20
-
-
-@pytest.fixture
-def local(tmp_path: Path) -> LocalStorage:
-    storage = LocalStorage(tmp_path / "store")
-    storage.check()
-    return storage
 
 
 @pytest.fixture

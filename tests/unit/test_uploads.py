@@ -13,13 +13,6 @@ from pipeline.storage import LocalStorage, upload_key
 from pipeline.uploads import UploadSink, audio_path, remove_job_files, upload_path
 
 
-@pytest.fixture
-def local(tmp_path: Path) -> LocalStorage:
-    storage = LocalStorage(tmp_path / "store")
-    storage.check()
-    return storage
-
-
 def test_a_folder_upload_is_probed_where_it_is_stored(local: LocalStorage, tmp_path: Path) -> None:
     sink = UploadSink(local, "t3", tmp_path / "scratch")
     sink.write(b"abc")
