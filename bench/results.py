@@ -42,6 +42,7 @@ class Results:
     diarize: dict[str, Any] = field(default_factory=dict)
     meetings: dict[str, Any] = field(default_factory=dict)
     decoders: list[dict[str, Any]] = field(default_factory=list)
+    pieces: list[dict[str, Any]] = field(default_factory=list)
     consistency: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, float] = field(default_factory=dict)  # MiB of PSS
     notes: list[str] = field(default_factory=list)

@@ -23,6 +23,8 @@ Sections (``--only`` picks some):
   with and without speaker-count hints, one torch thread (``bench.diarize_meetings``);
 - ``decoders``: faster-whisper's sequential decoder against its batched one (batch 4 and 8),
   with one engine thread and with two, time and WER (``bench.decoders``);
+- ``pieces``: minutes of meetings decoded whole and cut into 2, 3 and 4 pieces: the split's CPU,
+  the job's wall time on the transcribers and how far the text moves (``bench.pieces``);
 - ``live``: realtime sessions fed at real-time pace: latency of a turn's first and completed
   text, WER against the file transcribed whole, 2/4/8 sessions at once and a ninth refused, the
   API's memory over a 30-minute session (``bench.live``);
@@ -64,6 +66,8 @@ from bench.direct import Direct, run_in_processes
 from bench.jobs import log, parallel, run_job, service_run, transcribed_run, warm
 from bench.live import render as render_live
 from bench.media import SHARED_AUDIO, Library, Recording
+from bench.pieces import measure as measure_pieces
+from bench.pieces import render as render_pieces
 from bench.render import render_markdown
 from bench.report import (
     CpuMeter,
@@ -85,7 +89,7 @@ from bench.targets import render as render_targets
 
 T = TypeVar("T")
 SECTIONS = ("e2e", "cache", "throughput", "engines", "uploads", "parallel", "targets", "storage", "concurrency",
-            "diarize", "meetings", "decoders", "consistency", "live")
+            "diarize", "meetings", "decoders", "pieces", "consistency", "live")
 RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
@@ -430,6 +434,12 @@ class Bench:
                 f"WER {row.wer:.1%}")
         self.end_section()
 
+    def pieces(self) -> None:
+        self.section("pieces")
+        rows = measure_pieces(self.lib, self.args.cache_dir / "models", quick=self.args.quick)
+        self.results.pieces = [row.to_dict() for row in rows]
+        self.end_section()
+
     def consistency(self) -> None:
         self.section("consistency")
         rows = measure_consistency(self.lib, self.args.cache_dir / "models")
@@ -513,7 +523,8 @@ class Bench:
             "e2e": self.e2e, "cache": self.cache, "throughput": self.throughput, "engines": self.engines,
             "uploads": self.uploads, "parallel": self.parallel_transcribers, "targets": self.targets,
             "storage": self.storage, "concurrency": self.concurrency, "diarize": self.diarize,
-            "meetings": self.meetings, "decoders": self.decoders, "consistency": self.consistency,
+            "meetings": self.meetings, "decoders": self.decoders, "pieces": self.pieces,
+            "consistency": self.consistency,
             "live": self.live,
         }
         for name in SECTIONS:
@@ -577,7 +588,8 @@ def render_page(results: Results, quick: bool) -> str:
     return (render_markdown(results, quick=quick) + render_targets(results.targets)
             + render_storage(results.storage) + render_concurrency(results.concurrency)
             + render_diarize(results.diarize) + render_meetings(results.meetings)
-            + render_decoders(results.decoders) + render_consistency(results.consistency)
+            + render_decoders(results.decoders) + render_pieces(results.pieces)
+            + render_consistency(results.consistency)
             + render_live(results.live))
 
 
