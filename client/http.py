@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, ApiError
 from client.events import Event, parse_sse
@@ -164,12 +165,18 @@ class Client:
                     log.debug("skipping an event whose data is not JSON: %r", data)
                     continue
                 yield Event(name, payload if isinstance(payload, dict) else {"data": payload})
-        except requests.Timeout as exc:
-            raise ApiError(None, TIMEOUT, "The event stream went quiet for too long.") from exc
         except requests.RequestException as exc:
+            if _read_timed_out(exc):
+                raise ApiError(None, TIMEOUT, "The event stream went quiet for too long.") from exc
             raise ApiError(None, UNREACHABLE, f"The event stream broke: {_reason(exc)}") from exc
         finally:
             response.close()
+
+
+def _read_timed_out(exc: requests.RequestException) -> bool:
+    # Once the body is streaming, requests reports urllib3's read timeout as a ConnectionError
+    # wrapping it, not as requests.Timeout.
+    return isinstance(exc, requests.Timeout) or any(isinstance(arg, ReadTimeoutError) for arg in exc.args)
 
 
 def _form_value(value: Any) -> str:

@@ -118,12 +118,12 @@ def check_url(url: str, *, allow_private: bool, field: str = "webhook_url") -> s
         raise BadRequest(f"{field} must be an absolute http:// or https:// URL.", field=field)
     if parts.username or parts.password:
         raise BadRequest(f"{field} must not carry a user name or password.", field=field)
-    if allow_private:
-        return url
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise BadRequest(f"{field} has an invalid port.", field=field) from None
+    if allow_private:
+        return url
     try:
         _refuse_unless_allowed(filter_host(parts.hostname, port, allow_loopback=False))
     except (InvalidIPAddress, ValueError):

@@ -74,12 +74,16 @@ class LocalStorage(Storage):
 
     def fetch(self, key: str, dest: Path) -> Path:
         source = self._path(key)
+        if not source.is_file():
+            raise missing(key)
         partial = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
         try:
             shutil.copyfile(source, partial)
             os.replace(partial, dest)
         except FileNotFoundError as exc:
             partial.unlink(missing_ok=True)
+            if source.is_file():  # the destination's folder is what is missing, not the upload
+                raise
             raise missing(key) from exc
         except BaseException:
             partial.unlink(missing_ok=True)

