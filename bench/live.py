@@ -141,7 +141,8 @@ def turns(session: Session, spans: list[tuple[float, float]], pace: float = 1.0)
         said = [s for s in spans if s[1] > lo and s[0] < hi]
         row: dict[str, Any] = {"text": turn["text"], "first": None, "completed": None}
         if said and turn["text"].strip():
-            start, end = min(s[0] for s in said), max(s[1] for s in said)
+            # A turn cut mid-speech (at MAX_TURN_SECONDS) starts, or ends, inside a span.
+            start, end = max(min(s[0] for s in said), lo), min(max(s[1] for s in said), hi)
             first = turn.get("first", turn["completed"])
             row["first"] = first - (session.started + start / pace)
             row["completed"] = turn["completed"] - (session.started + end / pace)

@@ -108,7 +108,7 @@ class LiveRun:
             if manual:
                 self.send({"type": "input_audio_buffer.commit"})
             self.send({"type": "session.close"})
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):  # the service closed first: the reader tells why
             pass
 
     def handle(self, event: dict[str, Any]) -> None:
@@ -179,7 +179,8 @@ def run_live(base_url: str, api_key: str | None, chunks: Iterator[bytes], *, rat
     finally:
         try:
             ws.close()
-        except ConnectionClosed:
+        # The library's reader thread may close the socket between its check and our close.
+        except (ConnectionClosed, OSError):
             pass
     if run.closed is None:
         raise ApiError(None, UNREACHABLE, "the live session ended without session.closed")

@@ -5,9 +5,10 @@ events the client sees (``pipeline.live`` says where the session lives in Redis)
   with its state carried, cuts at pauses (``server_vad``), or the client commits (no turn
   detection). A turn longer than ``MAX_TURN_SECONDS`` is cut there.
 - Text while a turn grows: the turn so far is decoded again each time enough new audio has
-  come (greedy, a fraction of a second on tiny.en). A word is sent only once two decodes in a
-  row agree on everything up to it (LocalAgreement-2), so the deltas only ever extend what was
-  sent. At the turn's end one last decode (beam search) gives the completed text; what it adds
+  come (greedy, on a window just longer than the turn: a tenth of a second on tiny.en). A
+  word is sent only once two decodes in a row agree on everything up to it
+  (LocalAgreement-2), so the deltas only ever extend what was sent. At the turn's end one
+  last decode (beam search, Whisper's 30 s window) gives the completed text; what it adds
   after the words already sent becomes a last delta.
 - Handing over: the turn counter, the committed position and the text already sent of the
   turn in progress are in the session's record, so a successor goes on where this one stopped.
@@ -44,11 +45,16 @@ log = logging.getLogger(__name__)
 
 WINDOW = 512  # Silero's window at 16 kHz: 32 ms
 CONTEXT = 64
-STEP_SECONDS = 0.25  # new audio in a turn before it is decoded again
+STEP_SECONDS = 0.15  # new audio in a turn before it is decoded again, at the least
+STEP_PER_COST = 1.5  # and at least this times what the last partial decode took
 MIN_DECODE_SECONDS = 0.3
 END_THRESHOLD_DROP = 0.15  # speech ends below threshold - this (Silero's own hysteresis)
 ADVANCE_SECONDS = 1.0  # in silence, the committed position moves on this often
 READ_BLOCK_MS = 100
+PARTIAL_PAD_SECONDS = 2.0  # silence after the turn so far, in a partial decode's window
+PARTIAL_MIN_SECONDS = 3.0
+PARTIAL_TOKENS_PER_SECOND = 6  # fast speech is about four
+REPEAT_NGRAM = 4
 
 Decoder = Callable[[np.ndarray, LiveConfig, bool], str]
 
@@ -131,17 +137,77 @@ def engine_model(ctx: Any, name: str) -> Any:
     return engine.model
 
 
-def faster_whisper_decoder(get_model: Callable[[str], Any]) -> Decoder:
-    """Decodes with the faster-whisper model ``get_model(name)`` gives (the worker's cache)."""
+def repeat_cut(words: list[str], n: int = REPEAT_NGRAM) -> list[str]:
+    """``words`` up to where a run of ``n`` of them comes round again. A short window decoded
+    greedily often loops on its own last phrase; real speech repeating four words in a row
+    within one turn is rarer, and costs only a delta that comes one decode later."""
+    seen: set[tuple[str, ...]] = set()
+    norm = [_norm(w) for w in words]
+    for i in range(len(norm) - n + 1):
+        gram = tuple(norm[i:i + n])
+        if gram in seen:
+            return words[:i]
+        seen.add(gram)
+    return words
 
-    def decode(audio: np.ndarray, config: LiveConfig, final: bool) -> str:
-        model = get_model(config.engine_model)
+
+@dataclass
+class _Vocabulary:
+    tokenizer: Any
+    suppressed: list[int]
+
+
+def faster_whisper_decoder(get_model: Callable[[str], Any]) -> Decoder:
+    """Decodes with the faster-whisper model ``get_model(name)`` gives (the worker's cache).
+
+    - The completed text: ``transcribe`` (beam search, fallback), as a file's segment is.
+    - Text while the turn grows: one greedy pass over a window just longer than the turn,
+      not Whisper's padded 30 s. The encoder's cost grows with its input, so a 3 s turn is
+      encoded in a tenth of the time; the window is padded with silence in the sample domain,
+      so its features are what Whisper sees after a pause. A greedy pass on a short window
+      may loop, so the tokens are capped by the turn's length and a repeat is cut off.
+    """
+    vocabularies: dict[tuple[int, str], _Vocabulary] = {}
+
+    def vocabulary(model: Any, language: str) -> _Vocabulary:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        key = (id(model), language)
+        if key not in vocabularies:
+            tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                                  language=language)
+            vocabularies[key] = _Vocabulary(tokenizer, list(get_suppressed_tokens(tokenizer, [-1])))
+        return vocabularies[key]
+
+    def partial(model: Any, audio: np.ndarray, config: LiveConfig) -> str:
+        language = config.language or ("en" if not model.model.is_multilingual else None)
+        if language is None:  # which language is a 30 s window's question: the full pass answers it
+            return whole(model, audio, config, final=False)
+        words = vocabulary(model, language)
+        seconds = len(audio) / SAMPLE_RATE
+        hop = model.feature_extractor.hop_length
+        frames = int(min(max(seconds + PARTIAL_PAD_SECONDS, PARTIAL_MIN_SECONDS), 30.0) * SAMPLE_RATE) // hop
+        padded = np.concatenate([audio, np.zeros(max(frames * hop - len(audio), 0) + hop, np.float32)])
+        encoded = model.encode(model.feature_extractor(padded)[:, :frames])
+        previous = words.tokenizer.encode(" " + config.prompt.strip()) if config.prompt else []
+        prompt = model.get_prompt(words.tokenizer, previous, without_timestamps=True)
+        result = model.model.generate(
+            encoded, [prompt], beam_size=1, suppress_blank=True, suppress_tokens=words.suppressed,
+            max_length=min(len(prompt) + int(seconds * PARTIAL_TOKENS_PER_SECOND) + 10, model.max_length))[0]
+        return " ".join(repeat_cut(words.tokenizer.decode(result.sequences_ids[0]).split()))
+
+    def whole(model: Any, audio: np.ndarray, config: LiveConfig, final: bool) -> str:
         segments, _info = model.transcribe(
             audio, language=config.language, beam_size=5 if final else 1, best_of=1,
             temperature=(0.0, 0.2, 0.4) if final else 0.0, condition_on_previous_text=False,
             without_timestamps=True, initial_prompt=config.prompt or None, vad_filter=False)
         # A segment Whisper itself judges silence (a breath, a click) adds no words.
         return "".join(s.text for s in segments if not (s.no_speech_prob > 0.6 and s.avg_logprob < -1.0)).strip()
+
+    def decode(audio: np.ndarray, config: LiveConfig, final: bool) -> str:
+        model = get_model(config.engine_model)
+        return whole(model, audio, config, final) if final else partial(model, audio, config)
 
     return decode
 
@@ -171,6 +237,7 @@ class LiveSession:
             self.item = partial_item
             self.agreement.sent = record.get("partial_text", "").split()
         self.decoded_len = 0
+        self.partial_cost = 0.0  # seconds the last partial decode took
         self.last_advance = clock()
         self.ended = False
 
@@ -328,11 +395,17 @@ class LiveSession:
             return
         if self.config.turn_detection.type == "server_vad" and not self.in_speech:
             return
-        if len(self.audio) - self.decoded_len < STEP_SECONDS * SAMPLE_RATE or \
+        # A decode slowed by others sharing the cores waits longer for the next: each session's
+        # share of the CPU stays bounded, and more sessions lengthen steps, not queues.
+        step = max(STEP_SECONDS, STEP_PER_COST * self.partial_cost)
+        if len(self.audio) - self.decoded_len < step * SAMPLE_RATE or \
                 len(self.audio) < MIN_DECODE_SECONDS * SAMPLE_RATE:
             return
         self.decoded_len = len(self.audio)
-        delta = self.agreement.update(self.decode(self.audio, self.config, False))
+        began = self.clock()
+        hypothesis = self.decode(self.audio, self.config, False)
+        self.partial_cost = self.clock() - began
+        delta = self.agreement.update(hypothesis)
         if delta:
             # With what was sent so far, at once: a successor extends exactly that.
             pipe = self.store.redis.pipeline()

@@ -62,6 +62,21 @@ def test_session_update_applies_what_is_supported_and_names_what_is_not(settings
         assert refused.value.param == param, session
 
 
+def test_text_while_a_turn_grows_is_decoded_on_a_short_window(ctx: Context, jfk: Path) -> None:
+    """A partial decode sees a window just longer than the turn so far: JFK's first words from
+    his first seconds, silence adding none, a language-less session on English-only tiny.en
+    decoded as English, and the completed text still Whisper's whole-window beam search."""
+    decode = livework.faster_whisper_decoder(lambda model: livework.engine_model(ctx, model))
+    config = dataclasses.replace(LiveConfig.default(ctx.settings), language="en")
+    audio = decode_audio(jfk)
+    opening = "and so my fellow americans ask not what your country can do for you"
+    assert wer(opening, decode(audio[:8 * 16_000], config, False)) <= 0.2
+    assert wer(opening, decode(audio[:8 * 16_000], dataclasses.replace(config, language=None), False)) <= 0.2
+    # A loop or a hallucination on a silent window stays within the cap on its tokens.
+    assert len(decode(np.zeros(16_000, np.float32), config, False).split()) <= 3
+    assert wer(JFK_TEXT, decode(audio, config, True)) <= 0.1
+
+
 def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Redis, jfk: Path) -> None:
     """JFK, in 100 ms entries, through the worker's loop: turns cut at his pauses, the text
     right, each turn's events in order, the input stream trimmed as turns complete."""

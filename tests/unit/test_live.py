@@ -32,6 +32,17 @@ def test_agreement_sends_only_what_two_decodes_share_and_never_takes_back() -> N
     assert agreement.sent == "And so my fellow Americans ask not.".split()
 
 
+def test_a_loop_is_cut_where_four_words_come_round_again() -> None:
+    looped = "And so my fellow American. And so my fellow American. And".split()
+    assert livework.repeat_cut(looped) == "And so my fellow American.".split()
+    # Case and punctuation do not hide a repeat; three words coming back are speech, not a loop.
+    again = "ask not, what you can do; Ask not what you".split()
+    assert livework.repeat_cut(again) == "ask not, what you can do;".split()
+    speech = "what your country can do for you ask what you can do for your country".split()
+    assert livework.repeat_cut(speech) == speech
+    assert livework.repeat_cut([]) == []
+
+
 def test_the_streamed_vad_matches_one_pass(jfk: Path) -> None:
     from faster_whisper.vad import get_vad_model
 
