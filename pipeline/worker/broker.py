@@ -20,6 +20,7 @@ from pipeline.stores import Stores, check_storage, connect_redis
 from pipeline.worker.heartbeat import Heartbeat
 from pipeline.worker.housekeeping import Housekeeping
 from pipeline.worker.middleware import (
+    PreloadLive,
     PreloadModel,
     PreloadVad,
     RecycleAfter,
@@ -83,8 +84,9 @@ broker.add_middleware(Heartbeat(_describe, _redis))
 broker.add_middleware(Housekeeping(_stores))
 # A transcriber loads the default model as it boots, not on its first job.
 broker.add_middleware(PreloadModel())
-# ... and an extract worker its speech detector.
+# ... and an extract worker its speech detector, and a live worker its copies of the model.
 broker.add_middleware(PreloadVad())
+broker.add_middleware(PreloadLive())
 # A diarizer loads its models with its first job (3-5 s on a CPU) and lets them go when idle.
 broker.add_middleware(RecycleWhenIdle(DIARIZE_QUEUE, settings.diarizer_idle_seconds, _diarization_loaded))
 broker.add_middleware(TrimMemory())

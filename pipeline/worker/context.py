@@ -15,6 +15,9 @@ from pipeline.worker.engines import ModelCache
 @dataclass
 class Context(Stores):
     models: ModelCache = field(repr=False, kw_only=True)
+    # Live sessions this process decodes at once: its worker threads, when it serves the live
+    # queue (set as the worker boots).
+    live_decoders: int = field(default=1, kw_only=True)
 
 
 def build_context(settings: Settings) -> Context:

@@ -17,6 +17,7 @@ events the client sees (``pipeline.live`` says where the session lives in Redis)
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import re
@@ -128,12 +129,15 @@ class Agreement:
 
 def engine_model(ctx: Any, name: str) -> Any:
     """The faster-whisper model ``name`` from the worker's model cache (loaded once per
-    process, shared by its sessions): live sessions always decode with faster-whisper."""
+    process, shared by its sessions, as many copies as sessions decode at once): live
+    sessions always decode with faster-whisper."""
     from pipeline.options import TranscribeOptions
     from pipeline.worker.engines import choose_device
 
     options = TranscribeOptions(engine="faster-whisper", model=name)
-    engine = ctx.models.get(ctx.models.key_for(options, choose_device(ctx.settings).device))
+    key = ctx.models.key_for(options, choose_device(ctx.settings).device)
+    # One copy per session decoding at once: with one, a session's decode waits for another's.
+    engine = ctx.models.get(dataclasses.replace(key, replicas=max(ctx.live_decoders, 1)))
     return engine.model
 
 

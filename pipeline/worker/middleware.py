@@ -16,7 +16,7 @@ from typing import Any, cast
 import dramatiq
 from dramatiq.middleware import Middleware
 
-from pipeline.queues import EXTRACT_QUEUE, TRANSCRIBE_QUEUE
+from pipeline.queues import EXTRACT_QUEUE, LIVE_QUEUE, TRANSCRIBE_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,34 @@ class PreloadVad(PreloadModel):
 
     def __init__(self) -> None:
         super().__init__(load_vad, queue=EXTRACT_QUEUE)
+
+
+def load_live_model() -> None:
+    """The default model as live sessions decode with it, and one partial decode of noise."""
+    from pipeline.live import LiveConfig
+    from pipeline.worker import live
+    from pipeline.worker.context import worker_context
+
+    ctx = worker_context()
+    config = LiveConfig.default(ctx.settings)
+    live.faster_whisper_decoder(lambda name: live.engine_model(ctx, name))(warm_up_audio(), config, False)
+    trim_memory()
+
+
+class PreloadLive(PreloadModel):
+    """In a process that consumes the live queue: each of its threads holds one session, so
+    the model gets as many copies (``Context.live_decoders``) before it is loaded, here."""
+
+    def __init__(self, load: Callable[[], None] = load_live_model) -> None:
+        super().__init__(load, queue=LIVE_QUEUE)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        queues = getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues()
+        if LIVE_QUEUE in queues:
+            from pipeline.worker.context import worker_context
+
+            worker_context().live_decoders = int(getattr(worker, "worker_threads", 1) or 1)
+        super().after_worker_boot(broker, worker)
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

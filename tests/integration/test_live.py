@@ -77,6 +77,13 @@ def test_text_while_a_turn_grows_is_decoded_on_a_short_window(ctx: Context, jfk:
     assert wer(JFK_TEXT, decode(audio, config, True)) <= 0.1
 
 
+def test_sessions_decoding_at_once_each_have_a_copy_of_the_model(ctx: Context) -> None:
+    """A live worker of three threads: three copies, so no session's decode waits for another's."""
+    three = livework.engine_model(dataclasses.replace(ctx, live_decoders=3), ctx.settings.default_model)
+    assert three.model.num_workers == 3
+    assert livework.engine_model(ctx, ctx.settings.default_model).model.num_workers == ctx.live_decoders == 1
+
+
 def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Redis, jfk: Path) -> None:
     """JFK, in 100 ms entries, through the worker's loop: turns cut at his pauses, the text
     right, each turn's events in order, the input stream trimmed as turns complete."""

@@ -3,6 +3,7 @@ with an injected clock (no servers)."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,3 +115,29 @@ def test_the_extract_worker_loads_its_speech_detector_at_boot() -> None:
     get_vad_model.cache_clear()
     middleware.load_vad()
     assert get_vad_model.cache_info().currsize == 1
+
+
+def test_a_live_worker_gets_a_copy_of_the_model_per_thread_before_loading_it() -> None:
+    from pipeline.worker.context import worker_context
+
+    broker = StubBroker()
+    broker.declare_queue("live")
+    loaded = threading.Event()
+    seen: list[int] = []
+
+    def load() -> None:
+        seen.append(worker_context().live_decoders)
+        loaded.set()
+
+    ctx = worker_context()
+    before = ctx.live_decoders
+    try:
+        middleware.PreloadLive(load).after_worker_boot(
+            broker, SimpleNamespace(consumer_whitelist={"extract"}, worker_threads=5))  # type: ignore[arg-type]
+        assert ctx.live_decoders == before
+        assert not any(t.name == "preload-model" for t in threading.enumerate())
+        middleware.PreloadLive(load).after_worker_boot(
+            broker, SimpleNamespace(consumer_whitelist={"live"}, worker_threads=3))  # type: ignore[arg-type]
+        assert loaded.wait(10) and seen == [3]
+    finally:
+        ctx.live_decoders = before

@@ -36,6 +36,10 @@ class EngineKey:
     model: str
     device: str
     compute_type: str
+    # Copies of the model that decode at once: CTranslate2 runs one call per copy and queues
+    # the rest, so threads sharing one copy take turns (faster-whisper only; a transcriber's
+    # one job needs one).
+    replicas: int = 1
 
 
 def require_language(model_name: str, multilingual: bool, language: str | None) -> None:

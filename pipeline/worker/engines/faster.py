@@ -30,6 +30,7 @@ class FasterWhisperEngine:
             self.model = WhisperModel(
                 source, device=key.device, compute_type=key.compute_type,
                 cpu_threads=engine_threads(settings.cpu_threads, key.device, settings.transcriber_processes),
+                num_workers=key.replicas,
             )
         except (OSError, ValueError) as exc:
             # Offline, an unknown name fails inside the hub client; say what the user can do.
