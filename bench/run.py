@@ -109,7 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, help="jobs submitted at once for throughput (default 8; quick 3)")
     parser.add_argument("--uploads", type=int, help="concurrent uploads per size (default 50; quick 10)")
     parser.add_argument("--upload-sizes", default="2,20", help="upload sizes in MiB, small,large (default 2,20)")
-    parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)} (default all)")
+    parser.add_argument("--only", help=f"comma-separated sections among {', '.join(SECTIONS)} (default all); "
+                                       "writes data/bench/benchmarks-quick.md unless --output is given")
     parser.add_argument("--recordings", help=f"comma-separated recordings for e2e among {', '.join(RECORDINGS)} "
                                              "(default all; quick: jfk,en60,meet60,meet5m)")
     parser.add_argument("--follow", choices=("sse", "poll"), default="sse",
@@ -141,7 +142,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown recordings: {', '.join(sorted(unknown))}")
     if args.output is None:
-        args.output = ROOT / ("data/bench/benchmarks-quick.md" if quick else "docs/benchmarks.md")
+        # Some sections alone would replace the whole run's results on the page with a part.
+        partial = quick or set(args.sections) != set(SECTIONS)
+        args.output = ROOT / ("data/bench/benchmarks-quick.md" if partial else "docs/benchmarks.md")
     return args
 
 
