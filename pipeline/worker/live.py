@@ -143,8 +143,8 @@ def engine_model(ctx: Any, name: str) -> Any:
 
 def repeat_cut(words: list[str], n: int = REPEAT_NGRAM) -> list[str]:
     """``words`` up to where a run of ``n`` of them comes round again. A short window decoded
-    greedily often loops on its own last phrase; real speech repeating four words in a row
-    within one turn is rarer, and costs only a delta that comes one decode later."""
+    greedily often loops on its own last phrase; real speech repeating four words within one
+    turn is rarer, and costs only that the words after the repeat wait for the completed text."""
     seen: set[tuple[str, ...]] = set()
     norm = [_norm(w) for w in words]
     for i in range(len(norm) - n + 1):
