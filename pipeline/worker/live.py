@@ -137,7 +137,7 @@ def engine_model(ctx: Any, name: str) -> Any:
     options = TranscribeOptions(engine="faster-whisper", model=name)
     key = ctx.models.key_for(options, choose_device(ctx.settings).device)
     # One copy per session decoding at once: with one, a session's decode waits for another's.
-    engine = ctx.models.get(dataclasses.replace(key, replicas=max(ctx.live_decoders, 1)))
+    engine = ctx.models.get(dataclasses.replace(key, replicas=ctx.live_decoders))
     return engine.model
 
 
@@ -171,13 +171,14 @@ def faster_whisper_decoder(get_model: Callable[[str], Any]) -> Decoder:
       so its features are what Whisper sees after a pause. A greedy pass on a short window
       may loop, so the tokens are capped by the turn's length and a repeat is cut off.
     """
-    vocabularies: dict[tuple[int, str], _Vocabulary] = {}
+    # By model name: an id() could come back for another model once the cache drops this one.
+    vocabularies: dict[tuple[str, str], _Vocabulary] = {}
 
-    def vocabulary(model: Any, language: str) -> _Vocabulary:
+    def vocabulary(name: str, model: Any, language: str) -> _Vocabulary:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        key = (id(model), language)
+        key = (name, language)
         if key not in vocabularies:
             tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
                                   language=language)
@@ -188,7 +189,7 @@ def faster_whisper_decoder(get_model: Callable[[str], Any]) -> Decoder:
         language = config.language or ("en" if not model.model.is_multilingual else None)
         if language is None:  # which language is a 30 s window's question: the full pass answers it
             return whole(model, audio, config, final=False)
-        words = vocabulary(model, language)
+        words = vocabulary(config.engine_model, model, language)
         seconds = len(audio) / SAMPLE_RATE
         hop = model.feature_extractor.hop_length
         frames = int(min(max(seconds + PARTIAL_PAD_SECONDS, PARTIAL_MIN_SECONDS), 30.0) * SAMPLE_RATE) // hop

@@ -21,6 +21,11 @@ from pipeline.queues import EXTRACT_QUEUE, LIVE_QUEUE, TRANSCRIBE_QUEUE
 log = logging.getLogger(__name__)
 
 
+def consumed_queues(broker: dramatiq.Broker, worker: dramatiq.Worker) -> set[str]:
+    """The queues this worker takes messages from: its ``--queues``, else all declared."""
+    return set(getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues())
+
+
 def _reload_worker() -> None:
     # SIGHUP asks Dramatiq's main process to stop its workers gracefully (each finishes its
     # current message; unacknowledged ones go back to RabbitMQ) and then to start afresh.
@@ -161,7 +166,7 @@ class PreloadModel(Middleware):
         self.queue = queue
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        queues = getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues()
+        queues = consumed_queues(broker, worker)
         if (self.queue or TRANSCRIBE_QUEUE) not in queues:
             return
         threading.Thread(target=self._run, name="preload-model", daemon=True).start()
@@ -200,8 +205,7 @@ class PreloadLive(PreloadModel):
         super().__init__(load, queue=LIVE_QUEUE)
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        queues = getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues()
-        if LIVE_QUEUE in queues:
+        if LIVE_QUEUE in consumed_queues(broker, worker):
             from pipeline.worker.context import worker_context
 
             worker_context().live_decoders = int(getattr(worker, "worker_threads", 1) or 1)
@@ -259,7 +263,7 @@ class RecycleWhenIdle(Middleware):
         self._recycled = False
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        queues = getattr(worker, "consumer_whitelist", None) or broker.get_declared_queues()
+        queues = consumed_queues(broker, worker)
         if self.idle_seconds > 0 and self.queue in queues:
             self.start_watching()
 
