@@ -7,9 +7,11 @@ events the client sees (``pipeline.live`` says where the session lives in Redis)
 - Text while a turn grows: the turn so far is decoded again each time enough new audio has
   come (greedy, on a window just longer than the turn: a tenth of a second on tiny.en). A
   word is sent only once two decodes in a row agree on everything up to it
-  (LocalAgreement-2), so the deltas only ever extend what was sent. At the turn's end one
-  last decode (beam search, Whisper's 30 s window) gives the completed text; what it adds
-  after the words already sent becomes a last delta.
+  (LocalAgreement-2), so the deltas only ever extend what was sent. One last decode (beam
+  search, Whisper's 30 s window) gives the completed text; what it adds after the words
+  already sent becomes a last delta. It runs as soon as a pause passes
+  ``EARLY_FINAL_SECONDS``, while the pause may still end the turn, and is run again if
+  speech resumes: so the turn completes once the pause is long enough, not a decode later.
 - Handing over: the turn counter, the committed position and the text already sent of the
   turn in progress are in the session's record, so a successor goes on where this one stopped.
 """
@@ -56,6 +58,7 @@ PARTIAL_PAD_SECONDS = 2.0  # silence after the turn so far, in a partial decode'
 PARTIAL_MIN_SECONDS = 3.0
 PARTIAL_TOKENS_PER_SECOND = 6  # fast speech is about four
 REPEAT_NGRAM = 4
+EARLY_FINAL_SECONDS = 0.2  # silence after which the turn's completed text is decoded ahead of its end
 
 Decoder = Callable[[np.ndarray, LiveConfig, bool], str]
 
@@ -243,6 +246,8 @@ class LiveSession:
             self.agreement.sent = record.get("partial_text", "").split()
         self.decoded_len = 0
         self.partial_cost = 0.0  # seconds the last partial decode took
+        self.speech_end = self.samples  # absolute sample after the turn's last window of speech
+        self.early: tuple[int, str] | None = None  # (speech_end, the completed text decoded there)
         self.last_advance = clock()
         self.ended = False
 
@@ -293,6 +298,7 @@ class LiveSession:
                 self.silence += len(window)
             else:
                 self.silence = 0
+                self.speech_end = self.samples
             if self.silence >= vad.silence_duration_ms * SAMPLE_RATE // 1000:
                 self._speech_stopped(entry_id)
             elif len(self.audio) >= MAX_TURN_SECONDS * SAMPLE_RATE:
@@ -319,6 +325,7 @@ class LiveSession:
     def _speech_started(self) -> None:
         self.in_speech = True
         self.silence = 0
+        self.speech_end = self.samples
         if self.item is None:
             self.item = self._next_item()
         if self.started_item != self.item:
@@ -342,9 +349,7 @@ class LiveSession:
                     "type": "invalid_request_error", "code": "input_audio_buffer_commit_empty",
                     "message": "The input audio buffer holds no audio to commit.", "param": None}})
             return
-        item, audio = self.item, self.audio
-        if self.in_speech and self.silence:
-            audio = audio[:max(len(audio) - self.silence + self.silence // 4, 1)]
+        item, audio = self.item, self._turn_audio()
         if self.committed_item != item:  # a predecessor may have said so before it died
             self.committed_item = item
             pipe = self.store.redis.pipeline()
@@ -352,7 +357,10 @@ class LiveSession:
                                       "previous_item_id": self.previous_item}, pipe=pipe)
             pipe.hset(session_key(self.id), "committed_item", item)
             pipe.execute()
-        text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
+        if self.early is not None and self.early[0] == self.speech_end and self.in_speech and self.silence:
+            text = self.early[1]  # decoded in the pause, and no speech came since
+        else:
+            text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
         delta = self.agreement.finish(text)
         # The turn's text and the position past it are written together: a worker killed in
         # between would otherwise leave a successor to complete the same turn again.
@@ -373,6 +381,7 @@ class LiveSession:
         self.silence = 0
         self.agreement = Agreement()
         self.decoded_len = 0
+        self.early = None
         self.audio = self.audio[len(self.audio):]
         self.audio_start = self.samples
         self._save_position(entry_id, pipe)
@@ -394,11 +403,30 @@ class LiveSession:
         if self.item is None and self.clock() - self.last_advance >= ADVANCE_SECONDS:
             self._save_position(entry_id)
 
+    def _turn_audio(self) -> np.ndarray:
+        """The audio the completed text is decoded from: a pause at the end is cut to a quarter of
+        the silence that ends a turn, the same however long the pause has grown."""
+        if not (self.in_speech and self.silence):
+            return self.audio
+        end = self.speech_end - self.audio_start
+        tail = min(len(self.audio) - end, self.config.turn_detection.silence_duration_ms * SAMPLE_RATE // 4000)
+        return self.audio[:max(end + tail, 1)]
+
     # -- text while the turn grows ----------------------------------------------------------------
     def step(self) -> None:
         if self.item is None:
             return
         if self.config.turn_detection.type == "server_vad" and not self.in_speech:
+            return
+        if self.config.turn_detection.type == "server_vad" and \
+                self.silence >= EARLY_FINAL_SECONDS * SAMPLE_RATE:
+            # A pause that may end the turn: decode its completed text now, while nothing else
+            # needs the engine, so that the turn completes as soon as the pause is long enough.
+            # Speech that resumes moves the speech end, and the text is decoded again then.
+            if self.early is None or self.early[0] != self.speech_end:
+                audio = self._turn_audio()
+                text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
+                self.early = (self.speech_end, text)
             return
         # A decode slowed by others sharing the cores waits longer for the next: each session's
         # share of the CPU stays bounded, and more sessions lengthen steps, not queues.

@@ -3,6 +3,7 @@ configuration, the stable-prefix policy, the streamed VAD and a session fed from
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from pathlib import Path
 
@@ -107,3 +108,52 @@ def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Red
         [e["item_id"] for e in completed][:-1]
     # Only what the last turn did not yet commit is left in the input stream.
     assert ctx.redis.xlen(keys.live_in_key(session_id)) < 30
+
+
+def _fed_entry_by_entry(ctx: Context, audio: np.ndarray) -> tuple[list[tuple[int, int]], list[str]]:
+    """``audio`` through a session in 100 ms entries, the worker stepping after each: the final
+    decodes (the turn's length, the pause it had grown to) and the completed texts."""
+    store = LiveStore(ctx.redis)
+    session_id = new_session_id()
+    config = dataclasses.replace(LiveConfig.default(ctx.settings), rate=16_000, language="en")
+    store.create(session_id, "tester", config, 600)
+    finals: list[tuple[int, int]] = []
+    session: livework.LiveSession | None = None
+
+    def decoder(turn: np.ndarray, _config: LiveConfig, final: bool) -> str:
+        assert session is not None
+        if not final:
+            return ""
+        finals.append((len(turn), session.silence))
+        return f"turn {len(finals)}"
+
+    session = livework.LiveSession(store, session_id, store.get(session_id), decoder)
+    pcm = (np.concatenate([audio, np.zeros(16_000, np.float32)]) * 32767).astype("<i2").tobytes()
+    for n, start in enumerate(range(0, len(pcm), 3200)):
+        session.handle(f"{n + 1}-0", "audio", base64.b64encode(pcm[start:start + 3200]).decode())
+        session.step()
+    events = [e for _, e in store.events_after(session_id, "0-0")]
+    return finals, [e["transcript"] for e in events if e["type"].endswith("transcription.completed")]
+
+
+def test_a_turn_s_completed_text_is_decoded_in_its_pause(ctx: Context, jfk: Path) -> None:
+    """The completed text is decoded once the pause passes 200 ms, not once it has ended the
+    turn at 500 ms, and the turn completes with that text, with no second decode."""
+    finals, completed = _fed_entry_by_entry(ctx, decode_audio(jfk))
+    assert len(completed) >= 2
+    silence_ms = LiveConfig().turn_detection.silence_duration_ms
+    in_pause = [f for f in finals if livework.EARLY_FINAL_SECONDS * 16_000 <= f[1] < silence_ms * 16]
+    assert len(in_pause) >= len(completed) - 1  # the last turn may end with the recording
+    assert set(completed) <= {f"turn {n}" for n in range(1, len(finals) + 1)}
+
+
+def test_speech_after_a_short_pause_decodes_the_turn_again(ctx: Context, jfk: Path) -> None:
+    """A pause of 350 ms lets the early decode run; the speech that follows belongs to the same
+    turn, so the completed text comes from a decode of the whole, longer turn."""
+    audio = decode_audio(jfk)
+    first = audio[int(0.32 * 16_000):int(2.24 * 16_000)]  # "And so my fellow Americans", as Silero hears it
+    pause = np.zeros(int(0.35 * 16_000), np.float32)
+    finals, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, first, pause, first]))
+    assert len(completed) == 1
+    used = finals[int(completed[0].split()[1]) - 1]
+    assert used[0] > len(first) * 2 and len(finals) >= 2
