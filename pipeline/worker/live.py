@@ -9,9 +9,10 @@ events the client sees (``pipeline.live`` says where the session lives in Redis)
   word is sent only once two decodes in a row agree on everything up to it
   (LocalAgreement-2), so the deltas only ever extend what was sent. One last decode (beam
   search, Whisper's 30 s window) gives the completed text; what it adds after the words
-  already sent becomes a last delta. It runs as soon as a pause passes
-  ``EARLY_FINAL_SECONDS``, while the pause may still end the turn, and is run again if
-  speech resumes: so the turn completes once the pause is long enough, not a decode later.
+  already sent becomes a last delta. In a turn of up to ``EARLY_FINAL_MAX_TURN_SECONDS`` it
+  runs as soon as a pause passes ``EARLY_FINAL_SECONDS``, while the pause may still end the
+  turn, and again if speech resumes: so the turn completes once the pause is long enough,
+  not a decode later.
 - Handing over: the turn counter, the committed position and the text already sent of the
   turn in progress are in the session's record, so a successor goes on where this one stopped.
 """
@@ -58,7 +59,12 @@ PARTIAL_PAD_SECONDS = 2.0  # silence after the turn so far, in a partial decode'
 PARTIAL_MIN_SECONDS = 3.0
 PARTIAL_TOKENS_PER_SECOND = 6  # fast speech is about four
 REPEAT_NGRAM = 4
+RESUME_WORDS = 2  # the words sent last, found again in a decode that moved them
+RESUME_SLACK = 2  # words added or dropped before them, at most
 EARLY_FINAL_SECONDS = 0.2  # silence after which the turn's completed text is decoded ahead of its end
+# A longer turn's completed text costs more to decode than the pause it would save, and a pause
+# inside it that does not end it throws that decode away.
+EARLY_FINAL_MAX_TURN_SECONDS = 8.0
 
 Decoder = Callable[[np.ndarray, LiveConfig, bool], str]
 
@@ -110,10 +116,25 @@ class Agreement:
     sent: list[str] = field(default_factory=list)
     previous: list[str] | None = None
 
+    def _resume(self, words: list[str], upto: int) -> int | None:
+        """Where, in ``words``, what was sent ends: right after it, or after its last two words
+        found near where they were sent (a decode that added or dropped a word before them,
+        "Oh actually just" for the "actually just" sent, would otherwise stop the deltas for
+        the rest of the turn)."""
+        if _agreed(self.sent, words) == len(self.sent):
+            return len(self.sent)
+        tail = [_norm(w) for w in self.sent[-RESUME_WORDS:]]
+        near = len(self.sent) - len(tail)
+        for at in range(max(near - RESUME_SLACK, 0), min(near + RESUME_SLACK, upto - len(tail)) + 1):
+            if [_norm(w) for w in words[at:at + len(tail)]] == tail:
+                return at + len(tail)
+        return None
+
     def _extend(self, words: list[str], upto: int) -> str:
-        if upto <= len(self.sent) or _agreed(self.sent, words) < len(self.sent):
+        at = self._resume(words, upto)
+        if at is None or upto <= at:
             return ""
-        new = words[len(self.sent):upto]
+        new = words[at:upto]
         delta = (" " if self.sent else "") + " ".join(new)
         self.sent.extend(new)
         return delta
@@ -419,7 +440,8 @@ class LiveSession:
         if self.config.turn_detection.type == "server_vad" and not self.in_speech:
             return
         if self.config.turn_detection.type == "server_vad" and \
-                self.silence >= EARLY_FINAL_SECONDS * SAMPLE_RATE:
+                self.silence >= EARLY_FINAL_SECONDS * SAMPLE_RATE and \
+                len(self.audio) <= EARLY_FINAL_MAX_TURN_SECONDS * SAMPLE_RATE:
             # A pause that may end the turn: decode its completed text now, while nothing else
             # needs the engine, so that the turn completes as soon as the pause is long enough.
             # Speech that resumes moves the speech end, and the text is decoded again then.

@@ -32,6 +32,30 @@ def test_agreement_sends_only_what_two_decodes_share_and_never_takes_back() -> N
     assert agreement.sent == "And so my fellow Americans ask not.".split()
 
 
+def test_agreement_goes_on_after_a_word_added_or_dropped_before_what_was_sent() -> None:
+    agreement = livework.Agreement()
+    agreement.update("actually just")
+    assert agreement.update("actually just stay") == "actually just"
+    # Two decodes now hear a word before it: the deltas go on after "actually just".
+    assert agreement.update("Oh actually just stay here") == ""
+    assert agreement.update("Oh actually just stay here and close") == " stay here"
+    # Two that drop a word inside it: found again by its last two words.
+    assert agreement.update("Oh just stay here and close your") == ""
+    assert agreement.update("Oh just stay here and close your documents") == " and close your"
+    assert agreement.finish("Oh, actually, just stay here and close your documents.") == " documents."
+    assert agreement.sent == "actually just stay here and close your documents.".split()
+
+
+def test_agreement_stops_where_the_words_sent_are_not_found_again() -> None:
+    agreement = livework.Agreement()
+    agreement.update("they will")
+    assert agreement.update("they will go") == "they will"
+    assert agreement.update("Well, they've only just") == ""
+    assert agreement.update("Well, they've only just started") == ""
+    assert agreement.finish("Well, they've only just started realizing.") == ""
+    assert agreement.sent == ["they", "will"]
+
+
 def test_a_loop_is_cut_where_four_words_come_round_again() -> None:
     looped = "And so my fellow American. And so my fellow American. And".split()
     assert livework.repeat_cut(looped) == "And so my fellow American.".split()
