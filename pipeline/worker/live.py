@@ -284,6 +284,7 @@ class LiveSession:
             self.store.emit(self.id, {"type": "input_audio_buffer.cleared"})
         elif kind == "config":
             self.config = LiveConfig.from_json(data)
+            self.early = None  # decoded with the language and prompt of before
         elif kind == "end":
             if self.item is not None and len(self.audio):
                 self._commit(entry_id, by_client=False)

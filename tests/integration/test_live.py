@@ -110,9 +110,11 @@ def test_a_session_turns_speech_into_turns(ctx: Context, redis_client: redis.Red
     assert ctx.redis.xlen(keys.live_in_key(session_id)) < 30
 
 
-def _fed_entry_by_entry(ctx: Context, audio: np.ndarray) -> tuple[list[tuple[int, int]], list[str]]:
-    """``audio`` through a session in 100 ms entries, the worker stepping after each: the final
-    decodes (the turn's length, the pause it had grown to) and the completed texts."""
+def _fed_entry_by_entry(ctx: Context, audio: np.ndarray, *, update_at: float | None = None,
+                        ) -> tuple[list[tuple[int, int]], list[str]]:
+    """``audio`` through a session in 100 ms entries, the worker stepping after each (and the
+    session updated with a prompt at ``update_at`` seconds): the final decodes (the turn's
+    length, the pause it had grown to) and the completed texts."""
     store = LiveStore(ctx.redis)
     session_id = new_session_id()
     config = dataclasses.replace(LiveConfig.default(ctx.settings), rate=16_000, language="en")
@@ -132,6 +134,8 @@ def _fed_entry_by_entry(ctx: Context, audio: np.ndarray) -> tuple[list[tuple[int
     for n, start in enumerate(range(0, len(pcm), 3200)):
         session.handle(f"{n + 1}-0", "audio", base64.b64encode(pcm[start:start + 3200]).decode())
         session.step()
+        if update_at is not None and start == int(update_at * 16_000) * 2 // 3200 * 3200:
+            session.handle(f"{n + 1}-1", "config", dataclasses.replace(config, prompt="Americans").to_json())
     events = [e for _, e in store.events_after(session_id, "0-0")]
     return finals, [e["transcript"] for e in events if e["type"].endswith("transcription.completed")]
 
@@ -157,3 +161,15 @@ def test_speech_after_a_short_pause_decodes_the_turn_again(ctx: Context, jfk: Pa
     assert len(completed) == 1
     used = finals[int(completed[0].split()[1]) - 1]
     assert used[0] > len(first) * 2 and len(finals) >= 2
+
+
+def test_a_session_update_in_the_pause_decodes_the_turn_again(ctx: Context, jfk: Path) -> None:
+    """The text decoded early used the prompt of before: a session.update that lands in the
+    pause has the turn decoded again at its end, with the new prompt."""
+    audio = decode_audio(jfk)
+    first = audio[int(0.32 * 16_000):int(2.24 * 16_000)]
+    pause = np.zeros(int(0.35 * 16_000), np.float32)
+    plain, _ = _fed_entry_by_entry(ctx, np.concatenate([pause, first]))
+    updated, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, first]), update_at=(0.35 + 1.92 + 0.3))
+    assert len(completed) == 1 and len(updated) == len(plain) + 1
+    assert completed[0] == f"turn {len(updated)}"
