@@ -382,7 +382,7 @@ class LiveSession:
         if self.early is not None and self.early[0] == self.speech_end and self.in_speech and self.silence:
             text = self.early[1]  # decoded in the pause, and no speech came since
         else:
-            text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
+            text = self._final_text(audio)
         delta = self.agreement.finish(text)
         # The turn's text and the position past it are written together: a worker killed in
         # between would otherwise leave a successor to complete the same turn again.
@@ -434,6 +434,9 @@ class LiveSession:
         tail = min(len(self.audio) - end, self.config.turn_detection.silence_duration_ms * SAMPLE_RATE // 4000)
         return self.audio[:max(end + tail, 1)]
 
+    def _final_text(self, audio: np.ndarray) -> str:
+        return self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
+
     # -- text while the turn grows ----------------------------------------------------------------
     def step(self) -> None:
         if self.item is None:
@@ -447,9 +450,7 @@ class LiveSession:
             # needs the engine, so that the turn completes as soon as the pause is long enough.
             # Speech that resumes moves the speech end, and the text is decoded again then.
             if self.early is None or self.early[0] != self.speech_end:
-                audio = self._turn_audio()
-                text = self.decode(audio, self.config, True) if len(audio) >= MIN_DECODE_SECONDS * SAMPLE_RATE else ""
-                self.early = (self.speech_end, text)
+                self.early = (self.speech_end, self._final_text(self._turn_audio()))
             return
         # A decode slowed by others sharing the cores waits longer for the next: each session's
         # share of the CPU stays bounded, and more sessions lengthen steps, not queues.

@@ -134,7 +134,7 @@ def _fed_entry_by_entry(ctx: Context, audio: np.ndarray, *, update_at: float | N
     for n, start in enumerate(range(0, len(pcm), 3200)):
         session.handle(f"{n + 1}-0", "audio", base64.b64encode(pcm[start:start + 3200]).decode())
         session.step()
-        if update_at is not None and start == int(update_at * 16_000) * 2 // 3200 * 3200:
+        if update_at is not None and n == int(update_at * 10):
             session.handle(f"{n + 1}-1", "config", dataclasses.replace(config, prompt="Americans").to_json())
     events = [e for _, e in store.events_after(session_id, "0-0")]
     return finals, [e["transcript"] for e in events if e["type"].endswith("transcription.completed")]
@@ -151,12 +151,16 @@ def test_a_turn_s_completed_text_is_decoded_in_its_pause(ctx: Context, jfk: Path
     assert set(completed) <= {f"turn {n}" for n in range(1, len(finals) + 1)}
 
 
+def _first_turn_and_pause(jfk: Path) -> tuple[np.ndarray, np.ndarray]:
+    """"And so my fellow Americans", as Silero hears it, and a pause of 350 ms: long enough for
+    the early decode, too short to end the turn."""
+    return decode_audio(jfk)[int(0.32 * 16_000):int(2.24 * 16_000)], np.zeros(int(0.35 * 16_000), np.float32)
+
+
 def test_speech_after_a_short_pause_decodes_the_turn_again(ctx: Context, jfk: Path) -> None:
     """A pause of 350 ms lets the early decode run; the speech that follows belongs to the same
     turn, so the completed text comes from a decode of the whole, longer turn."""
-    audio = decode_audio(jfk)
-    first = audio[int(0.32 * 16_000):int(2.24 * 16_000)]  # "And so my fellow Americans", as Silero hears it
-    pause = np.zeros(int(0.35 * 16_000), np.float32)
+    first, pause = _first_turn_and_pause(jfk)
     finals, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, first, pause, first]))
     assert len(completed) == 1
     used = finals[int(completed[0].split()[1]) - 1]
@@ -166,9 +170,7 @@ def test_speech_after_a_short_pause_decodes_the_turn_again(ctx: Context, jfk: Pa
 def test_a_session_update_in_the_pause_decodes_the_turn_again(ctx: Context, jfk: Path) -> None:
     """The text decoded early used the prompt of before: a session.update that lands in the
     pause has the turn decoded again at its end, with the new prompt."""
-    audio = decode_audio(jfk)
-    first = audio[int(0.32 * 16_000):int(2.24 * 16_000)]
-    pause = np.zeros(int(0.35 * 16_000), np.float32)
+    first, pause = _first_turn_and_pause(jfk)
     plain, _ = _fed_entry_by_entry(ctx, np.concatenate([pause, first]))
     updated, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, first]), update_at=(0.35 + 1.92 + 0.3))
     assert len(completed) == 1 and len(updated) == len(plain) + 1
