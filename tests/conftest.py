@@ -50,6 +50,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # must not change what the tests see: in-process code and every process a test starts
     # read only the settings the tests give them.
     drop_settings_from(os.environ)
+    # libgomp (under torch and CTranslate2) spins its idle threads by default. The suite runs
+    # two test processes and their stacks on two cores, where spinning threads take the cores
+    # from the ones with work: openai-whisper's decodes ran 3-4x slower side by side. Set
+    # before any of them loads; the processes the tests start inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,12 @@ def run(ctx: Context, audio: np.ndarray, **options: object) -> tuple[Transcript,
     return engine.transcribe(audio, opts, seen.append), seen
 
 
+# Greedy where the search is not what a test is about: beam search doubles openai-whisper's time
+# on a CPU. The defaults are decoded in test_engine_transcribes_and_reports_each_segment, the
+# prompt test and test_temperature_and_beam_size.
+GREEDY = {"beam_size": 1}
+
+
 def shared(name: str) -> np.ndarray:
     return decode_audio(shared_audio(name))
 
@@ -73,7 +79,7 @@ def test_both_engines_give_the_same_words_on_jfk(ctx: Context) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_language_detection_with_probability(ctx: Context, engine: str) -> None:
     for name, language in (("speech_de.wav", "de"), ("speech_fr.wav", "fr")):
-        transcript, _ = run(ctx, decode_audio(FIXTURES / name), engine=engine, model="base")
+        transcript, _ = run(ctx, decode_audio(FIXTURES / name), engine=engine, model="base", **GREEDY)
         assert transcript.language == language, (name, transcript.text)
         assert transcript.language_probability is not None and 0.2 < transcript.language_probability <= 1
 
@@ -93,11 +99,12 @@ FORCED_LANGUAGE_PROBABILITY = {"faster-whisper": 1.0, "openai-whisper": None}
 @pytest.mark.parametrize("engine", ENGINES)
 def test_forced_language_and_translation(ctx: Context, engine: str) -> None:
     german = decode_audio(FIXTURES / "speech_de.wav")
-    forced, _ = run(ctx, german, engine=engine, model="base", language="de")
+    forced, _ = run(ctx, german, engine=engine, model="base", language="de", **GREEDY)
     assert forced.language == "de"
     assert forced.language_probability == FORCED_LANGUAGE_PROBABILITY[engine]
     assert "morgen" in normalise(forced.text)
-    translated, _ = run(ctx, german, engine=engine, model="base", language="de", task="translate")
+    translated, _ = run(ctx, german, engine=engine, model="base", language="de", task="translate",
+                        **GREEDY)
     assert translated.task == "translate"
     words = set(normalise(translated.text).split())
     assert {"morning", "weather", "today"} & words, translated.text
@@ -106,7 +113,7 @@ def test_forced_language_and_translation(ctx: Context, engine: str) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_word_timestamps(ctx: Context, en: np.ndarray, engine: str) -> None:
-    transcript, _ = run(ctx, en, engine=engine, word_timestamps=True)
+    transcript, _ = run(ctx, en, engine=engine, word_timestamps=True, **GREEDY)
     words = [w for s in transcript.segments for w in (s.words or ())]
     assert len(words) >= 10
     starts = [w.start for w in words]
@@ -115,14 +122,14 @@ def test_word_timestamps(ctx: Context, en: np.ndarray, engine: str) -> None:
         for word in segment.words or ():
             assert segment.start - 0.5 <= word.start <= word.end <= segment.end + 0.5
             assert 0 <= word.probability <= 1
-    plain, _ = run(ctx, en, engine=engine)
+    plain, _ = run(ctx, en, engine=engine, **GREEDY)
     assert all(s.words is None for s in plain.segments)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_vad_filter_skips_silence_and_keeps_timestamps(ctx: Context, en: np.ndarray, engine: str) -> None:
     padded = np.concatenate([np.zeros(8 * SAMPLE_RATE, dtype=np.float32), en])
-    transcript, _ = run(ctx, padded, engine=engine, vad_filter=True)
+    transcript, _ = run(ctx, padded, engine=engine, vad_filter=True, **GREEDY)
     assert transcript.segments
     # Times refer to the original audio, silence included.
     assert transcript.segments[0].start >= 7.0
