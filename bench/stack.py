@@ -102,7 +102,8 @@ class Stack:
             "CACHE_DIR": str(self.run_dir / "cache"),
             "MODEL_DIR": str(self.model_dir),
             "DEVICE": "cpu",
-            "CPU_THREADS": "2",
+            # CPU_THREADS is left to `auto`, as `make run` leaves it: the live worker's and the
+            # diarizer's engines then get the thread count the layout gives each process.
             **self.extra_env,
             **overrides,
         }

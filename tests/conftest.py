@@ -91,7 +91,11 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "MODEL_DIR": str(data_dir / "models"),
         "SCRATCH_DIR": str(data_dir / "scratch"),
         "DEVICE": "cpu",
-        "CPU_THREADS": "2",
+        # Two test processes share two cores: one transcriber of one engine thread per stack
+        # keeps the engine threads at the cores. One of two threads each, the tier took 9.5-11
+        # minutes on 2 cores; one thread each, about 7.5.
+        "TRANSCRIBER_PROCESSES": "1",
+        "CPU_THREADS": "1",
         "MAX_RETRIES": "1",
         "SYNC_TIMEOUT_SECONDS": "120",
         # The receivers in the tests listen on loopback, which production refuses.

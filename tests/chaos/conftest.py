@@ -79,11 +79,32 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
     return None
 
 
+# Under pytest-xdist (`make chaos` spreads the tests over two processes, since they mostly wait)
+# each worker has a stack and timings of its own; the controller prints them all, per worker.
+WORKER_TIMINGS: dict[str, dict[str, Any]] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["chaos_timings"] = json.dumps(TIMINGS)
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    timings = getattr(node, "workeroutput", {}).get("chaos_timings")
+    if timings:
+        WORKER_TIMINGS[str(node.gateway.id)] = json.loads(timings)
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    sources = dict(WORKER_TIMINGS)
     if TIMINGS:
+        sources["this process"] = TIMINGS
+    if sources:
         terminalreporter.section("chaos timings")
-        for name, value in TIMINGS.items():
-            terminalreporter.write_line(f"{name}: {value}")
+    for source, timings in sources.items():
+        for name, value in timings.items():
+            terminalreporter.write_line(f"{name}: {value}" if len(sources) == 1 else f"[{source}] {name}: {value}")
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -307,7 +328,9 @@ class Chaos:
             "CACHE_DIR": str(data / "cache"),
             "MODEL_DIR": str(data / "models"),
             "DEVICE": "cpu",
-            "CPU_THREADS": "2",
+            # `make chaos` runs two of these stacks on two cores: one engine thread each.
+            "TRANSCRIBER_PROCESSES": "1",
+            "CPU_THREADS": "1",
             "MAX_RETRIES": "2",
             "SYNC_TIMEOUT_SECONDS": "120",
             "WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers listen on loopback
