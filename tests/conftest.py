@@ -91,9 +91,9 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "MODEL_DIR": str(data_dir / "models"),
         "SCRATCH_DIR": str(data_dir / "scratch"),
         "DEVICE": "cpu",
-        # Two test processes share two cores: one transcriber of one engine thread per stack
-        # keeps the engine threads at the cores. One of two threads each, the tier took 9.5-11
-        # minutes on 2 cores; one thread each, about 7.5.
+        # The test processes (`TEST_WORKERS`) share the cores: one transcriber of one engine
+        # thread per stack. With two test processes on 2 cores, one transcriber of two threads
+        # each took the tier 9.5-11 minutes; one thread each, about 8.
         "TRANSCRIBER_PROCESSES": "1",
         "CPU_THREADS": "1",
         "MAX_RETRIES": "1",
