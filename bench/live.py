@@ -146,6 +146,11 @@ def turns(session: Session, spans: list[tuple[float, float]], pace: float = 1.0)
             first = turn.get("first", turn["completed"])
             row["first"] = first - (session.started + start / pace)
             row["completed"] = turn["completed"] - (session.started + end / pace)
+            # Whether text came before the completed text (the last delta comes with it, in one
+            # write) and how long the speech ran: with no two partial decodes agreeing in time,
+            # a turn's first text is its completed text.
+            row["delta"] = "first" in turn and turn["first"] < turn["completed"] - 0.01
+            row["seconds"] = round(end - start, 2)
         out.append(row)
     return out
 
@@ -157,7 +162,11 @@ def latency_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
         return {}
     return {"turns": len(first), "first_p50": median(first), "first_p95": percentile(first, 95),
             "first_max": max(first), "completed_p50": median(done), "completed_p95": percentile(done, 95),
-            "completed_max": max(done)}
+            "completed_max": max(done),
+            # The turn that came slowest to its first text, for the log: what it said, how long.
+            "slowest_first": {k: v for k, v in max((r for r in rows if r["first"] is not None),
+                                                    key=lambda r: r["first"]).items()
+                              if k in ("text", "first", "delta", "seconds")}}
 
 
 def whole_text(stack: Stack, rec: Recording) -> str:
