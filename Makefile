@@ -61,10 +61,10 @@ integration: services browser voices
 test: lint typecheck unit integration
 
 # Kills and restarts servers: on a Redis and a RabbitMQ node of its own, never the shared ones.
-# The tests mostly wait (reconciler periods, webhook retries, restarts): two processes, each
-# with servers of its own, take the tier from about 7 minutes to under 4 on 2 cores.
+# The tests mostly wait (reconciler periods, webhook retries, restarts): three processes, each
+# with servers of its own, take the tier from about 7 minutes to under 3 on 2 cores (two: 4).
 chaos: services
-	CHAOS=1 $(BIN)/python -m pytest -q -ra --durations=8 -n 2 --dist load tests/chaos
+	CHAOS=1 $(BIN)/python -m pytest -q -ra --durations=8 -n 3 --dist load tests/chaos
 
 # Not part of `make test`: starts a private stack and measures it (about 45 minutes; see docs/benchmarks.md).
 bench: services

@@ -79,7 +79,7 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
     return None
 
 
-# Under pytest-xdist (`make chaos` spreads the tests over two processes, since they mostly wait)
+# Under pytest-xdist (`make chaos` spreads the tests over three processes, since they mostly wait)
 # each worker has a stack and timings of its own; the controller prints them all, per worker.
 WORKER_TIMINGS: dict[str, dict[str, Any]] = {}
 
@@ -328,7 +328,7 @@ class Chaos:
             "CACHE_DIR": str(data / "cache"),
             "MODEL_DIR": str(data / "models"),
             "DEVICE": "cpu",
-            # `make chaos` runs two of these stacks on two cores: one engine thread each.
+            # `make chaos` runs three of these stacks on two cores: one engine thread each.
             "TRANSCRIBER_PROCESSES": "1",
             "CPU_THREADS": "1",
             "MAX_RETRIES": "2",
