@@ -48,8 +48,8 @@ typecheck: install
 # tests/integration runs against real servers, models and the service's processes, split
 # file by file over TEST_WORKERS pytest processes, each with a stack, a Redis database and a
 # RabbitMQ virtual host of its own. pytest's exit 5 (no test collected) fails the target.
-# Three, on 2 cores: the tests wait on their stacks often enough (6 min 48 s, against 8 min 11 s
-# with two, when each stack got one engine thread).
+# Three on 2 cores: the tests wait on their stacks often enough that a third process pays
+# (README, Development, has the times).
 TEST_WORKERS ?= 3
 
 unit: install
@@ -61,8 +61,8 @@ integration: services browser voices
 test: lint typecheck unit integration
 
 # Kills and restarts servers: on a Redis and a RabbitMQ node of its own, never the shared ones.
-# The tests mostly wait (reconciler periods, webhook retries, restarts): three processes, each
-# with servers of its own, take the tier from about 7 minutes to under 3 on 2 cores (two: 4).
+# The tests mostly wait (reconciler periods, webhook retries, restarts): they run over three
+# processes, each with servers and a stack of its own (README, Development, has the times).
 chaos: services
 	CHAOS=1 $(BIN)/python -m pytest -q -ra --durations=8 -n 3 --dist load tests/chaos
 

@@ -155,7 +155,7 @@ def turns(session: Session, spans: list[tuple[float, float]], pace: float = 1.0)
     return out
 
 
-def latency_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+def latency_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     first = [r["first"] for r in rows if r["first"] is not None]
     done = [r["completed"] for r in rows if r["completed"] is not None]
     if not first or not done:

@@ -29,7 +29,7 @@ from pipeline.tooling.stack import (
 from pipeline.worker.context import Context, build_context
 from tests.support.browser import CHROMIUM_ARGS
 from tests.support.helpers import long_speech, shared_audio
-from tests.support.stack import WEBHOOK_SECRET, Stack, own_vhost
+from tests.support.stack import STACK_LAYOUT, WEBHOOK_SECRET, Stack, own_vhost
 
 TESTS = Path(__file__).resolve().parent
 
@@ -91,11 +91,7 @@ def test_env(rabbitmq_url: str, data_dir: Path, redis_dbs: tuple[str, str]) -> d
         "MODEL_DIR": str(data_dir / "models"),
         "SCRATCH_DIR": str(data_dir / "scratch"),
         "DEVICE": "cpu",
-        # The test processes (`TEST_WORKERS`) share the cores: one transcriber of one engine
-        # thread per stack. With two test processes on 2 cores, one transcriber of two threads
-        # each took the tier 9.5-11 minutes; one thread each, about 8.
-        "TRANSCRIBER_PROCESSES": "1",
-        "CPU_THREADS": "1",
+        **STACK_LAYOUT,
         "MAX_RETRIES": "1",
         "SYNC_TIMEOUT_SECONDS": "120",
         # The receivers in the tests listen on loopback, which production refuses.

@@ -37,7 +37,7 @@ from pipeline import keys
 from pipeline.settings import Settings
 from pipeline.tooling.stack import Service, alive, children_of, free_port, read_procfile, service_env
 from tests.support.helpers import SPEECH_EN
-from tests.support.stack import WEBHOOK_SECRET
+from tests.support.stack import STACK_LAYOUT, WEBHOOK_SECRET
 
 __all__ = ["alive", "children_of", "free_port"]
 
@@ -100,8 +100,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     sources = dict(WORKER_TIMINGS)
     if TIMINGS:
         sources["this process"] = TIMINGS
-    if sources:
-        terminalreporter.section("chaos timings")
+    if not sources:
+        return
+    terminalreporter.section("chaos timings")
     for source, timings in sources.items():
         for name, value in timings.items():
             terminalreporter.write_line(f"{name}: {value}" if len(sources) == 1 else f"[{source}] {name}: {value}")
@@ -328,9 +329,7 @@ class Chaos:
             "CACHE_DIR": str(data / "cache"),
             "MODEL_DIR": str(data / "models"),
             "DEVICE": "cpu",
-            # `make chaos` runs three of these stacks on two cores: one engine thread each.
-            "TRANSCRIBER_PROCESSES": "1",
-            "CPU_THREADS": "1",
+            **STACK_LAYOUT,
             "MAX_RETRIES": "2",
             "SYNC_TIMEOUT_SECONDS": "120",
             "WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers listen on loopback

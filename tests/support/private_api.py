@@ -21,7 +21,7 @@ import requests
 
 from pipeline.tooling.stack import Service, free_port, read_procfile, redis_database, redis_url, service_env
 from tests.support.helpers import SPEECH_EN
-from tests.support.stack import own_vhost
+from tests.support.stack import STACK_LAYOUT, own_vhost
 
 
 @dataclass
@@ -75,8 +75,7 @@ def private_api(tmp: Path, purpose: str, settings: dict[str, str], *,
             "CACHE_DIR": str(tmp / "cache"),
             "MODEL_DIR": str(tmp / "models"),
             "DEVICE": "cpu",
-            "TRANSCRIBER_PROCESSES": "1",
-            "CPU_THREADS": "1",  # beside the other test process's stack on two cores
+            **STACK_LAYOUT,
             "WEBHOOK_ALLOW_PRIVATE": "true",
             "LOG_FORMAT": "text",
             **settings,

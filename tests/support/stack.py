@@ -20,6 +20,11 @@ from pipeline.tooling.stack import Service, rabbitmq_vhost
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"whisper-pipeline-test-secret-32b").decode()
 
+# Every stack a test starts: one transcriber process of one engine thread. Several test
+# processes (`TEST_WORKERS`, `make chaos`'s) and their stacks share the machine's cores, where
+# more engine threads than cores wait on each other (README, Development, has the times).
+STACK_LAYOUT = {"TRANSCRIBER_PROCESSES": "1", "CPU_THREADS": "1"}
+
 
 @contextlib.contextmanager
 def own_vhost(name: str) -> Iterator[str]:
