@@ -21,7 +21,8 @@ from pipeline.worker.diarization.engine import (
     _windows,
     diarize,
 )
-from pipeline.worker.diarization.models import SAMPLE_RATE, Activity
+from pipeline.worker.diarization.models import SAMPLE_RATE, SILERO_WINDOW, Activity
+from pipeline.worker.diarization.turns import runs
 
 STEP = 0.05  # seconds per segmentation frame in these tests
 OPTS = DiarizationOptions()
@@ -37,11 +38,16 @@ class FixedModels:
         self.overlap = np.zeros_like(speech) if overlap is None else overlap
         self.voice: Callable[[float], int] = lambda centre: 0 if centre < 5.0 else 1
         self.failure: Exception | None = None
+        self.heard: Callable[[float], float] = lambda t: 0.9  # Silero's probability at t seconds
 
     def activity(self, samples: np.ndarray, *, step: float, on_batch: OnBatch = None) -> Activity:
         if on_batch is not None:
             on_batch(1, 1)
         return Activity(0.0, STEP, self.speech, self.overlap)
+
+    def speech_probabilities(self, samples: np.ndarray) -> np.ndarray:
+        count = -(-samples.size // SILERO_WINDOW)
+        return np.array([self.heard(i * SILERO_WINDOW / SAMPLE_RATE) for i in range(count)], np.float32)
 
     def embed(self, samples: np.ndarray, windows: np.ndarray, on_batch: OnBatch = None) -> np.ndarray:
         if self.failure is not None:
@@ -100,6 +106,23 @@ def test_speech_mask_fills_short_pauses_drops_short_blips_and_respects_loudness(
     assert np.flatnonzero(_speech_mask(activity, np.ones(40, bool), OPTS)).tolist() == list(range(5, 25))
     loud = np.arange(40) < 20
     assert np.flatnonzero(_speech_mask(activity, loud, OPTS)).tolist() == list(range(5, 20))
+
+
+def test_a_region_silero_hears_no_speech_in_even_at_its_edges_is_not_speech() -> None:
+    scores = speech_in((0.5, 1.5), (3.0, 4.0), (6.0, 7.0), frames=160)
+    activity = Activity(0.0, STEP, scores, np.zeros(160))
+    silero = np.zeros(8 * SAMPLE_RATE // SILERO_WINDOW, np.float32)
+
+    def hear(start: float, end: float) -> None:
+        silero[round(start * SAMPLE_RATE / SILERO_WINDOW):round(end * SAMPLE_RATE / SILERO_WINDOW)] = 0.8
+
+    hear(1.0, 1.2)  # inside the first region
+    hear(4.3, 4.4)  # 0.3 s after the second, inside the margin: Silero heard its last word
+    mask = _speech_mask(activity, np.ones(160, bool), OPTS, silero)
+    assert [(a * STEP, b * STEP) for a, b in runs(mask)] == [(0.5, 1.5), (3.0, 4.0)]
+    # The segmentation model alone decides where Silero hears anything, and with the veto off.
+    assert _speech_mask(activity, np.ones(160, bool), DiarizationOptions(veto_threshold=0.0), silero).sum() == 60
+    assert _speech_mask(activity, np.ones(160, bool), OPTS).sum() == 60
 
 
 def test_windows_tile_long_regions_and_centre_one_on_short_ones() -> None:
@@ -222,6 +245,12 @@ def test_silence_and_too_short_audio_give_no_turns_without_loading_models(
 
     monkeypatch.setattr(engine, "get_models", refuse)
     assert diarize(audio) == []
+
+
+def test_a_voice_silero_never_hears_as_speech_is_no_speaker(models: FixedModels) -> None:
+    """A laugh the segmentation model scores as speech, of a "voice" of its own."""
+    models.heard = lambda t: 0.0 if t >= 5.0 else 0.9
+    assert diarize(ten_seconds()) == [Turn(0.0, 4.0, "SPEAKER_00")]
 
 
 def test_no_speech_heard_gives_no_turns(models: FixedModels) -> None:
