@@ -259,14 +259,15 @@ class Check:
         from pipeline.worker import stages
         from pipeline.worker.context import build_context
 
-        estimate = self.args.jobs * 60 * self.rtf * 1.5
+        estimate = self.args.jobs * self.args.job_seconds * self.rtf * 1.5
         if not self.budget.allows(self.args.reserve + estimate):
             return f"Skipped: about {estimate:.0f} s of work, {self.budget.left():.0f} s left."
         ctx = build_context(self.settings)
         ctx.models = self.models  # the model loaded above, as a warm worker has it
         opts = self.options(engine="faster-whisper", model=self.args.models[0])
-        source = Path(self.settings.upload_dir).parent / "english-60s.flac"
-        write_flac(source, speech.english(self.args.audio_dir, 60).audio)
+        clip = speech.english(self.args.audio_dir, self.args.job_seconds)
+        source = Path(self.settings.upload_dir).parent / "english-job.flac"
+        write_flac(source, clip.audio)
         ids = [self.submit(ctx, source, opts, n) for n in range(self.args.jobs)]
         for task_id in ids:
             stages.extract(ctx, task_id)
@@ -288,7 +289,8 @@ class Check:
         done = sum(1 for j in jobs if str(getattr(j.status, "value", j.status)) == "completed")
         audio = sum(j.duration or 0.0 for j in jobs)
         devices = sorted({str(j.device) for j in jobs})
-        return (f"{self.args.jobs} jobs of 60 s of English speech (each with other bytes, cache off) extracted, then "
+        return (f"{self.args.jobs} jobs of {clip.seconds:.0f} s of English speech (each with other bytes, cache off) "
+                "extracted, then "
                 f"`stages.transcribe` called for all at once from {self.args.jobs} threads of one process "
                 "sharing one loaded model, as one worker process with that many threads would.\n\n"
                 + table(("jobs", "completed", "devices", "audio", "wall", "audio s per s", "slowest job"),
@@ -384,6 +386,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, help="length of the English recording (default 10 on CUDA; "
                                                       "on the CPU 0.5, which gives one jfk.flac + English, 41 s)")
     parser.add_argument("--jobs", type=int, help="concurrent jobs through the stage (default 8; 2 on the CPU)")
+    parser.add_argument("--job-seconds", type=float, default=60.0,
+                        help="length of each concurrent job's English speech (default 60)")
     parser.add_argument("--audio-dir", type=Path, default=ROOT.parent / "shared" / "audio")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
     parser.add_argument("--work-dir", type=Path, help="uploads and models (default: a temporary folder; "

@@ -201,27 +201,31 @@ def test_an_unknown_engine_is_named_in_the_error(settings: Settings) -> None:
         default_compute_type(settings, "whisperx", "cpu")
 
 
-@pytest.mark.parametrize(("cpu_threads", "processes"), [("auto", "2"), ("auto", "1"), ("3", "auto")])
-def test_openai_whisper_uses_the_threads_the_layout_gives_it(settings: Settings, cpu_threads: str,
-                                                             processes: str) -> None:
+LAYOUTS = (("auto", "2"), ("auto", "1"), ("3", "auto"))
+
+
+def test_openai_whisper_uses_the_threads_the_layout_gives_it(settings: Settings) -> None:
     """torch would take every core; with CPU_THREADS=auto it gets the layout's share, as
-    faster-whisper does (in a process of its own: torch's thread count is process-wide)."""
+    faster-whisper does. In a process of its own, since torch's thread count is process-wide;
+    one process builds the engine under each layout in turn (each build sets the count)."""
     code = (
-        "import torch\n"
+        "import os, sys, torch\n"
         "from pipeline.worker.engines import EngineKey, build_engine\n"
         "from pipeline.settings import Settings\n"
-        "settings = Settings.from_env()\n"
-        "build_engine(EngineKey('openai-whisper', 'tiny.en', 'cpu', 'float32'), settings)\n"
-        "print(torch.get_num_threads())\n"
+        "for threads, processes in zip(sys.argv[1::2], sys.argv[2::2], strict=True):\n"
+        "    settings = Settings.from_env({**os.environ, 'CPU_THREADS': threads,\n"
+        "                                  'TRANSCRIBER_PROCESSES': processes})\n"
+        "    build_engine(EngineKey('openai-whisper', 'tiny.en', 'cpu', 'float32'), settings)\n"
+        "    print(torch.get_num_threads())\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "DEVICE": "cpu", "MODEL_DIR": str(settings.model_dir),
-           "CPU_THREADS": cpu_threads, "TRANSCRIBER_PROCESSES": processes}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                         cwd=ROOT)
+    env = {"PATH": "/usr/bin:/bin", "DEVICE": "cpu", "MODEL_DIR": str(settings.model_dir)}
+    out = subprocess.run([sys.executable, "-c", code, *(v for pair in LAYOUTS for v in pair)],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    expected = layout.engine_threads(Settings.from_env({"CPU_THREADS": cpu_threads}).cpu_threads, "cpu",
-                                     Settings.from_env({"TRANSCRIBER_PROCESSES": processes}).transcriber_processes)
-    assert int(out.stdout.split()[-1]) == expected
+    expected = [layout.engine_threads(Settings.from_env({"CPU_THREADS": threads}).cpu_threads, "cpu",
+                                      Settings.from_env({"TRANSCRIBER_PROCESSES": processes}).transcriber_processes)
+                for threads, processes in LAYOUTS]
+    assert [int(n) for n in out.stdout.split()[-len(LAYOUTS):]] == expected
 
 
 # -- the per-process model cache --------------------------------------------------------------

@@ -22,6 +22,7 @@ def test_cpu_mode_runs_every_section_and_writes_the_page(tmp_path: Path, setting
     env = {**os.environ, "DEVICE": "cpu", "CPU_THREADS": "2", "MODEL_DIR": str(settings.model_dir)}
     done = subprocess.run(
         [sys.executable, "-m", "bench.gpu_check", "--budget", "400", "--reserve", "5", "--engines", "faster-whisper",
+         "--minutes", "0.2", "--job-seconds", "12",
          "--redis-url", settings.redis_url, "--output", str(page), "--work-dir", str(tmp_path / "work")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -40,5 +41,7 @@ def test_cpu_mode_runs_every_section_and_writes_the_page(tmp_path: Path, setting
     batched = re.findall(r"\| tiny.en \| (sequential|8) \| ([\d.]+) s \| \d+ \| ([\d.]+)% \|", text)
     assert {b[0] for b in batched} == {"sequential", "8"}, text
     assert all(float(b[2]) < 10 for b in batched)
-    assert re.search(r"\| 2 \| 2 \| cpu \| 121 s \|", text), text  # both 60.4 s jobs completed on the CPU
+    # Short clips (jfk.flac and a pause, about 12 s): what is checked is that every section runs.
+    concurrent = re.search(r"\| 2 \| 2 \| cpu \| (\d+) s \|", text)  # both jobs completed on the CPU
+    assert concurrent and 20 <= int(concurrent.group(1)) <= 26, text
     assert "Skipped: no CUDA device here" in text
