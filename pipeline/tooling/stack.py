@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shlex
@@ -272,8 +273,11 @@ def rabbitmqctl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
                           check=False)
 
 
+@functools.cache
 def remove_stale_vhosts() -> None:
-    """Virtual hosts of sessions that died before they could remove theirs."""
+    """Virtual hosts of sessions that died before they could remove theirs: looked for once a
+    process (a rabbitmqctl call boots an Erlang VM, about 0.7 CPU seconds), since a session's
+    own hosts are removed as it goes."""
     listed = rabbitmqctl("list_vhosts", "name")
     for name in listed.stdout.split():
         pid = name.rsplit("-", 1)[-1]
