@@ -8,12 +8,12 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from pipeline.errors import DiarizationError, JobCancelled
+from pipeline.errors import DiarizationError, InvalidOption, JobCancelled
 from pipeline.transcript import Turn
 from pipeline.worker.diarization import engine
 from pipeline.worker.diarization.engine import (
     DiarizationOptions,
-    _check,
+    _check_audio,
     _label_frames,
     _loud_enough,
     _overlap_turns,
@@ -81,14 +81,14 @@ def models(monkeypatch: pytest.MonkeyPatch) -> FixedModels:
 @pytest.mark.parametrize("audio", [np.zeros((2, 100), np.float32), np.zeros((100, 1), np.float32)])
 def test_audio_that_is_not_mono_is_refused(audio: np.ndarray) -> None:
     with pytest.raises(DiarizationError, match=r"mono audio.*shape"):
-        _check(audio, None, None)
+        _check_audio(audio)
 
 
 def test_audio_with_nan_or_inf_is_refused_and_loud_samples_are_clipped() -> None:
     for bad in (np.nan, np.inf):
         with pytest.raises(DiarizationError, match="not finite"):
-            _check(np.array([0.0, bad]), None, None)
-    clipped = _check(np.array([2.0, -3.0, 0.5]), 1, 1)
+            _check_audio(np.array([0.0, bad]))
+    clipped = _check_audio(np.array([2.0, -3.0, 0.5]))
     assert clipped.dtype == np.float32 and clipped.tolist() == [1.0, -1.0, 0.5]
 
 
@@ -206,6 +206,17 @@ def test_max_speakers_merges_and_min_speakers_splits(models: FixedModels) -> Non
     # A split moves speech between speakers; it neither adds nor loses any.
     assert (min(t.start for t in split), max(t.end for t in split)) == (0.0, 10.0)
     assert sum(t.duration for t in split) == pytest.approx(8.0)
+
+
+def test_one_analysis_labelled_under_each_hint_is_what_diarize_gives_for_it(models: FixedModels) -> None:
+    models.overlap = speech_in((1.0, 2.0))
+    analysis = engine.analyse(ten_seconds())
+    assert analysis is not None
+    for hints in ({}, {"max_speakers": 1}, {"min_speakers": 3}, {"min_speakers": 2, "max_speakers": 2}):
+        assert engine.label(analysis, **hints) == diarize(ten_seconds(), **hints), hints
+    with pytest.raises(InvalidOption, match="min_speakers"):
+        engine.label(analysis, min_speakers=0)
+    assert engine.analyse(np.zeros(5 * SAMPLE_RATE, np.float32)) is None
 
 
 def test_overlapped_speech_adds_a_second_speakers_turn(models: FixedModels) -> None:

@@ -60,11 +60,13 @@ class FakeWhisper:
         all_segments.extend(self.trailing)
         return {"segments": all_segments, "language": self.language}
 
-    def pad_or_trim(self, audio: np.ndarray) -> np.ndarray:
-        return audio
+    audio = SimpleNamespace(N_SAMPLES=480_000, N_FRAMES=3000)
 
-    def log_mel_spectrogram(self, audio: np.ndarray, n_mels: int) -> SimpleNamespace:
-        return SimpleNamespace(to=lambda device: f"mel({n_mels}, {device})")
+    def pad_or_trim(self, mel: str, length: int) -> SimpleNamespace:
+        return SimpleNamespace(to=lambda device: f"{mel}[:{length}] on {device}")
+
+    def log_mel_spectrogram(self, audio: np.ndarray, n_mels: int, padding: int) -> str:
+        return f"mel({n_mels}, +{padding})"
 
 
 @pytest.fixture
@@ -184,7 +186,10 @@ def test_the_language_probability_comes_from_detection_only_when_none_was_forced
 
     transcript = engine_on(multilingual=True, detect=detect).transcribe(AUDIO, TranscribeOptions(), ignore)
     assert (transcript.language, transcript.language_probability) == ("de", 0.9123)
-    assert probed == ["mel(80, cpu)"]
+    # The features whisper.transcribe detects from; what was detected is handed to it, so the
+    # encoder does not run a second time for the language.
+    assert probed == ["mel(80, +480000)[:3000] on cpu"]
+    assert whisper.calls[-1]["language"] == "de"
     forced = engine_on(multilingual=True, detect=detect).transcribe(AUDIO, TranscribeOptions(language="de"), ignore)
     assert forced.language_probability is None and len(probed) == 1
 
@@ -196,8 +201,10 @@ def test_a_failed_language_probability_is_left_out_with_a_warning(
 
     with caplog.at_level(logging.WARNING, logger=openai_whisper.__name__):
         transcript = engine_on(multilingual=True, detect=detect).transcribe(AUDIO, TranscribeOptions(), ignore)
-    assert transcript.language_probability is None
-    assert "language probability unavailable: no GPU memory" in caplog.text
+    assert transcript.language_probability is None and transcript.language == "en"
+    assert whisper.calls[-1]["language"] is None  # whisper.transcribe detects it, as it would alone
+    assert "language probability unavailable (whisper.transcribe detects the language): no GPU memory" \
+        in caplog.text
 
 
 def test_with_no_language_in_the_result_the_forced_one_or_english_is_used(whisper: FakeWhisper) -> None:

@@ -57,7 +57,7 @@ class DiarizationOptions:
     clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
 
 
-def _check(audio: np.ndarray, min_speakers: int | None, max_speakers: int | None) -> np.ndarray:
+def _check_hints(min_speakers: int | None, max_speakers: int | None) -> None:
     for name, value in (("min_speakers", min_speakers), ("max_speakers", max_speakers)):
         if value is not None and value < 1:
             raise InvalidOption(f"{name} must be at least 1, not {value}", field=name)
@@ -66,6 +66,9 @@ def _check(audio: np.ndarray, min_speakers: int | None, max_speakers: int | None
             f"min_speakers ({min_speakers}) must not be larger than max_speakers ({max_speakers})",
             field="min_speakers",
         )
+
+
+def _check_audio(audio: np.ndarray) -> np.ndarray:
     samples = np.asarray(audio, dtype=np.float32)
     if samples.ndim != 1:
         raise DiarizationError(f"Diarization expects mono audio, got an array of shape {samples.shape}.")
@@ -200,6 +203,65 @@ def _overlap_turns(
     return extra
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What a recording gives before any speaker-count hint counts: its speech frames and an
+    embedding per window. The hints only change how the embeddings are clustered, so one
+    analysis answers every hint (the bench scores each meeting with and without)."""
+
+    duration: float
+    activity: Activity
+    times: np.ndarray
+    mask: np.ndarray
+    windows: np.ndarray
+    embeddings: np.ndarray
+
+
+def analyse(
+    audio: np.ndarray,
+    *,
+    device: str = "cpu",
+    options: DiarizationOptions | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Analysis | None:
+    """The speech and the voices in 16 kHz mono float32 audio; None when it holds no speech."""
+    opts = options or DiarizationOptions()
+
+    def share(low: float, high: float) -> Callable[[int, int], None] | None:
+        if progress is None:
+            return None
+        reporter = progress
+        return lambda done, total: reporter(low + (high - low) * done / max(total, 1))
+
+    samples = _check_audio(audio)
+    duration = samples.size / SAMPLE_RATE
+    peak = float(np.abs(samples).max(initial=0.0))
+    if duration < opts.min_speech or peak < 1e-4:
+        return None
+    # The filterbank's floor clips quiet bins, so the same voices recorded 40 dB quieter
+    # embedded differently (mean DER 0.21 became 0.43 on the meetings): every recording is
+    # brought to the same peak first. Digital silence stays zero.
+    samples = samples * np.float32(opts.peak_level / peak)
+    models = get_models(device)
+    try:
+        # The embeddings take most of the time (see DiarizationOptions): they get most of the bar.
+        activity = models.activity(samples, step=opts.segmentation_step, on_batch=share(0.0, 0.25))
+        times = np.asarray(activity.time(np.arange(activity.speech.size)), dtype=np.float64)
+        silero = models.speech_probabilities(samples) if opts.veto_threshold > 0 else None
+        mask = _speech_mask(activity, _loud_enough(samples, times, opts), opts, silero)
+        regions = [
+            (float(times[a]), float(min(duration, times[b - 1] + activity.frame_step))) for a, b in runs(mask)
+        ]
+        if not regions:
+            return None
+        windows = _windows(regions, duration, opts)
+        embeddings = models.embed(samples, windows, on_batch=share(0.25, 0.95))
+    except (RuntimeError, ValueError) as exc:
+        raise DiarizationError(f"Diarization failed on this audio: {exc}") from exc
+    return Analysis(duration=duration, activity=activity, times=times, mask=mask, windows=windows,
+                    embeddings=embeddings)
+
+
 def diarize(
     audio: np.ndarray,
     *,
@@ -214,40 +276,36 @@ def diarize(
     ``progress(fraction)`` is called as the work goes (after each batch of the models); an
     exception it raises stops the work, which is how a cancelled job stops here.
     """
-    opts = options or DiarizationOptions()
-
-    def share(low: float, high: float) -> Callable[[int, int], None] | None:
-        if progress is None:
-            return None
-        reporter = progress
-        return lambda done, total: reporter(low + (high - low) * done / max(total, 1))
-
-    samples = _check(audio, min_speakers, max_speakers)
-    duration = samples.size / SAMPLE_RATE
-    peak = float(np.abs(samples).max(initial=0.0))
-    if duration < opts.min_speech or peak < 1e-4:
-        return []
-    # The filterbank's floor clips quiet bins, so the same voices recorded 40 dB quieter
-    # embedded differently (mean DER 0.21 became 0.43 on the meetings): every recording is
-    # brought to the same peak first. Digital silence stays zero.
-    samples = samples * np.float32(opts.peak_level / peak)
+    _check_hints(min_speakers, max_speakers)  # a bad hint is refused before any work
     began = time.perf_counter()
-    models = get_models(device)
-    try:
-        # The embeddings take most of the time (see DiarizationOptions): they get most of the bar.
-        activity = models.activity(samples, step=opts.segmentation_step, on_batch=share(0.0, 0.25))
-        times = np.asarray(activity.time(np.arange(activity.speech.size)), dtype=np.float64)
-        silero = models.speech_probabilities(samples) if opts.veto_threshold > 0 else None
-        mask = _speech_mask(activity, _loud_enough(samples, times, opts), opts, silero)
-        regions = [
-            (float(times[a]), float(min(duration, times[b - 1] + activity.frame_step))) for a, b in runs(mask)
-        ]
-        if not regions:
-            return []
-        windows = _windows(regions, duration, opts)
-        embeddings = models.embed(samples, windows, on_batch=share(0.25, 0.95))
-    except (RuntimeError, ValueError) as exc:
-        raise DiarizationError(f"Diarization failed on this audio: {exc}") from exc
+    analysis = analyse(audio, device=device, options=options, progress=progress)
+    if analysis is None:
+        return []
+    turns = label(analysis, min_speakers=min_speakers, max_speakers=max_speakers, options=options)
+    log.info(
+        "diarized %.1f s of audio in %.2f s: %d speakers, %d turns",
+        analysis.duration,
+        time.perf_counter() - began,
+        len({t.speaker for t in turns}),
+        len(turns),
+    )
+    return turns
+
+
+def label(
+    analysis: Analysis,
+    *,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    options: DiarizationOptions | None = None,
+) -> list[Turn]:
+    """The speaker turns of an analysis, within the hints (sorted by start)."""
+    _check_hints(min_speakers, max_speakers)
+    opts = options or DiarizationOptions()
+    activity, times, mask, windows, embeddings = (
+        analysis.activity, analysis.times, analysis.mask, analysis.windows, analysis.embeddings
+    )
+    duration = analysis.duration
 
     def assign(labels: np.ndarray, *, wanted: int | None) -> list[tuple[int, float, float]]:
         count = int(labels.max()) + 1 if labels.size else 0
@@ -293,15 +351,7 @@ def diarize(
     order: dict[int, str] = {}
     for lab, _, _ in sorted(pieces, key=lambda p: p[1]):
         order.setdefault(lab, speaker_name(len(order)))
-    turns = sorted(
+    return sorted(
         (Turn(start=round(s, 3), end=round(e, 3), speaker=order[lab]) for lab, s, e in pieces),
         key=lambda t: (t.start, t.end, t.speaker),
     )
-    log.info(
-        "diarized %.1f s of audio in %.2f s: %d speakers, %d turns",
-        duration,
-        time.perf_counter() - began,
-        len(order),
-        len(turns),
-    )
-    return turns

@@ -117,12 +117,17 @@ class OpenAIWhisperEngine:
                 segments.append(segment)
                 on_segment(segment)
 
+        # whisper.transcribe detects the language itself but keeps only the answer, not its
+        # probability: detected here, from the same features, the encoder runs once for both.
+        language, probability = options.language, None
+        if language is None and self.model.is_multilingual:
+            language, probability = _detect_language(self.model, source, self.fp16)
         _local.listener = listener
         try:
             result = whisper.transcribe(
                 self.model,
                 source,
-                language=options.language,
+                language=language,
                 task=options.task,
                 temperature=options.temperature,
                 # openai-whisper samples instead of searching when the temperature is above 0.
@@ -140,10 +145,7 @@ class OpenAIWhisperEngine:
             _local.listener = None
         # Any segments the last window produced after its bar update.
         listener(result["segments"][len(segments):])
-        language = result.get("language") or options.language or "en"
-        probability = None
-        if options.language is None and self.model.is_multilingual:
-            probability = _language_probability(self.model, source, language)
+        language = result.get("language") or language or "en"
         warnings = (HOTWORDS_WARNING,) if options.hotwords else ()
         return build_transcript(self, audio, options, segments, language=language,
                                 language_probability=probability, warnings=warnings)
@@ -196,13 +198,19 @@ def _speech_only(audio: np.ndarray) -> tuple[np.ndarray, Callable[[float, bool],
         lambda t, is_end: float(mapping.get_original_time(t, is_end=is_end)))
 
 
-def _language_probability(model: Any, audio: np.ndarray, language: str) -> float | None:
+def _detect_language(model: Any, audio: np.ndarray, fp16: bool) -> tuple[str | None, float | None]:
+    """The language of the first 30 s and its probability, from the features whisper.transcribe
+    would detect it from (log-mel of the audio padded with 30 s, its first window)."""
     import whisper
 
     try:
-        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), model.dims.n_mels).to(model.device)
-        _, probs = model.detect_language(mel)
-        return round(float(probs.get(language, 0.0)), 4)
+        mel = whisper.log_mel_spectrogram(audio, model.dims.n_mels, padding=whisper.audio.N_SAMPLES)
+        segment = whisper.pad_or_trim(mel, whisper.audio.N_FRAMES).to(model.device)
+        if fp16 and str(model.device) != "cpu":  # whisper decodes in float32 on a CPU, whatever is asked
+            segment = segment.half()
+        _, probs = model.detect_language(segment)
     except Exception as exc:  # noqa: BLE001 - a missing probability must not fail the job
-        log.warning("language probability unavailable: %s", exc)
-        return None
+        log.warning("language probability unavailable (whisper.transcribe detects the language): %s", exc)
+        return None, None
+    language = max(probs, key=probs.get)
+    return language, round(float(probs[language]), 4)
