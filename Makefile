@@ -56,7 +56,7 @@ unit: install
 	$(BIN)/python -m pytest -q -ra tests/unit
 
 integration: services browser voices
-	$(BIN)/python -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile tests/integration tests/chaos
+	$(BIN)/python -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/integration tests/chaos
 
 test: lint typecheck unit integration
 

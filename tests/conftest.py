@@ -37,12 +37,30 @@ TESTS = Path(__file__).resolve().parent
 TIERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "chaos": pytest.mark.chaos}
 
 
+# The integration files that took longest (2026-12-06, three test processes on 2 cores), longest
+# first. The Makefile turns off xdist's own order (files with more tests first), which sent the
+# few long files last, where one process ran on alone after the others had finished; started
+# first, they overlap with everything else.
+SLOWEST_FIRST = (
+    "test_engines.py", "test_serving.py", "test_diarize_stage.py", "test_realtime.py", "test_service.py",
+    "test_rabbitmq.py", "test_lifecycle.py", "test_memory.py", "test_cli.py", "test_recycle.py",
+    "test_weights.py", "test_roles.py", "test_no_shared_disk.py", "test_diarize_meetings.py",
+    "test_storage.py", "test_bench_decoders.py", "test_limits.py", "test_page.py", "test_known_speakers.py",
+    "test_batched.py", "test_hostile.py", "test_page_live.py", "test_openapi.py", "test_supervise.py",
+    "test_diarization.py", "test_bench_consistency.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The tier is the folder a test lives in: tests/unit, tests/integration or tests/chaos.
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier in TIERS:
             item.add_marker(TIERS[tier])
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    # A stable sort: within a file, and among the files not named, the order stays pytest's.
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)) if "integration" in item.path.parts
+               else len(rank))
 
 
 def pytest_configure(config: pytest.Config) -> None:
