@@ -461,6 +461,11 @@ class LiveSession:
         if len(self.audio) - self.decoded_len < step * SAMPLE_RATE or \
                 len(self.audio) < MIN_DECODE_SECONDS * SAMPLE_RATE:
             return
+        # Audio goes on arriving while a decode runs. A turn that reaches MAX_TURN_SECONDS before
+        # this one would end is cut there and decoded whole, and that text (and the next turn's
+        # first words) would wait for a partial decode nobody sees the result of in time.
+        if len(self.audio) + self.partial_cost * SAMPLE_RATE >= MAX_TURN_SECONDS * SAMPLE_RATE:
+            return
         self.decoded_len = len(self.audio)
         began = self.clock()
         hypothesis = self.decode(self.audio, self.config, False)

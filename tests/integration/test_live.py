@@ -12,7 +12,15 @@ import pytest
 import redis
 
 from pipeline import keys
-from pipeline.live import Converter, LiveConfig, LiveEventError, LiveStore, new_session_id
+from pipeline.live import (
+    MAX_TURN_SECONDS,
+    Converter,
+    LiveConfig,
+    LiveEventError,
+    LiveStore,
+    TurnDetection,
+    new_session_id,
+)
 from pipeline.media import decode_audio
 from pipeline.settings import Settings
 from pipeline.worker import live as livework
@@ -175,3 +183,37 @@ def test_a_session_update_in_the_pause_decodes_the_turn_again(ctx: Context, jfk:
     updated, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, first]), update_at=(0.35 + 1.92 + 0.3))
     assert len(completed) == 1 and len(updated) == len(plain) + 1
     assert completed[0] == f"turn {len(updated)}"
+
+
+def test_no_partial_decode_runs_into_the_cut_at_the_longest_turn(ctx: Context) -> None:
+    """A turn that reaches MAX_TURN_SECONDS is cut and decoded whole. A partial decode that would
+    still run when the audio gets there (the audio goes on arriving while it decodes) is left
+    out: it would hold up the completed text, and the next turn behind it."""
+    store = LiveStore(ctx.redis)
+    session_id = new_session_id()
+    config = dataclasses.replace(LiveConfig.default(ctx.settings), rate=16_000, language="en",
+                                 turn_detection=TurnDetection(type="none"))
+    store.create(session_id, "tester", config, 600)
+    cost, now = 0.8, [0.0]  # seconds a partial decode takes, on the session's clock
+    partials: list[int] = []  # of the first turn
+    finals: list[int] = []
+
+    def decoder(turn: np.ndarray, _config: LiveConfig, final: bool) -> str:
+        if final:
+            finals.append(len(turn))
+            return "the whole turn"
+        if not finals:
+            partials.append(len(turn))
+        now[0] += cost
+        return "so far"
+
+    session = livework.LiveSession(store, session_id, store.get(session_id), decoder, clock=lambda: now[0])
+    entry = tone(16_000, 0.1).tobytes()
+    for n in range(int((MAX_TURN_SECONDS + 1) * 10)):
+        session.handle(f"{n + 1}-0", "audio", base64.b64encode(entry).decode())
+        session.step()
+    cut = int(MAX_TURN_SECONDS * 16_000)
+    assert finals[0] == cut
+    assert max(partials) + cost * 16_000 < cut  # none ran into the cut
+    # The last came a step before: a step is STEP_PER_COST times what a decode took.
+    assert max(partials) + (cost + livework.STEP_PER_COST * cost + 0.1) * 16_000 >= cut
