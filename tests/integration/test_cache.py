@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from pipeline import keys
 from pipeline.cache import ResultCache, cache_key
 from pipeline.options import TranscribeOptions
 from pipeline.transcript import Segment, Transcript
@@ -40,7 +41,7 @@ def run_out(client: redis.Redis, key: str) -> None:
 
 
 def live_entries(client: redis.Redis) -> int:
-    return len(client.keys("wp:cache:entry:*"))
+    return len(client.keys(keys.cache_entry_key("*")))
 
 
 def stat_counts(cache: ResultCache) -> dict[str, float | int | bool]:
@@ -195,7 +196,7 @@ def test_disabled_cache_never_stores_or_counts(redis_client: redis.Redis) -> Non
     cache = make(redis_client, enabled=False)
     cache.put(sha(1), OPTS, transcript("a"))
     assert cache.get(sha(1), OPTS) is None
-    assert redis_client.keys("wp:cache:*") == []
+    assert redis_client.keys(f"{keys.CACHE_PREFIX}:*") == []
     stats = cache.stats()
     assert stats["enabled"] is False
     assert (stats["hits"], stats["misses"], stats["entries"]) == (0, 0, 0)
@@ -210,7 +211,7 @@ def test_empty_sha_is_never_cached(redis_client: redis.Redis) -> None:
     cache = make(redis_client)
     cache.put("", OPTS, transcript("a"))
     assert cache.get("", OPTS) is None
-    assert redis_client.keys("wp:cache:*") == []
+    assert redis_client.keys(f"{keys.CACHE_PREFIX}:*") == []
 
 
 def test_clear(redis_client: redis.Redis) -> None:
@@ -219,12 +220,12 @@ def test_clear(redis_client: redis.Redis) -> None:
         cache.put(sha(n), OPTS, transcript(f"t{n}"))
     cache.get(sha(0), OPTS)
     cache.get(sha(7), OPTS)
-    redis_client.set("wp:job:unrelated", "1")
+    redis_client.set(keys.job_key("unrelated"), "1")
     assert cache.clear() == 3
-    assert redis_client.keys("wp:cache:*") == []
+    assert redis_client.keys(f"{keys.CACHE_PREFIX}:*") == []
     assert stat_counts(cache) == {"enabled": True, "hits": 0, "misses": 0, "hit_rate": 0.0, "entries": 0}
     assert cache.get(sha(0), OPTS) is None
-    assert redis_client.get("wp:job:unrelated") == "1"
+    assert redis_client.get(keys.job_key("unrelated")) == "1"
     assert cache.clear() == 0
 
 
@@ -299,7 +300,7 @@ def test_claim_is_exclusive_until_released(redis_client: redis.Redis) -> None:
 def test_claim_expires_and_renew_extends_it(redis_client: redis.Redis) -> None:
     cache = make(redis_client)
     assert cache.claim(sha(1), OPTS, "job-a", ttl=30) is True
-    key = next(iter(redis_client.keys("wp:cache:claim:*")))
+    key = next(iter(redis_client.keys(keys.cache_claim_key("*"))))
     assert 0 < redis_client.ttl(key) <= 30
     cache.renew(sha(1), OPTS, ttl=90)
     assert 30 < redis_client.ttl(key) <= 90

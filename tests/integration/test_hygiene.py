@@ -32,8 +32,8 @@ RESULT = Transcript(text="Hello.", language="en", duration=1.0,
                     segments=(Segment(id=0, start=0.0, end=1.0, text=" Hello."),))
 # Keys without a TTL, each pruned by time: by the reconciler, the outbox sweeper, or the cache's
 # trim; metrics hashes hold a fixed set of fields.
-PRUNED = {"wp:active", "wp:webhooks:due", "wp:cache:lru", "wp:cache:stats", "wp:metrics:jobs",
-          "wp:metrics:state_seconds", "wp:metrics:counters"}
+PRUNED = {keys.ACTIVE_KEY, keys.WEBHOOKS_DUE_KEY, keys.CACHE_LRU_KEY, keys.CACHE_STATS_KEY, keys.METRICS_KEY,
+          keys.STAGE_SECONDS_KEY, keys.COUNTERS_KEY}
 
 
 def ttl(client: redis.Redis, key: str) -> int:
@@ -116,11 +116,11 @@ def test_every_key_of_a_job_s_life_has_a_ttl_or_is_pruned(settings: Settings, re
 def test_listing_indexes_and_the_queue_set_are_pruned_by_time(redis_client: redis.Redis) -> None:
     jobs = JobStore(redis_client, result_ttl=TTL)
     ancient = time.time() - TTL - INDEX_GRACE_SECONDS - 10
-    redis_client.zadd("wp:jobs:key-1", {"old-job": ancient})
+    redis_client.zadd(keys.jobs_index_key("key-1"), {"old-job": ancient})
     redis_client.zadd(QUEUED_KEY, {"old-job": ancient})
     task_id = new_task_id()
     jobs.create(task_id, TranscribeOptions(), owner="key-1")
-    for index in ("wp:jobs:key-1", QUEUED_KEY):
+    for index in (keys.jobs_index_key("key-1"), QUEUED_KEY):
         assert redis_client.zrange(index, 0, -1) == [task_id]
         assert 0 < ttl(redis_client, index) <= TTL + INDEX_GRACE_SECONDS
 

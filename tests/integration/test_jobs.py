@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from api.events import EventHub, job_events
+from pipeline import keys
 from pipeline.errors import JobNotFound
 from pipeline.jobs import FINAL_STATES, Job, JobStore, Moved, State, new_task_id
 from pipeline.keys import events_channel, job_key
@@ -51,7 +52,7 @@ def snapshot(client: redis.Redis, task_id: str) -> dict[str, Any]:
         "history": client.lrange(f"{key}:history", 0, -1),
         "result": client.get(f"{key}:result"),
         "segments": client.lrange(f"{key}:segments", 0, -1),
-        "queued": client.zscore("wp:queued", task_id),
+        "queued": client.zscore(keys.QUEUED_KEY, task_id),
         "ttls": [client.ttl(k) for k in (key, f"{key}:history", f"{key}:result", f"{key}:segments")],
     }
 
@@ -97,7 +98,7 @@ def test_create(store: JobStore, redis_client: redis.Redis) -> None:
     assert store.history("t1") == [{"status": "queued", "at": pytest.approx(job.created_at)}]
     assert store.queue_position("t1") == 1
     # Listed in its owner's index (each API key sees only its own jobs).
-    assert redis_client.zscore("wp:jobs:key1", "t1") == pytest.approx(job.created_at)
+    assert redis_client.zscore(keys.jobs_index_key("key1"), "t1") == pytest.approx(job.created_at)
     # A job that is not final does not expire.
     assert redis_client.ttl(job_key("t1")) == -1
 
@@ -124,7 +125,7 @@ def test_unknown_job_everywhere(store: JobStore) -> None:
 def test_transition_does_not_create_a_record(store: JobStore, redis_client: redis.Redis) -> None:
     with pytest.raises(JobNotFound):
         store.transition("ghost", State.COMPLETED, result=transcript())
-    assert redis_client.keys("wp:job:ghost*") == []
+    assert redis_client.keys(keys.job_key("ghost") + "*") == []
 
 
 # -- forward transitions ---------------------------------------------------------------------
@@ -282,7 +283,7 @@ def test_the_transition_script_ends_exactly_the_final_states(
 ) -> None:
     """What the script does on reaching a final state (finish time, expiry, the job counted
     out of the current gauge) happens for every final state of ``State`` and no other."""
-    before = int(redis_client.hget("wp:metrics:jobs", f"current:{state}") or 0)
+    before = int(redis_client.hget(keys.METRICS_KEY, f"current:{state}") or 0)
     task_id = new_job(store)
     if state is not State.QUEUED:
         store.transition(task_id, state)
@@ -290,7 +291,7 @@ def test_the_transition_script_ends_exactly_the_final_states(
     assert job.is_final is (state in FINAL_STATES)
     assert (job.finished_at is not None) is job.is_final
     assert (redis_client.ttl(job_key(task_id)) > 0) is job.is_final
-    after = int(redis_client.hget("wp:metrics:jobs", f"current:{state}") or 0)
+    after = int(redis_client.hget(keys.METRICS_KEY, f"current:{state}") or 0)
     assert after - before == (0 if job.is_final else 1)
 
 
@@ -415,7 +416,7 @@ def test_final_jobs_expire(store: JobStore, redis_client: redis.Redis) -> None:
     for k in (key, f"{key}:history", f"{key}:result", f"{key}:segments"):
         assert 0 < redis_client.ttl(k) <= TTL, k
     # The shared queue set is never given a TTL.
-    assert redis_client.ttl("wp:queued") in (-1, -2)
+    assert redis_client.ttl(keys.QUEUED_KEY) in (-1, -2)
 
 
 @pytest.mark.parametrize("final", [State.FAILED, State.CANCELLED])
@@ -637,7 +638,7 @@ def test_cancel_unknown_job_raises(store: JobStore) -> None:
 def test_cancel_unknown_job_leaves_no_key(store: JobStore, redis_client: redis.Redis) -> None:
     with pytest.raises(JobNotFound):
         store.cancel("nope")
-    assert redis_client.keys("wp:job:nope*") == []
+    assert redis_client.keys(keys.job_key("nope") + "*") == []
 
 
 def test_count_attempt(store: JobStore) -> None:

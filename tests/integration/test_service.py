@@ -124,7 +124,7 @@ def test_progress_and_segments_are_published_while_running(live: Stack) -> None:
     pubsub = live.redis.pubsub(ignore_subscribe_messages=True)
     accepted_id = None
     # Subscribing needs the id, which exists only after the upload: listen to every job instead.
-    pubsub.psubscribe("wp:job:*:events")
+    pubsub.psubscribe(keys.events_channel("*"))
     try:
         accepted_id = str(submit(live, SPEECH_EN)["task_id"])
         events = []

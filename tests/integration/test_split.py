@@ -11,6 +11,7 @@ import dramatiq
 import pytest
 import redis
 
+from pipeline import keys
 from pipeline.keys import SPLIT_RESERVED_KEY
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
@@ -30,7 +31,7 @@ def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
     """A transcribe worker's heartbeat in Redis showing ``threads`` free slots, the only worker
     there, and no reservation; all gone afterwards."""
     client.delete(SPLIT_RESERVED_KEY)
-    for key in client.scan_iter(match="wp:workers*"):
+    for key in client.scan_iter(match=f"{keys.WORKERS_SEEN_KEY}*"):
         client.delete(key)
     beat = Heartbeat(lambda: {"device": "cpu"}, lambda: client)
     beat._queues = ["transcribe"]
@@ -40,7 +41,7 @@ def idle_slots(client: redis.Redis, threads: int) -> Iterator[Heartbeat]:
         yield beat
     finally:
         client.delete(SPLIT_RESERVED_KEY)
-        for key in client.scan_iter(match="wp:workers*"):
+        for key in client.scan_iter(match=f"{keys.WORKERS_SEEN_KEY}*"):
             client.delete(key)
 
 

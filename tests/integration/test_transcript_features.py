@@ -85,7 +85,7 @@ def test_custom_spelling_and_the_views_over_the_transcript(live: Stack) -> None:
 def _cache_entries(live: Stack) -> list[dict[str, Any]]:
     """The transcripts in the cache."""
     entries = []
-    for key in live.redis.keys("wp:cache:*"):
+    for key in live.redis.keys(f"{keys.CACHE_PREFIX}:*"):
         if live.redis.type(key) == "string":
             with contextlib.suppress(ValueError):
                 value = json.loads(str(live.redis.get(key)))
