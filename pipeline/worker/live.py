@@ -68,6 +68,11 @@ EARLY_FINAL_SECONDS = 0.2  # silence after which the turn's completed text is de
 # A longer turn's completed text costs more to decode than the pause it would save, and a pause
 # inside it that does not end it throws that decode away.
 EARLY_FINAL_MAX_TURN_SECONDS = 8.0
+# A turn this long is ended by a shorter pause than silence_duration_ms: otherwise it runs on to
+# MAX_TURN_SECONDS and is cut there, mid-word, and the turn after the cut starts mid-sentence,
+# waiting for the long turn's completed text before its own first words.
+LONG_TURN_SECONDS = 15.0
+LONG_TURN_SILENCE_MS = 200
 
 Decoder = Callable[[np.ndarray, LiveConfig, bool], str]
 
@@ -325,6 +330,9 @@ class LiveSession:
                 self.silence = 0
                 self.speech_end = self.samples
             if self.silence >= vad.silence_duration_ms * SAMPLE_RATE // 1000:
+                self._speech_stopped(entry_id)
+            elif len(self.audio) >= LONG_TURN_SECONDS * SAMPLE_RATE and \
+                    self.silence >= min(LONG_TURN_SILENCE_MS, vad.silence_duration_ms) * SAMPLE_RATE // 1000:
                 self._speech_stopped(entry_id)
             elif len(self.audio) >= MAX_TURN_SECONDS * SAMPLE_RATE:
                 self._speech_stopped(entry_id)

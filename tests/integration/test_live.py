@@ -217,3 +217,16 @@ def test_no_partial_decode_runs_into_the_cut_at_the_longest_turn(ctx: Context) -
     assert max(partials) + cost * 16_000 < cut  # none ran into the cut
     # The last came a step before: a step is STEP_PER_COST times what a decode took.
     assert max(partials) + (cost + livework.STEP_PER_COST * cost + 0.1) * 16_000 >= cut
+
+
+def test_a_long_turn_ends_at_a_pause_too_short_to_end_a_short_one(ctx: Context, jfk: Path) -> None:
+    """Past LONG_TURN_SECONDS a pause of 250 ms ends the turn, so that it is not cut mid-word at
+    MAX_TURN_SECONDS; in a shorter turn the same pause does not (silence_duration_ms is 500)."""
+    first, _ = _first_turn_and_pause(jfk)
+    pause = np.zeros(int(0.25 * 16_000), np.float32)
+    _, short = _fed_entry_by_entry(ctx, np.concatenate([pause, *[first, pause] * 5]))  # about 11 s
+    assert len(short) == 1
+    finals, completed = _fed_entry_by_entry(ctx, np.concatenate([pause, *[first, pause] * 9]))  # about 20 s
+    assert len(completed) == 2
+    seconds = finals[int(completed[0].split()[1]) - 1][0] / 16_000
+    assert livework.LONG_TURN_SECONDS <= seconds < livework.LONG_TURN_SECONDS + len(first) / 16_000 + 0.5
