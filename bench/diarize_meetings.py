@@ -82,10 +82,10 @@ def evaluate(items: Sequence[Meeting], *, device: str = "cpu") -> list[MeetingRo
         # diarize() does for each, without its speech and embeddings found twice.
         began = time.perf_counter()
         analysis = analyse(item.audio, device=device)
-        turns = label(analysis) if analysis else []
+        turns = label(analysis) if analysis is not None else []
         elapsed = time.perf_counter() - began
         k = item.speakers
-        hinted = label(analysis, min_speakers=k, max_speakers=k) if analysis else []
+        hinted = label(analysis, min_speakers=k, max_speakers=k) if analysis is not None else []
         rows.append(MeetingRow(
             name=item.name, reference_speakers=k, speakers=len({t.speaker for t in turns}),
             der=score(item.reference, turns, collar=0.25).der, der_strict=score(item.reference, turns, collar=0.0).der,

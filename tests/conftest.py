@@ -53,14 +53,15 @@ SLOWEST_FIRST = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The tier is the folder a test lives in: tests/unit, tests/integration or tests/chaos.
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    order: dict[str, int] = {}
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         if tier in TIERS:
             item.add_marker(TIERS[tier])
-    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+        order[item.nodeid] = rank.get(item.path.name, len(rank)) if tier == "integration" else len(rank)
     # A stable sort: within a file, and among the files not named, the order stays pytest's.
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)) if "integration" in item.path.parts
-               else len(rank))
+    items.sort(key=lambda item: order[item.nodeid])
 
 
 def pytest_configure(config: pytest.Config) -> None:

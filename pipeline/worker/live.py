@@ -332,7 +332,7 @@ class LiveSession:
             if self.silence >= vad.silence_duration_ms * SAMPLE_RATE // 1000:
                 self._speech_stopped(entry_id)
             elif len(self.audio) >= LONG_TURN_SECONDS * SAMPLE_RATE and \
-                    self.silence >= min(LONG_TURN_SILENCE_MS, vad.silence_duration_ms) * SAMPLE_RATE // 1000:
+                    self.silence >= LONG_TURN_SILENCE_MS * SAMPLE_RATE // 1000:
                 self._speech_stopped(entry_id)
             elif len(self.audio) >= MAX_TURN_SECONDS * SAMPLE_RATE:
                 self._speech_stopped(entry_id)
