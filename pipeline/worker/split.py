@@ -15,7 +15,10 @@ would each see every transcriber idle and all split (8 x 60 s at once moved a th
 audio that unsplit jobs did, docs/benchmarks.md). So each decision reserves the slots it counts
 on for ``RESERVE_SECONDS`` (``take_idle_transcribers``), and the next decision sees them taken;
 a transcriber that takes the message releases its slot (``release_slot``), its heartbeat then
-telling the rest.
+telling the rest. Jobs uploaded with it that have not reached their own decision yet (queued, or
+still being decoded) count against the idle slots too: each will want a transcriber within
+seconds, and a burst's first job cut in two only spends more CPU on it and moves its words,
+while the rest of the burst waits for both halves.
 
 ``chunk_seconds`` is the decision, a plain function; the extract stage hands its answer to
 ``pipeline.worker.chunks.plan_chunks``, which places the cuts in pauses.
@@ -24,12 +27,14 @@ telling the rest.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from pipeline.keys import SPLIT_RESERVED_KEY
+from pipeline.jobs import State
+from pipeline.keys import ACTIVE_KEY, SPLIT_RESERVED_KEY, job_key
 from pipeline.queues import TRANSCRIBE_QUEUE
 from pipeline.settings import Settings
 from pipeline.workers import live_workers
@@ -37,6 +42,10 @@ from pipeline.workers import live_workers
 log = logging.getLogger(__name__)
 
 RESERVE_SECONDS = 3  # longer than a message takes to reach a free transcriber
+# Jobs that changed state this recently are looked at as the ones ahead; an older job still
+# queued or extracting is stuck (the reconciler's) or waits behind busy transcribers anyway.
+AHEAD_SECONDS = 600
+AHEAD_LOOKED_AT = 64
 
 # KEYS: reserved. ARGV: seconds a reservation lasts, idle slots seen, slots wanted, task id.
 # Answers the slots reserved: at most the idle ones not reserved already, at most the wanted.
@@ -84,8 +93,9 @@ def read_idle_transcribers(client: redis.Redis) -> int:
 def take_idle_transcribers(client: redis.Redis, task_id: str, duration: float, settings: Settings) -> int:
     """Idle transcribe slots for this job's decision, reserved for it: as many as it could be
     cut into (one when it is too short to split, which it will occupy all the same), less those
-    other jobs reserved in the last ``RESERVE_SECONDS``. A redelivered job replaces its own
-    reservation. 0 when Redis cannot be asked (then nothing is split for capacity)."""
+    other jobs reserved in the last ``RESERVE_SECONDS`` and less the jobs ahead of it that have
+    reserved none (``jobs_ahead``). A redelivered job replaces its own reservation. 0 when Redis
+    cannot be asked (then nothing is split for capacity)."""
     wanted = 1
     if settings.split_min_seconds > 0 and duration > settings.split_min_seconds:
         wanted = max(1, min(64, int(duration // settings.split_min_chunk_seconds)))
@@ -93,10 +103,34 @@ def take_idle_transcribers(client: redis.Redis, task_id: str, duration: float, s
     if idle <= 0:
         return 0
     try:
-        return int(client.eval(_TAKE, 1, SPLIT_RESERVED_KEY, RESERVE_SECONDS, idle, wanted, task_id))  # type: ignore[arg-type]
+        if wanted > 1:  # a job that is not cut takes its one slot whatever else is coming
+            idle -= jobs_ahead(client, task_id)
+        return int(client.eval(_TAKE, 1, SPLIT_RESERVED_KEY, RESERVE_SECONDS, max(idle, 0), wanted, task_id))  # type: ignore[arg-type]
     except redis.RedisError as exc:
         log.warning("could not reserve idle transcribers (%s); not splitting for capacity", exc)
         return 0
+
+
+def jobs_ahead(client: redis.Redis, task_id: str, now: float | None = None) -> int:
+    """Other jobs that will want a transcriber soon and have reserved none: those queued or
+    being extracted, among the most recently moved. A job waiting for a transcriber after its
+    decision counts too (its state is still extracting), unless its reservation is counted
+    already."""
+    now = time.time() if now is None else now
+    recent = cast(list[str], client.zrevrangebyscore(ACTIVE_KEY, "+inf", now - AHEAD_SECONDS, start=0,
+                                                      num=AHEAD_LOOKED_AT))
+    others = [other for other in recent if other != task_id]
+    if not others:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for other in others:
+        pipe.hget(job_key(other), "status")
+    pipe.zrange(SPLIT_RESERVED_KEY, 0, -1)
+    *statuses, reserved = pipe.execute()
+    holding = {member.rsplit(":", 1)[0] for member in reserved}
+    waiting = (State.QUEUED.value, State.EXTRACTING.value)
+    return sum(1 for other, status in zip(others, statuses, strict=True)
+               if status in waiting and other not in holding)
 
 
 def release_slot(client: redis.Redis, task_id: str, piece: int = 1) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import wave
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import dramatiq
+import numpy as np
 import pytest
 import redis
 
@@ -17,6 +20,7 @@ from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.settings import Settings
 from pipeline.worker.heartbeat import Heartbeat
 from pipeline.worker.split import (
+    jobs_ahead,
     read_idle_transcribers,
     release_slot,
     take_idle_transcribers,
@@ -50,8 +54,8 @@ class Message:
         self.message_id = message_id
 
 
-def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+def test_heartbeats_in_redis_tell_idle_capacity(redis_client: redis.Redis) -> None:
+    client = redis_client  # an empty database: no job of another test counts as ahead
     broker = dramatiq.get_broker()
     with idle_slots(client, 2) as beat:
         assert read_idle_transcribers(client) == 2
@@ -73,17 +77,8 @@ def test_unreadable_heartbeats_mean_no_split() -> None:
     assert read_idle_transcribers(dead) == 0
 
 
-def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_are_busy(
-        ctx: Any, tmp_path: Any) -> None:
-    """The call site: the extract stage reads idle capacity from the heartbeats and plans the
-    pieces, so that a lone 60 s job goes to both transcribers."""
-    import wave
-
-    import numpy as np
-
-    from pipeline.worker import stages
-    from tests.support.jobs import submit
-
+def _minute(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """The first minute of multilingual.mp3 as a WAV file, and its samples."""
     source = SHARED_AUDIO / "multilingual.mp3"
     if not source.is_file():
         pytest.skip(f"{source} is absent")
@@ -94,6 +89,17 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return minute, samples
+
+
+def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_are_busy(
+        ctx: Any, tmp_path: Any) -> None:
+    """The call site: the extract stage reads idle capacity from the heartbeats and plans the
+    pieces, so that a lone 60 s job goes to both transcribers."""
+    from pipeline.worker import stages
+    from tests.support.jobs import submit
+
+    minute, samples = _minute(tmp_path)
     with idle_slots(ctx.redis, 2) as beat:  # two free slots, as two one-thread processes would show
         split_job = submit(ctx, minute)
         assert stages.extract(ctx, split_job) is stages.Next.CHUNKS
@@ -111,8 +117,34 @@ def test_extract_cuts_a_minute_across_two_idle_transcribers_and_not_when_they_ar
         assert stages.extract(ctx, whole_job) is stages.Next.TRANSCRIBE
 
 
-def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+def test_a_minute_uploaded_with_others_is_not_cut_for_slots_they_will_take(ctx: Any, tmp_path: Path) -> None:
+    """Two slots free, and another job uploaded at the same moment, not yet decoded: that job
+    will take a slot, so the minute goes whole. Once the other is transcribing, a minute is cut."""
+    from pipeline.jobs import State
+    from pipeline.worker import stages
+    from tests.support.jobs import submit
+
+    minute, _samples = _minute(tmp_path)
+    with idle_slots(ctx.redis, 2) as beat:
+        other = submit(ctx, minute)
+        first = submit(ctx, minute)
+        assert jobs_ahead(ctx.redis, first) == 1
+        assert stages.extract(ctx, first) is stages.Next.TRANSCRIBE
+        # The other is decoded and waits for a transcriber, the first job's still reserved.
+        ctx.jobs.transition(other, State.EXTRACTING)
+        assert jobs_ahead(ctx.redis, first) == 1
+        assert jobs_ahead(ctx.redis, other) == 0  # the first holds a reservation: counted once
+        ctx.redis.delete(SPLIT_RESERVED_KEY)
+        for job in (other, first):  # each taken by a transcriber
+            ctx.jobs.transition(job, State.TRANSCRIBING)
+        beat.beat()
+        assert jobs_ahead(ctx.redis, "third") == 0
+        third = submit(ctx, minute)
+        assert stages.extract(ctx, third) is stages.Next.CHUNKS
+
+
+def test_a_decision_reserves_the_slots_it_counts_on(redis_client: redis.Redis) -> None:
+    client = redis_client  # an empty database: no job of another test counts as ahead
     with idle_slots(client, 3):
         assert take_idle_transcribers(client, "first", 60.0, DEFAULTS) == 3
         assert take_idle_transcribers(client, "first", 40.0, DEFAULTS) == 1  # redelivered: its own again
@@ -122,8 +154,8 @@ def test_a_decision_reserves_the_slots_it_counts_on(settings: Settings) -> None:
         assert take_idle_transcribers(client, "fourth", 60.0, replace(DEFAULTS, split_min_seconds=0)) == 1
 
 
-def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+def test_a_transcriber_that_takes_a_piece_gives_its_slot_back(redis_client: redis.Redis) -> None:
+    client = redis_client  # an empty database: no job of another test counts as ahead
     with idle_slots(client, 2):
         assert take_idle_transcribers(client, "short", 10.0, DEFAULTS) == 1
         assert take_idle_transcribers(client, "minute", 60.0, DEFAULTS) == 1  # one slot seemed taken
