@@ -54,8 +54,8 @@ class Message:
         self.message_id = message_id
 
 
-def test_heartbeats_in_redis_tell_idle_capacity(redis_client: redis.Redis) -> None:
-    client = redis_client  # an empty database: no job of another test counts as ahead
+def test_heartbeats_in_redis_tell_idle_capacity(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     broker = dramatiq.get_broker()
     with idle_slots(client, 2) as beat:
         assert read_idle_transcribers(client) == 2
