@@ -35,23 +35,25 @@ def test_every_meeting_has_speakers_and_a_sensible_count(rows: list[MeetingRow])
         assert row.speakers >= 1, row
         assert row.speakers <= row.reference_speakers + 1, row
         if row.reference_speakers == 2:
-            assert abs(row.speakers - 2) <= 1, row
+            # trn03's second person says a few words in 30 s: they were merged into the first.
+            assert row.speakers == 2, row
 
 
 def test_mean_der_on_meetings(rows: list[MeetingRow]) -> None:
-    # Measured (docs/benchmarks.md): 0.189 at collar 0.25 s, 0.257 at collar 0; the 2-person
-    # excerpts 0.077.
-    assert np.mean([r.der for r in rows]) < 0.21
-    assert np.mean([r.der_strict for r in rows]) < 0.28
-    two = [r.der for r in rows if r.reference_speakers == 2]
-    assert np.mean(two) < 0.12
+    # Measured (docs/benchmarks.md): 0.178 at collar 0.25 s, 0.247 at collar 0; the 2-person
+    # excerpts 0.000-0.091.
+    assert np.mean([r.der for r in rows]) < 0.20
+    assert np.mean([r.der_strict for r in rows]) < 0.27
+    for row in rows:
+        if row.reference_speakers == 2:
+            assert row.der < 0.12, row
 
 
 def test_count_hints_are_met_and_cost_little(rows: list[MeetingRow]) -> None:
     for row in rows:
         assert row.hinted_speakers == row.reference_speakers, row
-    # Measured: 0.198 with the hints against 0.189 without; the worst file +0.068 (trn07).
-    assert np.mean([r.hinted_der for r in rows]) <= np.mean([r.der for r in rows]) + 0.02
+    # Measured: 0.195 with the hints against 0.178 without; the worst file +0.068 (trn07).
+    assert np.mean([r.hinted_der for r in rows]) <= np.mean([r.der for r in rows]) + 0.03
     for row in rows:
         assert row.hinted_der <= row.der + 0.1, row
         if row.speakers == row.reference_speakers:

@@ -13,11 +13,14 @@ from pipeline.transcript import Turn
 from pipeline.worker.diarization import engine
 from pipeline.worker.diarization.engine import (
     DiarizationOptions,
+    LocalVoice,
     _check_audio,
     _label_frames,
+    _local_voices,
     _loud_enough,
     _overlap_turns,
     _speech_mask,
+    _split_local_conflicts,
     _windows,
     diarize,
 )
@@ -39,11 +42,13 @@ class FixedModels:
         self.voice: Callable[[float], int] = lambda centre: 0 if centre < 5.0 else 1
         self.failure: Exception | None = None
         self.heard: Callable[[float], float] = lambda t: 0.9  # Silero's probability at t seconds
+        self.local: np.ndarray | None = None  # the segmentation's local speakers, one window
 
     def activity(self, samples: np.ndarray, *, step: float, on_batch: OnBatch = None) -> Activity:
         if on_batch is not None:
             on_batch(1, 1)
-        return Activity(0.0, STEP, self.speech, self.overlap)
+        return Activity(0.0, STEP, self.speech, self.overlap, local=self.local,
+                        local_first=None if self.local is None else np.zeros(len(self.local), np.int64))
 
     def speech_probabilities(self, samples: np.ndarray) -> np.ndarray:
         count = -(-samples.size // SILERO_WINDOW)
@@ -180,6 +185,79 @@ def test_missing_speakers_are_the_second_voices_of_the_longest_overlaps() -> Non
     assert [(who, round(a, 3), round(b, 3)) for who, a, b in extra] == [(2, 0.5, 1.5), (0, 3.0, 3.6)]
 
 
+def test_an_overlap_where_the_voice_heard_alone_changes_gives_each_part_the_other_voice() -> None:
+    frames = np.repeat([0, 1], 50)
+    overlap = np.where((np.arange(100) >= 40) & (np.arange(100) < 60), 0.8, 0.0)
+    extra = _overlap_turns(Activity(0.0, STEP, np.ones(100), overlap), frames, np.arange(100) * STEP, OPTS, spare=2)
+    # Not a spare third speaker for the whole span, though both voices are heard in it.
+    assert [(who, round(a, 3), round(b, 3)) for who, a, b in extra] == [(1, 2.0, 2.5), (0, 2.5, 3.0)]
+
+
+def local_window(*voices: tuple[int, int], frames: int = 100) -> np.ndarray:
+    """One segmentation window's local speakers: voice k active over frames [a, b)."""
+    active = np.zeros((frames, 3), bool)
+    for k, (a, b) in enumerate(voices):
+        active[a:b, k] = True
+    return active
+
+
+def test_local_voices_are_where_each_local_speaker_speaks_alone_for_long_enough() -> None:
+    # Window 0: voice 0 over frames 0-60, voice 1 over 50-80 (overlapping 50-60: not alone).
+    # Window 1 (from frame 100): one voice of 0.2 s, too short to count.
+    local = np.stack([local_window((0, 60), (50, 80)), local_window((0, 4))])
+    activity = Activity(0.0, STEP, np.ones(200), np.zeros(200), local=local, local_first=np.array([0, 100]))
+    voices = _local_voices(activity, np.ones(200, bool), OPTS)
+    assert [(v.window, v.seconds, v.frames.min(), v.frames.max()) for v in voices] == [
+        (0, pytest.approx(2.5), 0, 49), (0, pytest.approx(1.0), 60, 79)]
+    assert _local_voices(activity, np.ones(200, bool), DiarizationOptions(local_min_solo=0)) == []
+    # Frames that are not speech (the mask) are nobody's.
+    mask = np.ones(200, bool)
+    mask[60:75] = False
+    assert [v.seconds for v in _local_voices(activity, mask, OPTS)] == [pytest.approx(2.5)]
+
+
+def voice(window: int, frames: range, embedding: np.ndarray | None = None) -> LocalVoice:
+    return LocalVoice(window, np.array(frames), len(frames) * STEP, embedding)
+
+
+def test_a_voice_the_segmentation_tells_apart_from_the_one_it_was_merged_with_is_split_off() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(100, int)
+    speakers = eye[:1]
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[1]))
+    split, count = _split_local_conflicts(labels, 1, voices, speakers, room=None, link=0.45)
+    assert count == 2 and split[60:80].tolist() == [1] * 20 and not split[:60].any() and not split[80:].any()
+    # A max_speakers hint that leaves no room keeps the labels as they are.
+    assert _split_local_conflicts(labels, 1, voices, speakers, room=0, link=0.45)[1] == 1
+
+
+def test_a_split_off_voice_that_sounds_like_another_speaker_goes_to_them() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(100, int)
+    labels[80:] = 1
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 70), (eye[1] + eye[2]) / np.sqrt(2)))
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    assert count == 2 and split[60:70].tolist() == [1] * 10 and not split[:60].any()
+
+
+def test_the_same_voice_split_off_in_two_windows_is_one_new_speaker() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(200, int)
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[2]),
+              voice(1, range(100, 160)), voice(1, range(160, 180), eye[2]))
+    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45)
+    assert count == 2 and set(split[60:80].tolist()) == set(split[160:180].tolist()) == {1}
+
+
+def test_voices_with_their_own_labels_are_left_alone() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(100, int)
+    labels[60:80] = 1
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[3]))
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    assert count == 2 and np.array_equal(split, labels)
+
+
 # -- diarize, on fixed scores and embeddings -----------------------------------------------------
 def test_two_voices_become_two_speakers_named_in_order_of_first_appearance(models: FixedModels) -> None:
     assert diarize(ten_seconds()) == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 10.0, "SPEAKER_01")]
@@ -195,6 +273,16 @@ def test_a_speaker_who_comes_back_keeps_their_name_whichever_voice_they_have(mod
 
         models.voice = voice
         assert diarize(ten_seconds()) == expected
+
+
+def test_someone_the_embeddings_merge_but_the_segmentation_tells_apart_is_a_speaker(
+    models: FixedModels,
+) -> None:
+    models.voice = lambda centre: 0  # every embedding window sounds like one person
+    models.local = local_window((0, 80), (120, 160), frames=200)[None]
+    turns = diarize(ten_seconds())
+    assert turns == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 8.0, "SPEAKER_01"), Turn(8.0, 10.0, "SPEAKER_00")]
+    assert len({t.speaker for t in diarize(ten_seconds(), max_speakers=1)}) == 1
 
 
 def test_max_speakers_merges_and_min_speakers_splits(models: FixedModels) -> None:

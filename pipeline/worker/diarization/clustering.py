@@ -31,7 +31,8 @@ class ClusteringOptions:
     max_linkage_windows: int = 4000
 
 
-def _centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+def centroids(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The L2-normalised mean embedding of each label 0..count-1."""
     cents = np.stack([embeddings[labels == k].mean(axis=0) for k in range(count)])
     return cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
 
@@ -75,7 +76,7 @@ def cluster_embeddings(
     sizes = np.bincount(labels, minlength=count)
     big = sizes >= opts.min_windows
     if big.any() and not big.all() and int(big.sum()) >= low:
-        cents = _centroids(embeddings, labels, count)
+        cents = centroids(embeddings, labels, count)
         big_ids = np.flatnonzero(big)
         for k in np.flatnonzero(~big):
             target = big_ids[np.argmax(cents[big_ids] @ cents[k])]
@@ -86,7 +87,7 @@ def cluster_embeddings(
         # Too many: the smallest speaker joins the one it sounds most like. Cutting the tree
         # higher instead may merge two large speakers, which costs far more time.
         sizes = np.bincount(labels, minlength=count)
-        cents = _centroids(embeddings, labels, count)
+        cents = centroids(embeddings, labels, count)
         small = int(np.argmin(sizes))
         sims = cents @ cents[small]
         sims[small] = -np.inf
@@ -94,13 +95,13 @@ def cluster_embeddings(
         labels, count = _compact(labels)
 
     if full.shape[0] != n:
-        labels, count = _compact(np.argmax(full @ _centroids(embeddings, labels, count).T, axis=1))
+        labels, count = _compact(np.argmax(full @ centroids(embeddings, labels, count).T, axis=1))
         embeddings = full
 
     # A few rounds of nearest-centroid reassignment undo early merges that average linkage
     # cannot revisit.
     for _ in range(opts.refine_iterations):
-        cents = _centroids(embeddings, labels, count)
+        cents = centroids(embeddings, labels, count)
         new = np.argmax(embeddings @ cents.T, axis=1)
         if len(np.unique(new)) < min(low, count):
             break
@@ -116,7 +117,7 @@ def cluster_embeddings(
         # Too few: the window least like its own speaker becomes a new one. Cutting the tree
         # lower instead splits a voice heard at length in two, which costs much of its time; the
         # people a count hint adds are, in meetings, those heard least.
-        cents = _centroids(embeddings, labels, count)
+        cents = centroids(embeddings, labels, count)
         fit = np.einsum("ij,ij->i", embeddings, cents[labels])
         sizes = np.bincount(labels, minlength=count)
         fit[sizes[labels] < 2] = np.inf

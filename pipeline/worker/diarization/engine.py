@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from pipeline.errors import DiarizationError, InvalidOption
 from pipeline.transcript import Turn
-from pipeline.worker.diarization.clustering import ClusteringOptions, cluster_embeddings
-from pipeline.worker.diarization.models import SAMPLE_RATE, SILERO_WINDOW, Activity, get_models
+from pipeline.worker.diarization.clustering import ClusteringOptions, centroids, cluster_embeddings
+from pipeline.worker.diarization.models import SAMPLE_RATE, SILERO_WINDOW, Activity, DiarizationModels, get_models
 from pipeline.worker.diarization.turns import drop_short, fill_gaps, hysteresis, runs, smooth_labels, speaker_name
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ class DiarizationOptions:
     # 0 turns the veto off.
     veto_threshold: float = 0.1
     veto_margin: float = 0.5
+    # Within one 10 s window the segmentation model tells apart voices that CAM++ embeddings of
+    # 1.5 s windows, clustered over the whole recording, merge: someone who answers in a word or
+    # two beside a dominant speaker. Where two of its local speakers, each with this many seconds
+    # alone, got the same label, the smaller one is someone else (see ``_split_local_conflicts``).
+    # 0 turns it off.
+    local_min_solo: float = 0.5
     clustering: ClusteringOptions = field(default_factory=ClusteringOptions)
 
 
@@ -185,11 +192,17 @@ def _overlap_turns(
         longest = sorted(spans, key=lambda r: r[0] - r[1])[:missing]
         newcomers = {span: spare + i for i, span in enumerate(longest)}
     extra: list[tuple[int, float, float]] = []
+    pieces: list[tuple[int, int]] = []
     for a, b in spans:
         if (a, b) in newcomers:
             extra.append((newcomers[(a, b)], float(times[a]), float(times[b - 1] + step)))
             continue
-        present = set(frame_labels[a:b].tolist())
+        # Where the voice heard alone changes inside an overlap, each part has its own second
+        # voice (the other one, usually): the whole span holding both would leave none but a spare.
+        cuts = [0, *(np.flatnonzero(np.diff(frame_labels[a:b])) + 1).tolist(), b - a]
+        pieces += [(a + s, a + e) for s, e in itertools.pairwise(cuts) if frame_labels[a + s] >= 0]
+    for a, b in pieces:
+        present = {int(frame_labels[a])}
         best: tuple[float, int] | None = None
         for other in set(frame_labels.tolist()) - present - {-1}:
             idx = np.flatnonzero(frame_labels == other)
@@ -204,6 +217,96 @@ def _overlap_turns(
 
 
 @dataclass(frozen=True)
+class LocalVoice:
+    """One local speaker of one segmentation window, where they speak alone (frame indices on
+    the recording's grid, speech frames only). The window's largest voice has no embedding: it
+    is never the one split off."""
+
+    window: int
+    frames: np.ndarray
+    seconds: float
+    embedding: np.ndarray | None = None
+
+
+def _local_voices(activity: Activity, mask: np.ndarray, opts: DiarizationOptions) -> list[LocalVoice]:
+    if opts.local_min_solo <= 0 or activity.local is None or activity.local_first is None:
+        return []
+    step = activity.frame_step
+    out: list[LocalVoice] = []
+    for w, (active, first) in enumerate(zip(activity.local, activity.local_first, strict=True)):
+        span = max(0, min(mask.size - int(first), active.shape[0]))
+        solo = active[:span] & (active[:span].sum(axis=1, keepdims=True) == 1) & mask[first:first + span, None]
+        found = [LocalVoice(w, np.flatnonzero(solo[:, k]) + int(first), float(solo[:, k].sum() * step))
+                 for k in range(solo.shape[1])]
+        out += [v for v in found if v.seconds >= opts.local_min_solo]
+    return out
+
+
+def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[LocalVoice], times: np.ndarray,
+                  step: float) -> list[LocalVoice]:
+    """Each voice but the largest of its window gets one embedding of its solo audio, joined."""
+    largest: dict[int, float] = {}
+    for v in voices:
+        largest[v.window] = max(largest.get(v.window, 0.0), v.seconds)
+    wanted = [i for i, v in enumerate(voices) if v.seconds < largest[v.window]]
+    if not wanted:
+        return voices
+    pieces: list[np.ndarray] = []
+    bounds: list[tuple[float, float]] = []
+    at = 0
+    for i in wanted:
+        audio = np.concatenate([samples[int(times[a] * SAMPLE_RATE):int((times[b - 1] + step) * SAMPLE_RATE)]
+                                for a, b in runs(np.isin(np.arange(times.size), voices[i].frames))])
+        pieces.append(audio)
+        bounds.append((at / SAMPLE_RATE, (at + audio.size) / SAMPLE_RATE))
+        at += audio.size
+    vectors = models.embed(np.concatenate(pieces), np.array(bounds, dtype=np.float64))
+    out = list(voices)
+    for i, vector in zip(wanted, vectors, strict=True):
+        out[i] = replace(out[i], embedding=vector)
+    return out
+
+
+def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[LocalVoice, ...],
+                           speakers: np.ndarray, *, room: int | None, link: float) -> tuple[np.ndarray, int]:
+    """Frame labels where no segmentation window holds two of its local speakers under one label.
+
+    The smaller of two such voices goes to the other speaker it sounds most like when that one
+    is closer than ``link`` (cosine similarity; ``speakers`` holds their centroids), else to a
+    new speaker, shared with other split-off voices as close to each other; ``room`` caps the
+    new speakers (None: no cap). Only the voice's frames under the merged label move.
+    """
+    by_window: dict[int, list[tuple[LocalVoice, int]]] = {}
+    for voice in voices:
+        labelled = frame_labels[voice.frames]
+        labelled = labelled[labelled >= 0]
+        if labelled.size:
+            by_window.setdefault(voice.window, []).append((voice, int(np.bincount(labelled).argmax())))
+    out = frame_labels.copy()
+    newcomers: list[np.ndarray] = []
+    for group in by_window.values():
+        for voice, merged in group:
+            if voice.embedding is None or not any(
+                other is not voice and g == merged and other.seconds > voice.seconds for other, g in group
+            ):
+                continue
+            sims = speakers @ voice.embedding
+            sims[merged] = -np.inf
+            target: int | None = int(np.argmax(sims)) if sims.size and sims.max() >= link else None
+            if target is None:
+                near = [n for n, e in enumerate(newcomers) if float(e @ voice.embedding) >= link]
+                if near:
+                    target = count + near[0]
+                elif room is None or len(newcomers) < room:
+                    newcomers.append(voice.embedding)
+                    target = count + len(newcomers) - 1
+            if target is not None:
+                frames = voice.frames[frame_labels[voice.frames] == merged]
+                out[frames] = target
+    return out, count + len(newcomers)
+
+
+@dataclass(frozen=True)
 class Analysis:
     """What a recording gives before any speaker-count hint counts: its speech frames and an
     embedding per window. The hints only change how the embeddings are clustered, so one
@@ -215,6 +318,7 @@ class Analysis:
     mask: np.ndarray
     windows: np.ndarray
     embeddings: np.ndarray
+    voices: tuple[LocalVoice, ...] = ()
 
 
 def analyse(
@@ -256,10 +360,11 @@ def analyse(
             return None
         windows = _windows(regions, duration, opts)
         embeddings = models.embed(samples, windows, on_batch=share(0.25, 0.95))
+        voices = _embed_voices(models, samples, _local_voices(activity, mask, opts), times, activity.frame_step)
     except (RuntimeError, ValueError) as exc:
         raise DiarizationError(f"Diarization failed on this audio: {exc}") from exc
     return Analysis(duration=duration, activity=activity, times=times, mask=mask, windows=windows,
-                    embeddings=embeddings)
+                    embeddings=embeddings, voices=tuple(voices))
 
 
 def diarize(
@@ -314,6 +419,13 @@ def label(
         # Smoothing may swallow a speaker heard only briefly; a min_speakers hint says keep them.
         if wanted is None or len(set(smoothed.tolist()) - {-1}) >= min(wanted, count):
             frame_labels = smoothed
+        if analysis.voices and count:
+            heard = len(set(frame_labels.tolist()) - {-1})
+            frame_labels, count = _split_local_conflicts(
+                frame_labels, count, analysis.voices, centroids(embeddings, labels, count),
+                room=None if max_speakers is None else max(0, max_speakers - heard),
+                link=1.0 - opts.clustering.threshold,
+            )
         pieces: list[tuple[int, float, float]] = []
         for a, b in runs(frame_labels >= 0):
             seg = frame_labels[a:b]

@@ -45,6 +45,11 @@ class Activity:
     frame_step: float
     speech: np.ndarray  # (frames,) probability-like score that anyone speaks
     overlap: np.ndarray  # (frames,) score that two people speak at once
+    # Who speaks in each segmentation window, as the model tells its (up to 3) local speakers
+    # apart: (windows, frames per window, 3) booleans, and each window's first frame on the
+    # recording's frame grid. Local speakers are not linked across windows.
+    local: np.ndarray | None = None
+    local_first: np.ndarray | None = None
 
     def time(self, index: np.ndarray | int) -> np.ndarray | float:
         return self.frame_start + np.asarray(index) * self.frame_step
@@ -113,6 +118,7 @@ class DiarizationModels:
         padded[: audio.size] = audio
 
         per_chunk: list[np.ndarray] = []
+        local: list[np.ndarray] = []
         with torch.inference_mode():
             batches = -(-len(starts) // SEGMENTATION_BATCH)
             for i in range(0, len(starts), SEGMENTATION_BATCH):
@@ -122,6 +128,7 @@ class DiarizationModels:
                 speech = 1.0 - probs[..., 0]
                 overlap = probs[..., self.powerset.sum(dim=1) >= 2].sum(dim=-1)
                 per_chunk.append(torch.stack([speech, overlap], dim=-1).cpu().numpy())
+                local.append(self.powerset[probs.argmax(dim=-1)].bool().cpu().numpy())
                 if on_batch is not None:
                     on_batch(i // SEGMENTATION_BATCH + 1, batches)
         scores = np.concatenate(per_chunk)  # (chunks, frames, 2)
@@ -145,6 +152,8 @@ class DiarizationModels:
             frame_step=self.seg_frame_step,
             speech=avg[:, 0].astype(np.float32),
             overlap=avg[:, 1].astype(np.float32),
+            local=np.concatenate(local),
+            local_first=np.array([round(s / SAMPLE_RATE / self.seg_frame_step) for s in starts], dtype=np.int64),
         )
 
     def speech_probabilities(self, audio: np.ndarray) -> np.ndarray:
