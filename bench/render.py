@@ -247,9 +247,11 @@ def render_markdown(res: Results, *, quick: bool) -> str:
         add("")
         if res.memory:
             idle, peak, direct = (float(res.memory[k]) for k in ("stack_idle", "stack_peak", "direct"))
+            after = res.memory.get("stack_after")
+            afterwards = "" if after is None else f", {float(after):.0f} MiB idle again a few seconds after them"
             add(f"Memory (PSS, shared pages split among the processes sharing them): the whole stack "
-                f"{idle:.0f} MiB idle before the jobs and {peak:.0f} MiB at its peak under them; the direct "
-                f"baseline's process {direct:.0f} MiB (goal: the stack at most 1.0 GB idle).")
+                f"{idle:.0f} MiB idle before the jobs, {peak:.0f} MiB at its peak under them{afterwards}; the "
+                f"direct baseline's process {direct:.0f} MiB (goal: the stack at most 1.0 GB idle).")
             add("")
         split = [(name, proc, secs(cpu)) for name, t in res.throughput.items()
                  for proc, cpu in (t.get("cpu_by_process") or {}).items()]

@@ -94,6 +94,7 @@ RECORDINGS = ("jfk", "en60", "meet60", "meet5m", "flac5m", "flac30m", "mp430m")
 LONG_AUDIO_SECONDS = 600  # the service's defaults: longer recordings are split into chunks
 CHUNK_SECONDS = 300
 API_WARM_JOBS = 16  # at once: as many as the API has threads (2 workers × 8), so most threads get one
+AFTER_BURST_SECONDS = 5  # after the last job of a burst, before the stack's memory is read again
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -287,8 +288,11 @@ class Bench:
         runs = [service_run(self.stack, up, s) for up, s in zip(uploads, seen, strict=True)]
         running.set()
         sampler.join()
+        # What the stack keeps once the burst is over: each transcriber gives back its job's
+        # memory when the job ends, so a few seconds on it should be near the idle figure again.
+        time.sleep(AFTER_BURST_SECONDS)
         self.results.memory = {"stack_idle": idle_pss, "stack_peak": max(peak_pss[0], idle_pss),
-                               "direct": pss(os.getpid())}
+                               "stack_after": self.stack.pss(), "direct": pss(os.getpid())}
         begin = min(up.started for up in uploads)
         wall = max(s.done_at for s in seen) - begin
         audio = sum(rec.seconds for rec in copies)
