@@ -40,7 +40,7 @@ def test_every_meeting_has_speakers_and_a_sensible_count(rows: list[MeetingRow])
 
 
 def test_mean_der_on_meetings(rows: list[MeetingRow]) -> None:
-    # Measured (docs/benchmarks.md): 0.178 at collar 0.25 s, 0.247 at collar 0; the 2-person
+    # Measured (docs/benchmarks.md): 0.173 at collar 0.25 s, 0.242 at collar 0; the 2-person
     # excerpts 0.000-0.091.
     assert np.mean([r.der for r in rows]) < 0.20
     assert np.mean([r.der_strict for r in rows]) < 0.27
@@ -52,7 +52,7 @@ def test_mean_der_on_meetings(rows: list[MeetingRow]) -> None:
 def test_count_hints_are_met_and_cost_little(rows: list[MeetingRow]) -> None:
     for row in rows:
         assert row.hinted_speakers == row.reference_speakers, row
-    # Measured: 0.195 with the hints against 0.178 without; the worst file +0.068 (trn07).
+    # Measured: 0.192 with the hints against 0.173 without; the worst file +0.068 (trn07).
     assert np.mean([r.hinted_der for r in rows]) <= np.mean([r.der for r in rows]) + 0.03
     for row in rows:
         assert row.hinted_der <= row.der + 0.1, row

@@ -240,6 +240,15 @@ def test_a_split_off_voice_that_sounds_like_another_speaker_goes_to_them() -> No
     assert count == 2 and split[60:70].tolist() == [1] * 10 and not split[:60].any()
 
 
+def test_a_voice_whose_embedding_is_its_own_speakers_keeps_the_label() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(100, int)
+    labels[80:] = 1
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 70), (2 * eye[0] + eye[1]) / np.sqrt(5)))
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    assert count == 2 and np.array_equal(split, labels)
+
+
 def test_the_same_voice_split_off_in_two_windows_is_one_new_speaker() -> None:
     eye = np.eye(4)
     labels = np.zeros(200, int)
@@ -278,7 +287,9 @@ def test_a_speaker_who_comes_back_keeps_their_name_whichever_voice_they_have(mod
 def test_someone_the_embeddings_merge_but_the_segmentation_tells_apart_is_a_speaker(
     models: FixedModels,
 ) -> None:
-    models.voice = lambda centre: 0  # every embedding window sounds like one person
+    # Every window of the clustering sounds like one person; the second local voice's own audio
+    # (6-8 s, embedded joined as one 2 s window centred at 1 s) like someone else.
+    models.voice = lambda centre: 2 if centre == 1.0 else 0
     models.local = local_window((0, 80), (120, 160), frames=200)[None]
     turns = diarize(ten_seconds())
     assert turns == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 8.0, "SPEAKER_01"), Turn(8.0, 10.0, "SPEAKER_00")]

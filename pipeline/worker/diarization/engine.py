@@ -291,8 +291,9 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
             ):
                 continue
             sims = speakers @ voice.embedding
-            sims[merged] = -np.inf
-            target: int | None = int(np.argmax(sims)) if sims.size and sims.max() >= link else None
+            target: int | None = int(np.argmax(sims)) if sims.max() >= link else None
+            if target == merged:  # the embedding says the same person after all: the clustering stands
+                continue
             if target is None:
                 near = [n for n, e in enumerate(newcomers) if float(e @ voice.embedding) >= link]
                 if near:
