@@ -15,6 +15,7 @@ from pipeline.worker.diarization.engine import (
     DiarizationOptions,
     LocalVoice,
     _check_audio,
+    _embed_voices,
     _label_frames,
     _local_voices,
     _loud_enough,
@@ -216,8 +217,32 @@ def test_local_voices_are_where_each_local_speaker_speaks_alone_for_long_enough(
     assert [v.seconds for v in _local_voices(activity, mask, OPTS)] == [pytest.approx(2.5)]
 
 
-def voice(window: int, frames: range, embedding: np.ndarray | None = None) -> LocalVoice:
+def voice(window: int, frames: range | list[int], embedding: np.ndarray | None = None) -> LocalVoice:
     return LocalVoice(window, np.array(frames), len(frames) * STEP, embedding)
+
+
+def test_each_smaller_voice_is_embedded_from_its_own_solo_audio_a_group_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[float, np.ndarray]] = []
+
+    class Recorder:
+        def embed(self, samples: np.ndarray, windows: np.ndarray, on_batch: OnBatch = None) -> np.ndarray:
+            calls.append((samples.size / SAMPLE_RATE, windows))
+            return np.ones((len(windows), 4)) / 2
+
+    monkeypatch.setattr(engine, "VOICES_PER_CALL", 2)
+    times = np.arange(400) * STEP
+    voices = [voice(0, range(0, 100)), voice(0, range(100, 190)), voice(0, range(190, 200)),
+              voice(1, range(200, 300)), voice(1, [300, 301, 310, 311, 312])]
+    out = _embed_voices(Recorder(), np.zeros(20 * SAMPLE_RATE, np.float32), voices, times, STEP)  # type: ignore[arg-type]
+    # The largest voice of each window is never split off, so it is not embedded.
+    assert [v.embedding is not None for v in out] == [False, True, True, False, True]
+    # Three voices, two per call: 4.5 s taken up to MAX_VOICE_SECONDS (4 s) and 0.5 s; then the
+    # last one's two runs of frames, joined (0.25 s).
+    assert [len(w) for _, w in calls] == [2, 1]
+    assert calls[0][0] == pytest.approx(4.5) and calls[1][0] == pytest.approx(0.25)
+    assert calls[0][1].tolist() == [[0.0, 4.0], [4.0, 4.5]]
 
 
 def test_a_voice_the_segmentation_tells_apart_from_the_one_it_was_merged_with_is_split_off() -> None:
