@@ -235,7 +235,10 @@ def test_each_smaller_voice_is_embedded_from_its_own_solo_audio_a_group_at_a_tim
     times = np.arange(400) * STEP
     voices = [voice(0, range(0, 100)), voice(0, range(100, 190)), voice(0, range(190, 200)),
               voice(1, range(200, 300)), voice(1, [300, 301, 310, 311, 312])]
-    out = _embed_voices(Recorder(), np.zeros(20 * SAMPLE_RATE, np.float32), voices, times, STEP)  # type: ignore[arg-type]
+    told: list[tuple[int, int]] = []
+    out = _embed_voices(Recorder(), np.zeros(20 * SAMPLE_RATE, np.float32), voices, times, STEP,  # type: ignore[arg-type]
+                        on_group=lambda done, total: told.append((done, total)))
+    assert told == [(1, 2), (2, 2)]
     # The largest voice of each window is never split off, so it is not embedded.
     assert [v.embedding is not None for v in out] == [False, True, True, False, True]
     # Three voices, two per call: 4.5 s taken up to MAX_VOICE_SECONDS (4 s) and 0.5 s; then the

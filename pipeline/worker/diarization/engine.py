@@ -250,9 +250,10 @@ def _local_voices(activity: Activity, mask: np.ndarray, opts: DiarizationOptions
 
 
 def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[LocalVoice], times: np.ndarray,
-                  step: float) -> list[LocalVoice]:
+                  step: float, on_group: Callable[[int, int], None] | None = None) -> list[LocalVoice]:
     """Each voice but the largest of its window gets one embedding of its solo audio, joined.
-    Up to ``VOICES_PER_CALL`` are embedded at a time, so memory does not grow with the recording."""
+    Up to ``VOICES_PER_CALL`` are embedded at a time, so memory does not grow with the recording;
+    ``on_group(done, total)`` is told after each group (progress, and where a job stops)."""
     largest: dict[int, float] = {}
     for v in voices:
         largest[v.window] = max(largest.get(v.window, 0.0), v.seconds)
@@ -276,6 +277,8 @@ def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[L
         vectors = models.embed(np.concatenate(pieces), np.array(bounds, dtype=np.float64))
         for i, vector in zip(group, vectors, strict=True):
             out[i] = replace(out[i], embedding=vector)
+        if on_group is not None:
+            on_group(first // VOICES_PER_CALL + 1, -(-len(wanted) // VOICES_PER_CALL))
     return out
 
 
@@ -283,10 +286,12 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
                            speakers: np.ndarray, *, room: int | None, link: float) -> tuple[np.ndarray, int]:
     """Frame labels where no segmentation window holds two of its local speakers under one label.
 
-    The smaller of two such voices goes to the other speaker it sounds most like when that one
-    is closer than ``link`` (cosine similarity; ``speakers`` holds their centroids), else to a
-    new speaker, shared with other split-off voices as close to each other; ``room`` caps the
-    new speakers (None: no cap). Only the voice's frames under the merged label move.
+    The smaller of two such voices goes to the speaker it sounds most like, when that one is
+    closer than ``link`` (cosine similarity; ``speakers`` holds their centroids). When that is
+    the label it has, the clustering stands: the segmentation model alone does not overrule it.
+    When none is that close, it becomes a new speaker, shared with other split-off voices as
+    close to each other; ``room`` caps the new speakers (None: no cap). Only the voice's frames
+    under the merged label move.
     """
     by_window: dict[int, list[tuple[LocalVoice, int]]] = {}
     for voice in voices:
@@ -373,7 +378,8 @@ def analyse(
             return None
         windows = _windows(regions, duration, opts)
         embeddings = models.embed(samples, windows, on_batch=share(0.25, 0.95))
-        voices = _embed_voices(models, samples, _local_voices(activity, mask, opts), times, activity.frame_step)
+        voices = _embed_voices(models, samples, _local_voices(activity, mask, opts), times, activity.frame_step,
+                               on_group=share(0.95, 1.0))
     except (RuntimeError, ValueError) as exc:
         raise DiarizationError(f"Diarization failed on this audio: {exc}") from exc
     return Analysis(duration=duration, activity=activity, times=times, mask=mask, windows=windows,
