@@ -288,6 +288,7 @@ class Bench:
         runs = [service_run(self.stack, up, s) for up, s in zip(uploads, seen, strict=True)]
         running.set()
         sampler.join()
+        cpu_after, machine_after = self.stack.cpu_by_process(), machine_cpu_seconds()
         # What the stack keeps once the burst is over: each transcriber gives back its job's
         # memory when the job ends, so a few seconds on it should be near the idle figure again.
         time.sleep(AFTER_BURST_SECONDS)
@@ -296,7 +297,6 @@ class Bench:
         begin = min(up.started for up in uploads)
         wall = max(s.done_at for s in seen) - begin
         audio = sum(rec.seconds for rec in copies)
-        cpu_after, machine_after = self.stack.cpu_by_process(), machine_cpu_seconds()
         # Where the service's CPU went, process by process, and what everything else on the
         # machine took meanwhile: with the cores shared, CPU seconds per audio second stay
         # comparable when wall times do not.

@@ -40,7 +40,7 @@ def test_every_meeting_has_speakers_and_a_sensible_count(rows: list[MeetingRow])
 
 
 def test_mean_der_on_meetings(rows: list[MeetingRow]) -> None:
-    # Measured (docs/benchmarks.md): 0.173 at collar 0.25 s, 0.242 at collar 0; the 2-person
+    # Measured (docs/benchmarks.md): 0.173 at collar 0.25 s, 0.241 at collar 0; the 2-person
     # excerpts 0.000-0.091.
     assert np.mean([r.der for r in rows]) < 0.20
     assert np.mean([r.der_strict for r in rows]) < 0.27

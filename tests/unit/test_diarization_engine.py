@@ -30,6 +30,7 @@ from pipeline.worker.diarization.turns import runs
 
 STEP = 0.05  # seconds per segmentation frame in these tests
 OPTS = DiarizationOptions()
+MIN_LEN = round(OPTS.min_turn / STEP)  # frames
 OnBatch = Callable[[int, int], None] | None
 
 
@@ -193,6 +194,13 @@ def test_an_overlap_where_the_voice_heard_alone_changes_gives_each_part_the_othe
     # Not a spare third speaker for the whole span, though both voices are heard in it.
     assert [(who, round(a, 3), round(b, 3)) for who, a, b in extra] == [(1, 2.0, 2.5), (0, 2.5, 3.0)]
 
+    # A part shorter than min_turn is no turn of its own: the voice heard alone for 0.15 s in the
+    # middle of speaker 0's overlap is that overlap's second voice.
+    frames = np.zeros(100, int)
+    frames[50:53] = 1
+    extra = _overlap_turns(Activity(0.0, STEP, np.ones(100), overlap), frames, np.arange(100) * STEP, OPTS, spare=2)
+    assert [(who, round(a, 3), round(b, 3)) for who, a, b in extra] == [(1, 2.0, 3.0)]
+
 
 def local_window(*voices: tuple[int, int], frames: int = 100) -> np.ndarray:
     """One segmentation window's local speakers: voice k active over frames [a, b)."""
@@ -248,15 +256,83 @@ def test_each_smaller_voice_is_embedded_from_its_own_solo_audio_a_group_at_a_tim
     assert calls[0][1].tolist() == [[0.0, 4.0], [4.0, 4.5]]
 
 
+def test_a_voice_is_embedded_from_the_samples_of_its_own_frames() -> None:
+    seen: list[np.ndarray] = []
+
+    class Recorder:
+        def embed(self, samples: np.ndarray, windows: np.ndarray, on_batch: OnBatch = None) -> np.ndarray:
+            seen.append(samples)
+            return np.ones((len(windows), 4)) / 2
+
+    ramp = np.arange(20 * SAMPLE_RATE, dtype=np.float32)
+    times = np.arange(400) * STEP
+    # Frames 100-109 and 120-124: 5.00-5.50 s and 6.00-6.25 s.
+    _embed_voices(Recorder(), ramp, [voice(0, range(0, 100)), voice(0, [*range(100, 110), *range(120, 125)])],  # type: ignore[arg-type]
+                  times, STEP)
+    [joined] = seen
+    expected = np.concatenate([ramp[5 * SAMPLE_RATE:int(5.5 * SAMPLE_RATE)],
+                               ramp[6 * SAMPLE_RATE:int(6.25 * SAMPLE_RATE)]])
+    assert np.array_equal(joined, expected)
+
+
+def test_a_window_past_the_end_of_the_recording_holds_only_its_frames_inside() -> None:
+    # 150 frames of recording; the second window starts at frame 120 and would run to 220.
+    # Its second voice is alone over 25-100 of it, of which only 25-30 (0.25 s) is recording.
+    local = np.stack([local_window((0, 100)), local_window((0, 25), (25, 100))])
+    activity = Activity(0.0, STEP, np.ones(150), np.zeros(150), local=local, local_first=np.array([0, 120]))
+    voices = _local_voices(activity, np.ones(150, bool), OPTS)
+    assert [(v.window, v.frames.min(), v.frames.max()) for v in voices] == [(0, 0, 99), (1, 120, 144)]
+    past = Activity(0.0, STEP, np.ones(150), np.zeros(150), local=local[:1], local_first=np.array([200]))
+    assert _local_voices(past, np.ones(150, bool), OPTS) == []
+
+
+def test_a_voice_alone_in_pieces_moves_as_one_stretch_and_a_scrap_of_it_not_at_all() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(200, int)
+    # Alone every other frame over 60-90 (overlapped between), and 3 frames alone at 150.
+    voices = (voice(0, range(0, 60)), voice(0, [*range(60, 90, 2), 150, 151, 152], eye[1]))
+    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45, min_len=MIN_LEN)
+    assert count == 2 and split[60:89].tolist() == [1] * 29 and not split[89:].any()
+
+
+def test_a_frame_is_moved_by_the_first_window_that_moves_it() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(200, int)
+    labels[150:] = 1
+    # Windows 0 and 1 overlap on frames 60-80: window 0 calls that voice new, window 1 calls it
+    # speaker 1's.
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[2]),
+              voice(1, range(80, 140)), voice(1, range(60, 80), eye[1]))
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45, min_len=MIN_LEN)
+    assert split[60:80].tolist() == [2] * 20 and count == 3
+
+
+def test_room_for_one_new_speaker_takes_the_first_voice_unlike_anyone() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(200, int)
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[2]),
+              voice(1, range(100, 160)), voice(1, range(160, 180), eye[3]))
+    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=1, link=0.45, min_len=MIN_LEN)
+    assert count == 2 and split[60:80].tolist() == [1] * 20 and not split[160:180].any()
+
+
+def test_two_voices_alone_for_as_long_are_not_split() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(100, int)
+    voices = (voice(0, range(0, 40)), voice(0, range(40, 80), eye[2]))
+    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45, min_len=MIN_LEN)
+    assert count == 1 and np.array_equal(split, labels)
+
+
 def test_a_voice_the_segmentation_tells_apart_from_the_one_it_was_merged_with_is_split_off() -> None:
     eye = np.eye(4)
     labels = np.zeros(100, int)
     speakers = eye[:1]
     voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[1]))
-    split, count = _split_local_conflicts(labels, 1, voices, speakers, room=None, link=0.45)
+    split, count = _split_local_conflicts(labels, 1, voices, speakers, room=None, link=0.45, min_len=MIN_LEN)
     assert count == 2 and split[60:80].tolist() == [1] * 20 and not split[:60].any() and not split[80:].any()
     # A max_speakers hint that leaves no room keeps the labels as they are.
-    assert _split_local_conflicts(labels, 1, voices, speakers, room=0, link=0.45)[1] == 1
+    assert _split_local_conflicts(labels, 1, voices, speakers, room=0, link=0.45, min_len=MIN_LEN)[1] == 1
 
 
 def test_a_split_off_voice_that_sounds_like_another_speaker_goes_to_them() -> None:
@@ -264,7 +340,7 @@ def test_a_split_off_voice_that_sounds_like_another_speaker_goes_to_them() -> No
     labels = np.zeros(100, int)
     labels[80:] = 1
     voices = (voice(0, range(0, 60)), voice(0, range(60, 70), (eye[1] + eye[2]) / np.sqrt(2)))
-    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45, min_len=MIN_LEN)
     assert count == 2 and split[60:70].tolist() == [1] * 10 and not split[:60].any()
 
 
@@ -273,7 +349,7 @@ def test_a_voice_whose_embedding_is_its_own_speakers_keeps_the_label() -> None:
     labels = np.zeros(100, int)
     labels[80:] = 1
     voices = (voice(0, range(0, 60)), voice(0, range(60, 70), (2 * eye[0] + eye[1]) / np.sqrt(5)))
-    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45, min_len=MIN_LEN)
     assert count == 2 and np.array_equal(split, labels)
 
 
@@ -282,7 +358,7 @@ def test_the_same_voice_split_off_in_two_windows_is_one_new_speaker() -> None:
     labels = np.zeros(200, int)
     voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[2]),
               voice(1, range(100, 160)), voice(1, range(160, 180), eye[2]))
-    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45)
+    split, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45, min_len=MIN_LEN)
     assert count == 2 and set(split[60:80].tolist()) == set(split[160:180].tolist()) == {1}
 
 
@@ -291,7 +367,7 @@ def test_voices_with_their_own_labels_are_left_alone() -> None:
     labels = np.zeros(100, int)
     labels[60:80] = 1
     voices = (voice(0, range(0, 60)), voice(0, range(60, 80), eye[3]))
-    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45)
+    split, count = _split_local_conflicts(labels, 2, voices, eye[:2], room=None, link=0.45, min_len=MIN_LEN)
     assert count == 2 and np.array_equal(split, labels)
 
 
@@ -316,8 +392,16 @@ def test_someone_the_embeddings_merge_but_the_segmentation_tells_apart_is_a_spea
     models: FixedModels,
 ) -> None:
     # Every window of the clustering sounds like one person; the second local voice's own audio
-    # (6-8 s, embedded joined as one 2 s window centred at 1 s) like someone else.
-    models.voice = lambda centre: 2 if centre == 1.0 else 0
+    # (6-8 s, embedded joined as the one window of 2 s) like someone else.
+    models.voice = lambda centre: 0
+    embed = models.embed
+
+    def joined_is_someone_else(samples: np.ndarray, windows: np.ndarray, on_batch: OnBatch = None) -> np.ndarray:
+        vectors = embed(samples, windows, on_batch)
+        vectors[np.isclose(windows[:, 1] - windows[:, 0], 2.0)] = np.eye(4)[2]
+        return vectors
+
+    models.embed = joined_is_someone_else  # type: ignore[method-assign]
     models.local = local_window((0, 80), (120, 160), frames=200)[None]
     turns = diarize(ten_seconds())
     assert turns == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(6.0, 8.0, "SPEAKER_01"), Turn(8.0, 10.0, "SPEAKER_00")]

@@ -172,6 +172,13 @@ def _label_frames(
     return frame_labels
 
 
+def _distance(sorted_frames: np.ndarray, frame: int) -> float:
+    """How many frames from ``frame`` the nearest of ``sorted_frames`` (not empty) lies."""
+    k = int(np.searchsorted(sorted_frames, frame))
+    near = sorted_frames[max(0, k - 1):k + 1]
+    return float(np.abs(near - frame).min())
+
+
 def _overlap_turns(
     activity: Activity,
     frame_labels: np.ndarray,
@@ -199,6 +206,7 @@ def _overlap_turns(
         longest = sorted(spans, key=lambda r: r[0] - r[1])[:missing]
         newcomers = {span: spare + i for i, span in enumerate(longest)}
     extra: list[tuple[int, float, float]] = []
+    min_len = max(1, round(opts.min_turn / step))
     pieces: list[tuple[int, int]] = []
     for a, b in spans:
         if (a, b) in newcomers:
@@ -206,14 +214,27 @@ def _overlap_turns(
             continue
         # Where the voice heard alone changes inside an overlap, each part has its own second
         # voice (the other one, usually): the whole span holding both would leave none but a spare.
+        # A part shorter than min_turn is no turn of its own: it joins the part before it, and
+        # the voice heard alone in it may then be the second voice of the whole.
         cuts = [0, *(np.flatnonzero(np.diff(frame_labels[a:b])) + 1).tolist(), b - a]
-        pieces += [(a + s, a + e) for s, e in itertools.pairwise(cuts) if frame_labels[a + s] >= 0]
+        parts: list[tuple[int, int]] = []
+        for s, e in itertools.pairwise(cuts):
+            if parts and (e - s < min_len or parts[-1][1] - parts[-1][0] < min_len):
+                parts[-1] = (parts[-1][0], a + e)
+            else:
+                parts.append((a + s, a + e))
+        pieces += parts
+    where = {lab: np.flatnonzero(frame_labels == lab) for lab in set(frame_labels.tolist()) - {-1}}
     for a, b in pieces:
-        present = {int(frame_labels[a])}
+        heard_alone = frame_labels[a:b][frame_labels[a:b] >= 0]
+        if not heard_alone.size:
+            continue
+        present = {int(np.bincount(heard_alone).argmax())}  # a short part joined to it may hold another
         best: tuple[float, int] | None = None
-        for other in set(frame_labels.tolist()) - present - {-1}:
-            idx = np.flatnonzero(frame_labels == other)
-            dist = float(min(np.abs(idx - a).min(), np.abs(idx - (b - 1)).min())) * step
+        for other, idx in where.items():
+            if other in present:
+                continue
+            dist = min(_distance(idx, a), _distance(idx, b - 1)) * step
             if best is None or dist < best[0]:
                 best = (dist, other)
         if best is not None:
@@ -223,7 +244,7 @@ def _overlap_turns(
     return extra
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LocalVoice:
     """One local speaker of one segmentation window, where they speak alone (frame indices on
     the recording's grid, speech frames only). The window's largest voice has no embedding: it
@@ -283,15 +304,20 @@ def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[L
 
 
 def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[LocalVoice, ...],
-                           speakers: np.ndarray, *, room: int | None, link: float) -> tuple[np.ndarray, int]:
+                           speakers: np.ndarray, *, room: int | None, link: float,
+                           min_len: int) -> tuple[np.ndarray, int]:
     """Frame labels where no segmentation window holds two of its local speakers under one label.
 
-    The smaller of two such voices goes to the speaker it sounds most like, when that one is
-    closer than ``link`` (cosine similarity; ``speakers`` holds their centroids). When that is
-    the label it has, the clustering stands: the segmentation model alone does not overrule it.
-    When none is that close, it becomes a new speaker, shared with other split-off voices as
-    close to each other; ``room`` caps the new speakers (None: no cap). Only the voice's frames
-    under the merged label move.
+    The smaller of two such voices goes to the speaker it sounds most like among those heard,
+    when that one is closer than ``link`` (cosine similarity; ``speakers`` holds their
+    centroids). When that is the label it has, the clustering stands: the segmentation model
+    alone does not overrule it. When none is that close, it becomes a new speaker, or joins the
+    split-off voice it is most like when that is as close; ``room`` caps the new speakers (None:
+    no cap). Two voices of a window alone for the same time are left as they are.
+
+    What moves is the voice's stretches under the merged label, the gaps of its own overlapped
+    speech closed, each at least ``min_len`` frames (a shorter change is noise to the labelling).
+    Windows overlap, so a frame is moved once, by the first window that moves it.
     """
     by_window: dict[int, list[tuple[LocalVoice, int]]] = {}
     for voice in voices:
@@ -299,6 +325,8 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
         labelled = labelled[labelled >= 0]
         if labelled.size:
             by_window.setdefault(voice.window, []).append((voice, int(np.bincount(labelled).argmax())))
+    heard = np.zeros(max(count, 1), dtype=bool)
+    heard[np.unique(frame_labels[frame_labels >= 0])] = True
     out = frame_labels.copy()
     newcomers: list[np.ndarray] = []
     for group in by_window.values():
@@ -307,20 +335,24 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
                 other is not voice and g == merged and other.seconds > voice.seconds for other, g in group
             ):
                 continue
-            sims = speakers @ voice.embedding
+            sims = np.where(heard[:speakers.shape[0]], speakers @ voice.embedding, -np.inf)
             target: int | None = int(np.argmax(sims)) if sims.max() >= link else None
             if target == merged:  # the embedding says the same person after all: the clustering stands
                 continue
+            if target is None and newcomers:
+                likeness = np.array([float(e @ voice.embedding) for e in newcomers])
+                if likeness.max() >= link:
+                    target = count + int(np.argmax(likeness))
+            if target is None and (room is None or len(newcomers) < room):
+                newcomers.append(voice.embedding)
+                target = count + len(newcomers) - 1
             if target is None:
-                near = [n for n, e in enumerate(newcomers) if float(e @ voice.embedding) >= link]
-                if near:
-                    target = count + near[0]
-                elif room is None or len(newcomers) < room:
-                    newcomers.append(voice.embedding)
-                    target = count + len(newcomers) - 1
-            if target is not None:
-                frames = voice.frames[frame_labels[voice.frames] == merged]
-                out[frames] = target
+                continue
+            lo, hi = int(voice.frames.min()), int(voice.frames.max()) + 1
+            own = np.zeros(hi - lo, dtype=bool)
+            own[voice.frames - lo] = True
+            own = fill_gaps(own, min_len) & (frame_labels[lo:hi] == merged) & (out[lo:hi] == frame_labels[lo:hi])
+            out[lo:hi][drop_short(own, min_len)] = target
     return out, count + len(newcomers)
 
 
@@ -443,7 +475,7 @@ def label(
             frame_labels, count = _split_local_conflicts(
                 frame_labels, count, analysis.voices, centroids(embeddings, labels, count),
                 room=None if max_speakers is None else max(0, max_speakers - heard),
-                link=1.0 - opts.clustering.threshold,
+                link=1.0 - opts.clustering.threshold, min_len=max(1, round(opts.min_turn / activity.frame_step)),
             )
         pieces: list[tuple[int, float, float]] = []
         for a, b in runs(frame_labels >= 0):
