@@ -23,7 +23,7 @@ import numpy as np
 
 from bench.der import score
 from bench.diarization_set import SHARED_AUDIO
-from bench.report import table
+from bench.report import table, verdict
 from pipeline.media import SAMPLE_RATE, decode_audio
 from pipeline.transcript import Turn
 
@@ -127,7 +127,28 @@ def render(results: Mapping[str, Any]) -> str:
             "bench.diarize_meetings`). DER scores overlapped speech; *hinted* runs give `min_speakers` "
             "and `max_speakers` equal to the reference count.\n\n"
             + table(("file", "speakers (ref / ours)", "DER c0.25", "DER c0", "RTF", "hinted speakers",
-                     "hinted DER c0.25", "hinted DER c0"), body))
+                     "hinted DER c0.25", "hinted DER c0"), body)
+            + "\n\n" + table(("goal", "measured", "result"), goals(rows)))
+
+
+def goals(rows: Sequence[MeetingRow]) -> list[tuple[str, str, str]]:
+    """The goals set for diarization on these meetings, each with what was measured."""
+    two = [r for r in rows if r.reference_speakers == 2]
+    exact = sum(r.speakers == r.reference_speakers for r in rows)
+    far = [r.name for r in rows if abs(r.speakers - r.reference_speakers) > 1]
+    silent = [r.name for r in rows if r.speakers == 0]
+    worse = [f"{r.name} (+{r.hinted_der - r.der:.3f})" for r in rows if r.hinted_der > r.der + 1e-9]
+    mean, rtf = float(np.mean([r.der for r in rows])), max(r.rtf for r in rows)
+    return [
+        ("mean DER at collar 0.25 s at most 0.20", f"{mean:.3f}", verdict(mean <= 0.20)),
+        ("every 2-person excerpt at most 0.10", ", ".join(f"{r.name} {r.der:.3f}" for r in two),
+         verdict(all(r.der <= 0.10 for r in two))),
+        ("speaker count exact on at least 7 of 9", f"{exact} of {len(rows)}", verdict(exact >= 7)),
+        ("count never off by more than one", ", ".join(far) or "none off by more", verdict(not far)),
+        ("no excerpt without speakers", ", ".join(silent) or "every one has speakers", verdict(not silent)),
+        ("with hints equal to the count, no excerpt worse", ", ".join(worse) or "none worse", verdict(not worse)),
+        ("at most 0.1x real time", f"{rtf:.3f} at the slowest", verdict(rtf <= 0.1)),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
