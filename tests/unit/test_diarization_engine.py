@@ -353,6 +353,20 @@ def test_a_voice_whose_embedding_is_its_own_speakers_keeps_the_label() -> None:
     assert count == 2 and np.array_equal(split, labels)
 
 
+def test_a_hint_for_more_speakers_takes_first_the_voices_kept_with_their_label() -> None:
+    eye = np.eye(4)
+    labels = np.zeros(200, int)
+    alike = (3 * eye[0] + eye[1]) / np.sqrt(10)  # 0.95 like speaker 0: kept with it unhinted
+    less = (eye[0] + eye[1]) / np.sqrt(2)  # 0.71: kept too, but less like
+    voices = (voice(0, range(0, 60)), voice(0, range(60, 80), alike),
+              voice(1, range(100, 160)), voice(1, range(160, 180), less))
+    unhinted, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45, min_len=MIN_LEN)
+    assert count == 1 and np.array_equal(unhinted, labels)
+    hinted, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=1, link=0.45, min_len=MIN_LEN,
+                                           missing=1)
+    assert count == 2 and hinted[160:180].tolist() == [1] * 20 and not hinted[:160].any()
+
+
 def test_the_same_voice_split_off_in_two_windows_is_one_new_speaker() -> None:
     eye = np.eye(4)
     labels = np.zeros(200, int)

@@ -305,7 +305,7 @@ def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[L
 
 def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[LocalVoice, ...],
                            speakers: np.ndarray, *, room: int | None, link: float,
-                           min_len: int) -> tuple[np.ndarray, int]:
+                           min_len: int, missing: int = 0) -> tuple[np.ndarray, int]:
     """Frame labels where no segmentation window holds two of its local speakers under one label.
 
     The smaller of two such voices goes to the speaker it sounds most like among those heard,
@@ -318,6 +318,10 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
     What moves is the voice's stretches under the merged label, the gaps of its own overlapped
     speech closed, each at least ``min_len`` frames (a shorter change is noise to the labelling).
     Windows overlap, so a frame is moved once, by the first window that moves it.
+
+    ``missing`` speakers (a min_speakers hint asks for more than are heard) are first the voices
+    the embedding kept with their label, the least like it first: the segmentation model heard
+    them as someone else, and the hint says someone is missing.
     """
     by_window: dict[int, list[tuple[LocalVoice, int]]] = {}
     for voice in voices:
@@ -329,6 +333,15 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
     heard[np.unique(frame_labels[frame_labels >= 0])] = True
     out = frame_labels.copy()
     newcomers: list[np.ndarray] = []
+    kept: list[tuple[float, LocalVoice, int, np.ndarray]] = []
+
+    def move(voice: LocalVoice, merged: int, target: int) -> None:
+        lo, hi = int(voice.frames.min()), int(voice.frames.max()) + 1
+        own = np.zeros(hi - lo, dtype=bool)
+        own[voice.frames - lo] = True
+        own = fill_gaps(own, min_len) & (frame_labels[lo:hi] == merged) & (out[lo:hi] == frame_labels[lo:hi])
+        out[lo:hi][drop_short(own, min_len)] = target
+
     for group in by_window.values():
         for voice, merged in group:
             if voice.embedding is None or not any(
@@ -338,6 +351,7 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
             sims = np.where(heard[:speakers.shape[0]], speakers @ voice.embedding, -np.inf)
             target: int | None = int(np.argmax(sims)) if sims.max() >= link else None
             if target == merged:  # the embedding says the same person after all: the clustering stands
+                kept.append((float(sims[merged]), voice, merged, voice.embedding))
                 continue
             if target is None and newcomers:
                 likeness = np.array([float(e @ voice.embedding) for e in newcomers])
@@ -346,13 +360,13 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
             if target is None and (room is None or len(newcomers) < room):
                 newcomers.append(voice.embedding)
                 target = count + len(newcomers) - 1
-            if target is None:
-                continue
-            lo, hi = int(voice.frames.min()), int(voice.frames.max()) + 1
-            own = np.zeros(hi - lo, dtype=bool)
-            own[voice.frames - lo] = True
-            own = fill_gaps(own, min_len) & (frame_labels[lo:hi] == merged) & (out[lo:hi] == frame_labels[lo:hi])
-            out[lo:hi][drop_short(own, min_len)] = target
+            if target is not None:
+                move(voice, merged, target)
+    for _, voice, merged, embedding in sorted(kept, key=lambda k: k[0]):
+        if len(newcomers) >= missing or (room is not None and len(newcomers) >= room):
+            break
+        newcomers.append(embedding)
+        move(voice, merged, count + len(newcomers) - 1)
     return out, count + len(newcomers)
 
 
@@ -476,6 +490,7 @@ def label(
                 frame_labels, count, analysis.voices, centroids(embeddings, labels, count),
                 room=None if max_speakers is None else max(0, max_speakers - heard),
                 link=1.0 - opts.clustering.threshold, min_len=max(1, round(opts.min_turn / activity.frame_step)),
+                missing=0 if wanted is None else max(0, wanted - heard),
             )
         pieces: list[tuple[int, float, float]] = []
         for a, b in runs(frame_labels >= 0):
