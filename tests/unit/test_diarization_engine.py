@@ -356,8 +356,9 @@ def test_a_voice_whose_embedding_is_its_own_speakers_keeps_the_label() -> None:
 def test_a_hint_for_more_speakers_takes_first_the_voices_kept_with_their_label() -> None:
     eye = np.eye(4)
     labels = np.zeros(200, int)
-    alike = (3 * eye[0] + eye[1]) / np.sqrt(10)  # 0.95 like speaker 0: kept with it unhinted
-    less = (eye[0] + eye[1]) / np.sqrt(2)  # 0.71: kept too, but less like
+    # Both sound enough like speaker 0 to be kept with it unhinted, the first more (0.7 against
+    # 0.6), and they are not like each other (0.42).
+    alike, less = 0.7 * eye[0] + np.sqrt(0.51) * eye[3], 0.6 * eye[0] + 0.8 * eye[2]
     voices = (voice(0, range(0, 60)), voice(0, range(60, 80), alike),
               voice(1, range(100, 160)), voice(1, range(160, 180), less))
     unhinted, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=None, link=0.45, min_len=MIN_LEN)
@@ -365,6 +366,11 @@ def test_a_hint_for_more_speakers_takes_first_the_voices_kept_with_their_label()
     hinted, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=1, link=0.45, min_len=MIN_LEN,
                                            missing=1)
     assert count == 2 and hinted[160:180].tolist() == [1] * 20 and not hinted[:160].any()
+    # The same voice kept in two windows is one person, however many the hint asks for.
+    voices = (*voices[:3], voice(1, range(160, 180), alike))
+    hinted, count = _split_local_conflicts(labels, 1, voices, eye[:1], room=2, link=0.45, min_len=MIN_LEN,
+                                           missing=2)
+    assert count == 2 and set(hinted[60:80].tolist()) == set(hinted[160:180].tolist()) == {1}
 
 
 def test_the_same_voice_split_off_in_two_windows_is_one_new_speaker() -> None:

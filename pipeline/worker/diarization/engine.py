@@ -362,9 +362,13 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
                 target = count + len(newcomers) - 1
             if target is not None:
                 move(voice, merged, target)
-    for _, voice, merged, embedding in sorted(kept, key=lambda k: k[0]):
+    for own_likeness, voice, merged, embedding in sorted(kept, key=lambda k: k[0]):
+        likeness = np.array([float(e @ embedding) for e in newcomers])
+        if likeness.size and likeness.max() >= max(link, own_likeness):  # a newcomer's voice, from another window
+            move(voice, merged, count + int(np.argmax(likeness)))
+            continue
         if len(newcomers) >= missing or (room is not None and len(newcomers) >= room):
-            break
+            continue
         newcomers.append(embedding)
         move(voice, merged, count + len(newcomers) - 1)
     return out, count + len(newcomers)
