@@ -1,4 +1,9 @@
-"""Who spoke when: segmentation -> windows -> embeddings -> clustering -> turns."""
+"""Who spoke when: segmentation -> windows -> embeddings -> clustering -> turns.
+
+The clustering sees the whole recording through 1.5 s windows; the segmentation model sees 10 s
+at a time and tells the voices in it apart. Where the two disagree, a voice the segmentation heard
+alone beside another under one label is split off (``_split_local_conflicts``), and the embedding
+of its own audio says whose it is."""
 
 from __future__ import annotations
 
