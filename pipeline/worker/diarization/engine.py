@@ -308,6 +308,15 @@ def _embed_voices(models: DiarizationModels, samples: np.ndarray, voices: list[L
     return out
 
 
+def _closest(embeddings: list[np.ndarray], embedding: np.ndarray, floor: float) -> int | None:
+    """The index of the one of ``embeddings`` most like ``embedding``, if at least ``floor``."""
+    if not embeddings:
+        return None
+    likeness = np.stack(embeddings) @ embedding
+    best = int(np.argmax(likeness))
+    return best if likeness[best] >= floor else None
+
+
 def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[LocalVoice, ...],
                            speakers: np.ndarray, *, room: int | None, link: float,
                            min_len: int, missing: int = 0) -> tuple[np.ndarray, int]:
@@ -358,19 +367,17 @@ def _split_local_conflicts(frame_labels: np.ndarray, count: int, voices: tuple[L
             if target == merged:  # the embedding says the same person after all: the clustering stands
                 kept.append((float(sims[merged]), voice, merged, voice.embedding))
                 continue
-            if target is None and newcomers:
-                likeness = np.array([float(e @ voice.embedding) for e in newcomers])
-                if likeness.max() >= link:
-                    target = count + int(np.argmax(likeness))
+            if target is None and (near := _closest(newcomers, voice.embedding, link)) is not None:
+                target = count + near
             if target is None and (room is None or len(newcomers) < room):
                 newcomers.append(voice.embedding)
                 target = count + len(newcomers) - 1
             if target is not None:
                 move(voice, merged, target)
     for own_likeness, voice, merged, embedding in sorted(kept, key=lambda k: k[0]):
-        likeness = np.array([float(e @ embedding) for e in newcomers])
-        if likeness.size and likeness.max() >= max(link, own_likeness):  # a newcomer's voice, from another window
-            move(voice, merged, count + int(np.argmax(likeness)))
+        # A newcomer's voice, seen from another window, is that newcomer, not one more person.
+        if (near := _closest(newcomers, embedding, max(link, own_likeness))) is not None:
+            move(voice, merged, count + near)
             continue
         if len(newcomers) >= missing or (room is not None and len(newcomers) >= room):
             continue
